@@ -1,0 +1,149 @@
+"""Plotly figures, one consistent style, always drawn from saved result tables.
+
+Every function here takes a DataFrame (as saved by :mod:`interp.results`) and returns a
+``plotly.graph_objects.Figure``; none recomputes anything, so every figure can be regenerated
+from a results folder.  Heatmaps are layer x head with layer 0 at the bottom (as in the paper),
+exact values on hover, heads labelled ``L{layer}H{head}``.  Colour scales are colour-blind safe:
+sequential (viridis) for scores, diverging (RdBu) for changes.
+
+>>> import pandas as pd
+>>> table = pd.DataFrame({"layer": [0, 0, 1, 1], "head": [0, 1, 0, 1], "value": [0.1, 0.2, 0.9, 0.3]})
+>>> figure = layer_head_heatmap(table, "value", title="prefix matching")
+>>> figure.data[0].z.shape
+(2, 2)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from interp.errors import InterpError
+
+__all__ = [
+    "DIVERGING",
+    "SEQUENTIAL",
+    "head_label",
+    "layer_head_heatmap",
+    "save_figure",
+    "scatter_with_labels",
+]
+
+SEQUENTIAL = "Viridis"  # perceptually uniform and colour-blind safe, for scores
+DIVERGING = "RdBu"  # for signed changes; centred on zero by the caller via zmid
+FONT = dict(family="Helvetica, Arial, sans-serif", size=13)
+TEMPLATE = "plotly_white"
+
+
+def head_label(layer: int, head: int) -> str:
+    """>>> head_label(5, 3)
+    'L5H3'"""
+    return f"L{layer}H{head}"
+
+
+def _style(figure: go.Figure, title: str, width: int | None = None, height: int | None = None) -> go.Figure:
+    figure.update_layout(template=TEMPLATE, font=FONT, title=dict(text=title, x=0.02), margin=dict(l=60, r=20, t=60, b=50))
+    if width:
+        figure.update_layout(width=width)
+    if height:
+        figure.update_layout(height=height)
+    return figure
+
+
+def layer_head_heatmap(
+    table: pd.DataFrame,
+    value: str,
+    title: str,
+    *,
+    diverging: bool = False,
+    colorbar_title: str | None = None,
+) -> go.Figure:
+    """Heatmap of ``table[value]`` over (layer, head); layer 0 at the bottom."""
+    for column in ("layer", "head", value):
+        if column not in table.columns:
+            raise InterpError(f"heatmap needs a {column!r} column; the table has {list(table.columns)}")
+    grid = table.pivot_table(index="layer", columns="head", values=value, aggfunc="mean").sort_index()
+    layers, heads = grid.index.to_numpy(), grid.columns.to_numpy()
+    labels = np.array([[head_label(layer, head) for head in heads] for layer in layers])
+    z = grid.to_numpy()
+    colour = dict(colorscale=DIVERGING, zmid=0.0) if diverging else dict(colorscale=SEQUENTIAL)
+    figure = go.Figure(
+        go.Heatmap(
+            z=z, x=heads, y=layers, customdata=labels, **colour,
+            colorbar=dict(title=colorbar_title or value),
+            hovertemplate="%{customdata}<br>" + (colorbar_title or value) + " = %{z:.5f}<extra></extra>",
+        )
+    )
+    figure.update_xaxes(title="head", dtick=1)
+    figure.update_yaxes(title="layer", dtick=max(1, len(layers) // 15), autorange=True)  # layer 0 at the bottom
+    return _style(figure, title, width=max(420, 60 * len(heads) + 200), height=max(420, 22 * len(layers) + 160))
+
+
+def scatter_with_labels(
+    table: pd.DataFrame,
+    x: str,
+    y: str,
+    title: str,
+    *,
+    label_top: int = 5,
+    rank_by: str | None = None,
+    colour: str | None = "layer",
+) -> go.Figure:
+    """Scatter of heads, the ``label_top`` heads by ``rank_by`` (default ``x`` + ``y``) labelled."""
+    frame = table.copy()
+    frame["label"] = [head_label(layer, head) for layer, head in zip(frame["layer"], frame["head"])]
+    score = frame[rank_by] if rank_by else frame[x] + frame[y]
+    top = frame.loc[score.nlargest(label_top).index]
+    marker = dict(size=8, opacity=0.8)
+    if colour:
+        marker.update(color=frame[colour], colorscale=SEQUENTIAL, showscale=True, colorbar=dict(title=colour))
+    figure = go.Figure(
+        go.Scatter(
+            x=frame[x], y=frame[y], mode="markers", marker=marker, customdata=frame["label"],
+            hovertemplate="%{customdata}<br>" + x + " = %{x:.4f}<br>" + y + " = %{y:.4f}<extra></extra>",
+            showlegend=False,
+        )
+    )
+    figure.add_trace(
+        go.Scatter(x=top[x], y=top[y], mode="text", text=top["label"], textposition="top center",
+                   showlegend=False, hoverinfo="skip")
+    )
+    figure.update_xaxes(title=x)
+    figure.update_yaxes(title=y)
+    return _style(figure, title, width=640, height=520)
+
+
+def save_figure(figure: go.Figure, stem: Path, formats: Sequence[str] = ("html", "png")) -> list[Path]:
+    """Write ``stem.html`` (interactive, plotly.js from a CDN) and static images.
+
+    Static export uses kaleido 1.x, which drives a Chromium (Debian's ``chromium`` here). A
+    failure raises :class:`InterpError` naming the file: rendering never silently skips.
+    """
+    from interp.results import atomic_write
+
+    stem = Path(stem)
+    written = []
+    for fmt in formats:
+        path = stem.with_suffix(f".{fmt}")
+        if fmt == "html":
+            atomic_write(path, lambda temporary: figure.write_html(temporary, include_plotlyjs="cdn", full_html=True))
+        elif fmt in {"png", "pdf", "svg"}:
+            try:
+                atomic_write(path, lambda temporary: figure.write_image(temporary, format=fmt, scale=2 if fmt == "png" else 1))
+            except InterpError:
+                raise
+            except Exception as error:  # kaleido/chromium failures come in many types
+                message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise InterpError(
+                    f"could not render {path.name} ({message}); static export needs kaleido>=1 and a Chromium "
+                    "(apt-get install chromium)"
+                ) from None
+        else:
+            raise InterpError(f"unknown figure format {fmt!r}; choose from html, png, pdf, svg")
+        written.append(path)
+    return written
+
