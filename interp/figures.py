@@ -27,8 +27,10 @@ from interp.errors import InterpError
 __all__ = [
     "DIVERGING",
     "SEQUENTIAL",
+    "dynamics_figure",
     "head_label",
     "layer_head_heatmap",
+    "repeated_loss_figure",
     "save_figure",
     "scatter_with_labels",
 ]
@@ -147,3 +149,87 @@ def save_figure(figure: go.Figure, stem: Path, formats: Sequence[str] = ("html",
         written.append(path)
     return written
 
+
+
+def repeated_loss_figure(loss: pd.DataFrame, model: str, max_seeds: int = 8) -> go.Figure:
+    """Per-token loss on repeated random sequences, x in units of the repeat length L.
+
+    Each seed has its own L, so positions are drawn as ``(position - 1) / L``: the repeat
+    boundaries fall at 1, 2, 3 for every seed and are marked.  Faint lines are single seeds,
+    the bold line the mean over all seeds by repeat and offset.
+    """
+    for column in ("seed", "position", "repeat", "loss"):
+        if column not in loss.columns:
+            raise InterpError(f"loss figure needs a {column!r} column; the table has {list(loss.columns)}")
+    frame = loss.copy()
+    period = frame.groupby("seed")["position"].transform("max") / frame.groupby("seed")["repeat"].transform("max")
+    frame["x"] = (frame["position"] - 1) / period.round()
+    figure = go.Figure()
+    for seed in sorted(frame["seed"].unique())[:max_seeds]:
+        rows = frame[frame["seed"] == seed]
+        figure.add_trace(go.Scatter(x=rows["x"], y=rows["loss"], mode="lines", line=dict(width=1, color="rgba(80,80,160,0.25)"),
+                                    name=f"seed {seed}", hovertemplate="position %{customdata}<br>loss %{y:.3f}<extra></extra>",
+                                    customdata=rows["position"], showlegend=False))
+    frame["bin"] = (frame["x"] * 25).round() / 25
+    mean = frame.groupby("bin", as_index=False)["loss"].mean()
+    figure.add_trace(go.Scatter(x=mean["bin"], y=mean["loss"], mode="lines", line=dict(width=3, color="#1f3b73"),
+                                name="mean over seeds", hovertemplate="%{x:.2f} repeats<br>mean loss %{y:.3f}<extra></extra>"))
+    for boundary in range(1, int(frame["repeat"].max())):
+        figure.add_vline(x=boundary, line=dict(dash="dash", color="grey"))
+    figure.update_xaxes(title="position (in repeats of the random block)")
+    figure.update_yaxes(title="loss (nats)")
+    return _style(figure, f"{model}: per-token loss on repeated random tokens", width=760, height=420)
+
+
+def dynamics_figure(head_scores: pd.DataFrame, summary: pd.DataFrame, title: str) -> go.Figure:
+    """Head scores and losses against training step, stacked on one shared log-scaled step axis.
+
+    ``head_scores`` has columns ``step, layer, head, metric, value``; ``summary`` has ``step,
+    metric, value`` (``repeated_loss_repeat_N`` and ``icl_score`` rows are plotted). Step 0
+    cannot sit on a log axis; it stays in the tables.
+
+    >>> heads = pd.DataFrame({"step": [1, 2], "layer": [1, 1], "head": [0, 0],
+    ...                       "metric": ["prefix_matching"] * 2, "value": [0.1, 0.8]})
+    >>> summary = pd.DataFrame({"step": [1, 2], "metric": ["icl_score"] * 2, "value": [0.0, -0.5]})
+    >>> len(dynamics_figure(heads, summary, "toy").data)
+    2
+    """
+    from plotly.colors import qualitative
+    from plotly.subplots import make_subplots
+
+    for table, columns in ((head_scores, ("step", "layer", "head", "metric", "value")), (summary, ("step", "metric", "value"))):
+        missing = [column for column in columns if column not in table.columns]
+        if missing:
+            raise InterpError(f"dynamics figure needs columns {missing}; the table has {list(table.columns)}")
+    head_scores, summary = head_scores[head_scores["step"] > 0], summary[summary["step"] > 0]
+    metrics = list(dict.fromkeys(head_scores["metric"]))
+    repeated = sorted(metric for metric in summary["metric"].unique() if metric.startswith("repeated_loss_repeat_"))
+    panels = [metric.replace("_", " ") for metric in metrics] + ["loss on repeated random tokens", "in-context-learning score"]
+    figure = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, subplot_titles=panels, vertical_spacing=0.05)
+    heads = head_scores[["layer", "head"]].drop_duplicates().sort_values(["layer", "head"]).itertuples(index=False)
+    palette = qualitative.Dark24
+    for index, (layer, head) in enumerate(heads):
+        label, colour = head_label(layer, head), palette[index % len(palette)]
+        for row, metric in enumerate(metrics, start=1):
+            series = head_scores[(head_scores["metric"] == metric) & (head_scores["layer"] == layer)
+                                 & (head_scores["head"] == head)].sort_values("step")
+            figure.add_trace(go.Scatter(
+                x=series["step"], y=series["value"], mode="lines+markers", name=label, legendgroup=label,
+                showlegend=row == 1, line=dict(color=colour, dash="solid" if layer % 2 else "dot"), marker=dict(size=4),
+                hovertemplate=f"{label}<br>step %{{x}}<br>{metric} = %{{y:.4f}}<extra></extra>"), row=row, col=1)
+    for metric in repeated:
+        series = summary[summary["metric"] == metric].sort_values("step")
+        name = "repeat " + metric.rsplit("_", 1)[1]
+        figure.add_trace(go.Scatter(x=series["step"], y=series["value"], mode="lines+markers", name=name,
+                                    line=dict(color="grey", width=1 + repeated.index(metric)),
+                                    hovertemplate=f"{name}<br>step %{{x}}<br>loss = %{{y:.3f}}<extra></extra>"),
+                         row=len(metrics) + 1, col=1)
+    series = summary[summary["metric"] == "icl_score"].sort_values("step")
+    figure.add_trace(go.Scatter(x=series["step"], y=series["value"], mode="lines+markers", name="ICL score",
+                                line=dict(color="black"), hovertemplate="step %{x}<br>ICL score = %{y:.3f}<extra></extra>"),
+                     row=len(panels), col=1)
+    figure.update_xaxes(type="log")
+    figure.update_xaxes(title="training step (log scale)", row=len(panels), col=1)
+    figure.update_yaxes(title="nats", row=len(metrics) + 1, col=1)
+    figure.update_yaxes(title="late - early loss", row=len(panels), col=1)
+    return _style(figure, title, width=900, height=240 * len(panels) + 120)

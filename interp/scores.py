@@ -1,0 +1,442 @@
+"""Per-head induction scores: prefix matching, copying, OV copying, and their relatives.
+
+Two layers of API:
+
+- pure tensor functions (``prefix_matching_scores``, ``copying_scores``, ``ov_copying_scores``
+  ...) that take attention patterns / head vectors and return one value per (batch row, head);
+- :func:`score_heads`, which runs a ``TransformerBridge`` over seeded sequences with hooks and
+  returns a tidy DataFrame (seed, layer, head, metric, value).
+
+Everything is batched over sequences and vectorised over heads and positions; nothing loops in
+Python below the layer level, and everything stays on the model's device.
+
+Definitions (``../shared/specs.md``; Olsson et al. 2022, Bansal et al. 2023):
+
+- *prefix matching*: for each query whose token occurred earlier, the attention summed over the
+  positions right after each earlier occurrence; averaged over those queries (on a 4-repeat
+  sequence: the queries of repeats 2..4, Bansal's division by 3L).
+- *copying*: at position j, the head's output is mapped to vocabulary logits (``W_O`` then
+  ``W_U``, no final norm, as in the reference code); over the tokens attendable at j, their
+  probabilities minus the mean, ReLU, and the share of the token the head attends to most;
+  averaged over positions.  The softmax normaliser cancels in that share, so only the logits of
+  the j+1 attendable tokens are needed: ``(z_j W_O) W_U[:, ids]`` through the d_head-sized
+  factor ``W_O W_U[:, ids]``, never the whole vocabulary.  ``variant="reference"`` reproduces
+  Bansal's code, which maps the head's value vector *at j* (with ``b_O``) instead of its
+  attention-weighted output.
+- *OV copying*: sum(eigenvalues)/sum(|eigenvalues|) of ``W_E W_V W_O W_U``, from the
+  ``d_head x d_head`` product that shares its nonzero eigenvalues.
+- *previous token*, *duplicate token*, *induction stripe* (after TransformerLens
+  ``head_detector``): mean attention to position i-1; to earlier copies of the same token; to the
+  position after the most recent earlier copy.
+
+>>> import torch
+>>> tokens = torch.tensor([[0, 5, 6, 5, 6]])            # BOS, then "5 6" twice
+>>> pattern = torch.zeros(1, 1, 5, 5)
+>>> pattern[0, 0, 3, 2] = pattern[0, 0, 4, 3] = 1.0      # attend to the token after the earlier copy
+>>> prefix_matching_scores(pattern, tokens, torch.tensor([5]))
+tensor([[1.]])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+import pandas as pd
+import torch
+from einops import einsum, rearrange, repeat
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from interp.errors import InterpError, check_choice
+from interp.sequences import SequenceBatch, SequenceConfig, make_batches
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+__all__ = [
+    "ATTENTION_METRICS",
+    "COPYING_SOURCES",
+    "COPYING_VARIANTS",
+    "METRICS",
+    "attention_masks",
+    "copying_scores",
+    "ov_copying_scores",
+    "prefix_matching_scores",
+    "repeated_sequence_loss",
+    "score_heads",
+]
+
+ATTENTION_METRICS = ("prefix_matching", "previous_token", "duplicate_token", "induction_stripe")
+METRICS = ATTENTION_METRICS + ("copying", "ov_copying")
+COPYING_VARIANTS = ("olsson", "reference")
+COPYING_SOURCES = ("embeddings", "residual")
+
+
+# ----------------------------------------------------------------------------------------------
+# Pure tensor functions
+
+
+def attention_masks(
+    tokens: Int[Tensor, "batch position"], lengths: Int[Tensor, "batch"]
+) -> tuple[Float[Tensor, "metric batch query key"], Float[Tensor, "metric batch query"]]:
+    """Target masks and query weights for every attention metric, in ``ATTENTION_METRICS`` order.
+
+    Returns ``targets[metric, b, q, k]`` (1 where query q's attention to key k counts) and
+    ``queries[metric, b, q]`` (1 for the queries averaged over).
+    """
+    batch, length = tokens.shape
+    device = tokens.device
+    position = torch.arange(length, device=device)
+    real = position[None, :] < lengths[:, None]  # (batch, position)
+    earlier = position[None, :] < position[:, None]  # (query, key): key strictly before query
+    same = (tokens[:, :, None] == tokens[:, None, :]) & earlier[None] & real[:, :, None] & real[:, None, :]
+    has_earlier = same.any(dim=-1)  # (batch, query)
+
+    # The key right after each earlier occurrence: shift "same" one step along the key axis.
+    after_occurrence = torch.zeros_like(same)
+    after_occurrence[:, :, 1:] = same[:, :, :-1]
+
+    # Induction stripe: only the key after the *most recent* earlier occurrence.
+    last_occurrence = torch.where(same, position, -1).amax(dim=-1)  # (batch, query)
+    stripe = (position[None, None, :] == (last_occurrence + 1)[:, :, None]) & has_earlier[:, :, None]
+
+    previous = (position[:, None] - 1 == position[None, :])[None] & real[:, :, None]
+    has_previous = real & (position[None, :] >= 1)
+
+    targets = torch.stack([after_occurrence, previous, same, stripe]).float()
+    queries = torch.stack([has_earlier, has_previous, has_earlier, has_earlier]).float()
+    return targets, queries
+
+
+def _masked_mean_attention(
+    pattern: Float[Tensor, "batch head query key"],
+    targets: Float[Tensor, "metric batch query key"],
+    queries: Float[Tensor, "metric batch query"],
+) -> Float[Tensor, "metric batch head"]:
+    captured = einsum(pattern, targets, "batch head query key, metric batch query key -> metric batch head query")
+    total = einsum(captured, queries, "metric batch head query, metric batch query -> metric batch head")
+    return total / queries.sum(dim=-1).clamp(min=1)[:, :, None]
+
+
+def attention_scores(
+    pattern: Float[Tensor, "batch head query key"],
+    tokens: Int[Tensor, "batch position"],
+    lengths: Int[Tensor, "batch"],
+) -> Float[Tensor, "metric batch head"]:
+    """All of ``ATTENTION_METRICS`` for one layer's pattern, stacked along the first axis."""
+    targets, queries = attention_masks(tokens, lengths)
+    return _masked_mean_attention(pattern, targets.to(pattern.dtype), queries.to(pattern.dtype))
+
+
+def prefix_matching_scores(
+    pattern: Float[Tensor, "batch head query key"],
+    tokens: Int[Tensor, "batch position"],
+    lengths: Int[Tensor, "batch"],
+) -> Float[Tensor, "batch head"]:
+    """Prefix-matching score of each head on each sequence (see the module docstring)."""
+    return attention_scores(pattern, tokens, lengths)[ATTENTION_METRICS.index("prefix_matching")]
+
+
+def copying_scores(
+    pattern: Float[Tensor, "batch head query key"],
+    head_vectors: Float[Tensor, "batch query head d_head"],
+    output_weight: Float[Tensor, "head d_head d_model"],
+    unembed: Float[Tensor, "d_model vocab"],
+    tokens: Int[Tensor, "batch position"],
+    lengths: Int[Tensor, "batch"],
+    output_bias: Float[Tensor, "d_model"] | None = None,
+    unembed_bias: Float[Tensor, "vocab"] | None = None,
+) -> Float[Tensor, "batch head"]:
+    """Copying score of each head: share of the attended token in the above-mean probability mass.
+
+    ``head_vectors`` are what is mapped to logits at each position: the attention-weighted values
+    ``z`` (Olsson's definition) or the value at the position itself (Bansal's reference code).
+    The logits of the attendable tokens are ``head_vectors @ (W_O @ W_U[:, tokens])``; the
+    ``d_head x position`` factor is built once per layer, so the cost per head is
+    ``d_head * query * key`` instead of ``d_model * vocab`` per position.
+    """
+    batch, length = tokens.shape
+    position = torch.arange(length, device=tokens.device)
+    # (batch, d_model, key): the unembedding columns of the tokens present in each sequence.
+    unembed_at_tokens = rearrange(unembed[:, tokens], "d_model batch key -> batch d_model key")
+    factor = einsum(output_weight, unembed_at_tokens, "head d_head d_model, batch d_model key -> batch head d_head key")
+    logits = einsum(head_vectors, factor, "batch query head d_head, batch head d_head key -> batch head query key")
+    if output_bias is not None:
+        logits = logits + einsum(output_bias, unembed_at_tokens, "d_model, batch d_model key -> batch key")[:, None, None, :]
+    if unembed_bias is not None:
+        logits = logits + unembed_bias[tokens][:, None, None, :]
+
+    real = position[None, :] < lengths[:, None]
+    attendable = (position[None, :] <= position[:, None])[None] & real[:, None, :] & real[:, :, None]
+    attendable = attendable[:, None]  # (batch, 1, query, key)
+    logits = logits.masked_fill(~attendable, float("-inf"))
+    # softmax over the vocabulary = exp(logit) / Z; Z cancels in the share below, and so does
+    # any constant shift, so subtract the max over attendable keys for stability.
+    weights = torch.exp(logits - logits.amax(dim=-1, keepdim=True))
+    counts = attendable.sum(dim=-1, keepdim=True).clamp(min=1)
+    above_mean = torch.relu(weights - weights.sum(dim=-1, keepdim=True) / counts) * attendable
+    total = above_mean.sum(dim=-1)
+    attended = pattern.argmax(dim=-1, keepdim=True)  # the key each query attends to most
+    share = torch.where(total > 0, above_mean.gather(-1, attended).squeeze(-1) / total.clamp(min=1e-30), 0.0)
+    query_weight = real[:, None, :].to(share.dtype)
+    return (share * query_weight).sum(dim=-1) / query_weight.sum(dim=-1)
+
+
+def ov_copying_scores(
+    embed: Float[Tensor, "vocab d_model"],
+    value_weight: Float[Tensor, "layer head d_model d_head"],
+    output_weight: Float[Tensor, "layer head d_head d_model"],
+    unembed: Float[Tensor, "d_model vocab"],
+) -> Float[Tensor, "layer head"]:
+    """sum(λ)/sum(|λ|) over the eigenvalues λ of each head's OV circuit ``W_E W_V W_O W_U``.
+
+    The vocab x vocab circuit shares its nonzero eigenvalues with the d_head x d_head product
+    ``W_O (W_U W_E) W_V`` (eig(AB) = eig(BA) up to zeros), so only that is decomposed.
+    """
+    vocabulary_core = unembed.double() @ embed.double()  # (d_model, d_model): the one vocab-sized contraction
+    small = einsum(
+        output_weight.double(), vocabulary_core, value_weight.double(),
+        "layer head d_head_out d_model_out, d_model_out d_model_in, layer head d_model_in d_head_in"
+        " -> layer head d_head_out d_head_in",
+    )
+    eigenvalues = torch.linalg.eigvals(small)
+    score = eigenvalues.sum(dim=-1).real / eigenvalues.abs().sum(dim=-1).clamp(min=1e-30)
+    return score.to(embed.dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# Running a model
+
+
+def _optional_parameter(bridge: "TransformerBridge", name: str) -> Tensor | None:
+    """A stacked bias such as ``b_O``, or None for bias-free models (Llama, Gemma)."""
+    try:
+        parameter = getattr(bridge, name)
+    except AttributeError:
+        return None
+    return None if parameter is None else parameter.detach()
+
+
+class _StopForward(Exception):
+    """Raised from the last needed hook: the rest of the forward pass is not needed."""
+
+
+def _query_head_weights(bridge: "TransformerBridge", name: str) -> Tensor:
+    """``W_V``-like weights expanded from KV heads to query heads (grouped-query attention)."""
+    weight = getattr(bridge, name)
+    n_heads = bridge.cfg.n_heads
+    if weight.shape[1] != n_heads:  # (layer, kv_head, ...) -> (layer, head, ...), HF repeat_kv order
+        weight = weight.repeat_interleave(n_heads // weight.shape[1], dim=1)
+    return weight
+
+
+def _norm_gain(module: torch.nn.Module, offset: bool) -> Tensor | None:
+    weight = getattr(getattr(module, "original_component", module), "weight", None)
+    if weight is None:
+        return None
+    return weight.detach() + 1.0 if offset else weight.detach()
+
+
+def _ov_weights(bridge: "TransformerBridge") -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """W_E, W_V (ln1 gain folded in), W_O, W_U (final-norm gain folded in), query-head shaped."""
+    offset = bool(getattr(bridge.cfg, "rmsnorm_uses_offset", False))
+    value_weight = _query_head_weights(bridge, "W_V").detach()
+    gains = [_norm_gain(block.ln1, offset) for block in bridge.blocks]
+    if all(gain is not None for gain in gains):
+        value_weight = value_weight * torch.stack(gains)[:, None, :, None]
+    unembed = bridge.W_U.detach()
+    final_gain = _norm_gain(bridge.ln_final, offset) if hasattr(bridge, "ln_final") else None
+    if final_gain is not None:
+        unembed = unembed * final_gain[:, None]
+    return bridge.W_E.detach(), value_weight, bridge.W_O.detach(), unembed
+
+
+@dataclass
+class _BatchScores:
+    seeds: list[int]
+    values: dict[str, Tensor]  # metric -> (layer, batch, head)
+
+
+def _attention_pass(bridge: "TransformerBridge", batch: SequenceBatch, with_loss: bool) -> tuple[Tensor, Tensor | None]:
+    """One forward over repeated sequences: attention metrics (metric, layer, batch, head), loss."""
+    targets, queries = attention_masks(batch.tokens, batch.lengths)
+    per_layer: list[Tensor] = []
+
+    def score_pattern(pattern: Tensor, hook) -> None:
+        per_layer.append(_masked_mean_attention(pattern, targets.to(pattern.dtype), queries.to(pattern.dtype)))
+
+    hooks = [(f"blocks.{layer}.attn.hook_pattern", score_pattern) for layer in range(bridge.cfg.n_layers)]
+    loss = None
+    if with_loss:
+        logits = bridge.run_with_hooks(batch.tokens, fwd_hooks=hooks)
+        loss = torch.nn.functional.cross_entropy(
+            rearrange(logits[:, :-1].float(), "batch position vocab -> batch vocab position"),
+            batch.tokens[:, 1:], reduction="none",
+        )
+    else:
+        _run_until_stopped(bridge, batch.tokens, hooks, stop_hook=f"blocks.{bridge.cfg.n_layers - 1}.attn.hook_pattern")
+    return torch.stack(per_layer, dim=1), loss
+
+
+def _run_until_stopped(bridge, tokens, hooks, stop_hook: str) -> None:
+    def stop(activation, hook):
+        raise _StopForward
+
+    try:
+        bridge.run_with_hooks(tokens, fwd_hooks=hooks + [(stop_hook, stop)])
+    except _StopForward:
+        pass
+
+
+def _copying_pass(
+    bridge: "TransformerBridge", batch: SequenceBatch, variant: str, source: str
+) -> Float[Tensor, "layer batch head"]:
+    """Copying scores of every head on unrepeated sequences, one forward for all layers.
+
+    With ``source="embeddings"`` every layer's input is replaced by the embedding (the input of
+    layer 0), so each layer sees what the reference code feeds it, in a single pass.
+    """
+    n_layers, n_heads = bridge.cfg.n_layers, bridge.cfg.n_heads
+    output_weight = bridge.W_O.detach()
+    output_bias = _optional_parameter(bridge, "b_O") if variant == "reference" else None
+    unembed, unembed_bias = bridge.W_U.detach(), _optional_parameter(bridge, "b_U")
+    state: dict[str, Tensor] = {}
+    per_layer: list[Tensor] = []
+
+    def keep(name):
+        def hook_fn(activation, hook):
+            state[name] = activation
+        return hook_fn
+
+    def feed_embedding(residual, hook):
+        return state["embedding"]
+
+    def score(z, hook):  # hook_z fires after hook_v and hook_pattern of the same layer
+        layer = int(hook.name.split(".")[1])
+        vectors = z
+        if variant == "reference":  # the value at each position itself, KV heads expanded (GQA)
+            vectors = repeat(state["value"], "batch position kv_head d_head -> batch position (kv_head group) d_head",
+                             group=n_heads // state["value"].shape[2])
+        per_layer.append(copying_scores(
+            state["pattern"], vectors, output_weight[layer], unembed, batch.tokens, batch.lengths,
+            output_bias=None if output_bias is None else output_bias[layer], unembed_bias=unembed_bias,
+        ))
+
+    hooks = []
+    if source == "embeddings":
+        hooks.append(("blocks.0.hook_resid_pre", keep("embedding")))
+        hooks += [(f"blocks.{layer}.hook_resid_pre", feed_embedding) for layer in range(1, n_layers)]
+    for layer in range(n_layers):
+        hooks.append((f"blocks.{layer}.attn.hook_pattern", keep("pattern")))
+        if variant == "reference":
+            hooks.append((f"blocks.{layer}.attn.hook_v", keep("value")))
+        hooks.append((f"blocks.{layer}.attn.hook_z", score))
+    _run_until_stopped(bridge, batch.tokens, hooks, stop_hook=f"blocks.{n_layers - 1}.attn.hook_z")
+    return torch.stack(per_layer)
+
+
+def _rows(values: Tensor, metric: str, seeds: Sequence[int]) -> pd.DataFrame:
+    """(layer, batch, head) tensor -> long table."""
+    n_layers, batch, n_heads = values.shape
+    layer, row, head = torch.meshgrid(torch.arange(n_layers), torch.arange(batch), torch.arange(n_heads), indexing="ij")
+    seed_of_row = torch.tensor(list(seeds))
+    return pd.DataFrame({
+        "seed": seed_of_row[row.flatten()].numpy(),
+        "layer": layer.flatten().numpy(),
+        "head": head.flatten().numpy(),
+        "metric": metric,
+        "value": values.detach().float().cpu().flatten().numpy(),
+    })
+
+
+def _loss_rows(loss: Tensor, batch: SequenceBatch) -> pd.DataFrame:
+    lengths, periods = batch.lengths.cpu(), batch.periods.cpu()
+    target = torch.arange(1, loss.shape[1] + 1)  # loss[:, p] predicts the token at p + 1
+    valid = target[None, :] < lengths[:, None]
+    row, column = valid.nonzero(as_tuple=True)
+    return pd.DataFrame({
+        "seed": torch.tensor(batch.seeds)[row].numpy(),
+        "position": target[column].numpy(),
+        "repeat": ((target[column] - 1) // periods[row] + 1).numpy(),
+        "loss": loss.detach().float().cpu()[row, column].numpy(),
+    })
+
+
+def _validate_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
+    metrics = tuple(metrics)
+    for metric in metrics:
+        check_choice("metric", metric, METRICS)
+    return metrics
+
+
+@torch.no_grad()
+def score_heads(
+    bridge: "TransformerBridge",
+    config: SequenceConfig = SequenceConfig(),
+    metrics: Iterable[str] = METRICS,
+    *,
+    copying_variant: str = "olsson",
+    copying_source: str = "embeddings",
+    seeds: Sequence[int] | None = None,
+    max_batch_tokens: int = 4096,
+    progress: bool = False,
+    loss: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
+    """Score every head of ``bridge`` on the sequences of ``config``.
+
+    Returns a long table with columns ``seed, layer, head, metric, value`` (``ov_copying``
+    depends on the weights alone: one row per head, under the first seed).  With
+    ``loss=True`` also returns the per-token loss on the repeated sequences (columns ``seed,
+    position, repeat, loss``), computed in the same forward passes.
+
+    >>> from interp.models import load_model                         # doctest: +SKIP
+    >>> bridge, _ = load_model("smollm2-135m")                       # doctest: +SKIP
+    >>> table = score_heads(bridge, SequenceConfig(num_seeds=2))     # doctest: +SKIP
+    >>> table.query("metric == 'prefix_matching'").nlargest(1, "value")  # doctest: +SKIP
+    """
+    metrics = _validate_metrics(metrics)
+    check_choice("copying variant", copying_variant, COPYING_VARIANTS)
+    check_choice("copying source", copying_source, COPYING_SOURCES)
+    device = bridge.cfg.device or "cpu"
+    chosen = list(config.seeds() if seeds is None else seeds)
+    tables, loss_tables = [], []
+    wanted_attention = [metric for metric in ATTENTION_METRICS if metric in metrics]
+    batches: list[tuple[str, SequenceBatch]] = []
+    if wanted_attention or loss:
+        batches += [("repeated", batch) for batch in make_batches(bridge.tokenizer, config, "repeated", max_batch_tokens, chosen)]
+    if "copying" in metrics:
+        batches += [("unrepeated", batch) for batch in make_batches(bridge.tokenizer, config, "unrepeated", max_batch_tokens, chosen)]
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc="scoring heads", unit="batch")
+    for kind, batch in batches:
+        batch = batch.to(device)
+        if kind == "repeated":
+            values, batch_loss = _attention_pass(bridge, batch, with_loss=loss)
+            for metric in wanted_attention:
+                tables.append(_rows(values[ATTENTION_METRICS.index(metric)], metric, batch.seeds))
+            if batch_loss is not None:
+                loss_tables.append(_loss_rows(batch_loss, batch))
+        else:
+            values = _copying_pass(bridge, batch, copying_variant, copying_source)
+            tables.append(_rows(values, "copying", batch.seeds))
+    if "ov_copying" in metrics:
+        scores = ov_copying_scores(*_ov_weights(bridge))
+        tables.append(_rows(scores[:, None, :], "ov_copying", [chosen[0]]))
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["seed", "layer", "head", "metric", "value"])
+    if loss:
+        loss_table = pd.concat(loss_tables, ignore_index=True)
+        return table, loss_table
+    return table
+
+
+def repeated_sequence_loss(bridge: "TransformerBridge", config: SequenceConfig = SequenceConfig(), **kwargs) -> pd.DataFrame:
+    """Per-token loss on the repeated sequences: columns ``seed, position, repeat, loss``.
+
+    ``position`` is the predicted token's position (BOS = 0), ``repeat`` its repeat (1..4);
+    an induction-capable model's loss drops sharply from repeat 1 to repeats 2..4.
+    """
+    _, loss_table = score_heads(bridge, config, metrics=(), loss=True, **kwargs)
+    return loss_table

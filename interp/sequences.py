@@ -1,0 +1,202 @@
+"""Seeded synthetic sequences for the induction scores: repeated and unrepeated random tokens.
+
+Two protocols (the chosen one is recorded in every result's metadata):
+
+- ``bansal`` (default; Bansal et al. 2023): seed ``s`` in ``0..num_seeds-1`` gives a length
+  ``L = 25 + 2s``; prefix matching uses BOS + the same ``L`` random tokens repeated 4 times
+  (``4L + 1`` tokens), copying uses BOS + ``4L`` distinct random tokens.
+- ``olsson`` (Olsson et al. 2022): ``L = 25`` for every seed, 4 repeats; copying uses BOS + 25
+  distinct tokens, as in their paper.
+
+Random tokens are drawn without replacement from a *pool*: the vocabulary minus special tokens,
+minus the most and the least frequent ``exclude_ratio`` of tokens by frequency rank.  The rank is
+the BPE merge order when the tokenizer has merges (Bansal's proxy for frequency: early merges
+are frequent pairs); for a Unigram (SentencePiece) tokenizer it is the piece's log-probability;
+otherwise, as a documented fallback, the token id (most tokenizers number tokens roughly by
+frequency).  Sequences are drawn with a ``torch.Generator`` seeded by ``s`` on the CPU, so they
+are identical on every machine and device (the paper's code seeded torch but drew with numpy).
+
+>>> from interp.sequences import SequenceConfig
+>>> config = SequenceConfig(protocol="bansal", num_seeds=3)
+>>> [config.period(seed) for seed in config.seeds()]
+[25, 27, 29]
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from interp.errors import InterpError, check_choice
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = [
+    "PROTOCOLS",
+    "SequenceBatch",
+    "SequenceConfig",
+    "frequency_ranked_tokens",
+    "make_batches",
+    "token_pool",
+]
+
+PROTOCOLS = ("bansal", "olsson")
+
+
+@dataclass(frozen=True)
+class SequenceConfig:
+    """How the random sequences are drawn."""
+
+    protocol: str = "bansal"  # the paper's protocol; "olsson" for fixed length 25
+    num_seeds: int = 100  # Bansal et al. use seeds 0..99 (lengths 25..223)
+    exclude_ratio: float = 0.04  # Bansal et al. drop the 4% most and 4% least frequent tokens
+    repeats: int = 4  # both papers repeat the random block 4 times
+    base_length: int = 25  # both papers start at 25 random tokens
+    first_seed: int = 0  # shift to draw fresh sequences (e.g. a held-out set)
+
+    def __post_init__(self) -> None:
+        check_choice("protocol", self.protocol, PROTOCOLS)
+        if not isinstance(self.num_seeds, int) or self.num_seeds < 1:
+            raise InterpError(f"num_seeds must be a positive integer, got {self.num_seeds!r}")
+        if not 0 <= self.exclude_ratio < 0.5:
+            raise InterpError(f"exclude_ratio must be in [0, 0.5), got {self.exclude_ratio!r}")
+        if self.repeats < 2:
+            raise InterpError(f"repeats must be at least 2 (prefix matching needs a repeat), got {self.repeats!r}")
+        if self.base_length < 2 or self.first_seed < 0:
+            raise InterpError(f"base_length must be >= 2 and first_seed >= 0, got {self.base_length}, {self.first_seed}")
+
+    def seeds(self) -> list[int]:
+        return list(range(self.first_seed, self.first_seed + self.num_seeds))
+
+    def period(self, seed: int) -> int:
+        """Number of distinct random tokens ``L`` in the repeated block for ``seed``."""
+        return self.base_length + 2 * seed if self.protocol == "bansal" else self.base_length
+
+    def copying_length(self, seed: int) -> int:
+        """Number of distinct random tokens in the unrepeated copying sequence."""
+        return self.repeats * self.period(seed) if self.protocol == "bansal" else self.period(seed)
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "lengths": "L = 25 + 2 * seed" if self.protocol == "bansal" else "L = 25"}
+
+
+def frequency_ranked_tokens(tokenizer: "PreTrainedTokenizerBase") -> tuple[list[int], str]:
+    """Non-special token ids, most frequent first, and the name of the ranking used."""
+    vocabulary: dict[str, int] = tokenizer.get_vocab()
+    special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+    rank: dict[int, float] = {}
+    method = "token id (fallback: no merges or scores in the tokenizer)"
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    model = json.loads(backend.to_str())["model"] if backend is not None else {}
+    if model.get("type") == "BPE" and model.get("merges"):
+        method = "BPE merge order"
+        # Tokens that no merge produces (the base alphabet) are the most frequent of all.
+        for index, merge in enumerate(model["merges"]):
+            left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
+            token_id = vocabulary.get(left + right)
+            if token_id is not None and token_id not in rank:
+                rank[token_id] = index
+        base = -1.0 - len(vocabulary)
+        for token_id in vocabulary.values():
+            rank.setdefault(token_id, base + token_id)
+    elif model.get("type") == "Unigram" and model.get("vocab"):
+        method = "Unigram log-probability"
+        for piece, score in model["vocab"]:
+            if piece in vocabulary:
+                rank[vocabulary[piece]] = -score
+    ids = sorted((token_id for token_id in vocabulary.values() if token_id not in special),
+                 key=lambda token_id: (rank.get(token_id, token_id), token_id))
+    return ids, method
+
+
+def token_pool(tokenizer: "PreTrainedTokenizerBase", exclude_ratio: float = 0.04) -> tuple[Int[Tensor, "token"], str]:
+    """Token ids random sequences may use: the middle of the frequency ranking, no specials."""
+    ranked, method = frequency_ranked_tokens(tokenizer)
+    cut = int(len(ranked) * exclude_ratio)
+    pool = ranked[cut: len(ranked) - cut]
+    return torch.tensor(pool, dtype=torch.long), method
+
+
+def _bos(tokenizer: "PreTrainedTokenizerBase") -> int:
+    for candidate in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return int(candidate)
+    raise InterpError("the tokenizer has neither a BOS nor an EOS token to start sequences with")
+
+
+def _distinct_tokens(pool: Tensor, count: int, seed: int) -> Tensor:
+    if count > len(pool):
+        raise InterpError(f"seed {seed} needs {count} distinct tokens but the token pool has only {len(pool)}; "
+                          "use fewer seeds, the olsson protocol, or a smaller exclude_ratio")
+    generator = torch.Generator().manual_seed(seed)
+    return pool[torch.randperm(len(pool), generator=generator)[:count]]
+
+
+@dataclass
+class SequenceBatch:
+    """Right-padded sequences of several seeds, run through the model together.
+
+    Right padding is exact for causal models: no real position attends to a pad.
+    """
+
+    tokens: Int[Tensor, "batch position"]
+    lengths: Int[Tensor, "batch"]  # real tokens per row, BOS included
+    periods: Int[Tensor, "batch"]  # L of each row
+    seeds: list[int] = field(default_factory=list)
+
+    def to(self, device: "str | torch.device") -> "SequenceBatch":
+        return SequenceBatch(self.tokens.to(device), self.lengths.to(device), self.periods.to(device), self.seeds)
+
+
+def _pad(rows: Sequence[Tensor], pad_id: int) -> Tensor:
+    return torch.nn.utils.rnn.pad_sequence(list(rows), batch_first=True, padding_value=pad_id)
+
+
+def make_batches(
+    tokenizer: "PreTrainedTokenizerBase",
+    config: SequenceConfig,
+    kind: str,
+    max_batch_tokens: int = 4096,
+    seeds: Sequence[int] | None = None,
+) -> list[SequenceBatch]:
+    """Batches of ``kind`` = ``"repeated"`` (prefix matching) or ``"unrepeated"`` (copying).
+
+    Seeds are grouped in order (lengths grow with the seed) so that padding stays small, with at
+    most ``max_batch_tokens`` padded tokens per batch (one long sequence may exceed it alone).
+    """
+    check_choice("sequence kind", kind, ("repeated", "unrepeated"))
+    pool, _ = token_pool(tokenizer, config.exclude_ratio)
+    bos = _bos(tokenizer)
+    rows, periods = [], []
+    chosen = list(config.seeds() if seeds is None else seeds)
+    for seed in chosen:
+        period = config.period(seed)
+        if kind == "repeated":
+            block = _distinct_tokens(pool, period, seed)
+            body = block.repeat(config.repeats)
+        else:
+            body = _distinct_tokens(pool, config.copying_length(seed), seed)
+        rows.append(torch.cat([torch.tensor([bos]), body]))
+        periods.append(period)
+    batches, start = [], 0
+    while start < len(rows):
+        stop = start + 1
+        while stop < len(rows) and (stop + 1 - start) * len(rows[stop]) <= max_batch_tokens:
+            stop += 1
+        batch_rows = rows[start:stop]
+        batches.append(
+            SequenceBatch(
+                tokens=_pad(batch_rows, pad_id=bos),
+                lengths=torch.tensor([len(row) for row in batch_rows]),
+                periods=torch.tensor(periods[start:stop]),
+                seeds=chosen[start:stop],
+            )
+        )
+        start = stop
+    return batches
