@@ -82,6 +82,68 @@ def induction(
     _run(job)
 
 
+@app.command()
+def train(
+    run: Path = typer.Option(..., help="run folder: checkpoints/step_NNNNNN/, train_loss table, train.json; an existing run resumes"),
+    layers: int = typer.Option(2, help="attention-only layers: 1, 2 or 3"),
+    d_model: int = typer.Option(128, help="residual stream width"),
+    heads: int = typer.Option(4, help="attention heads per layer"),
+    context: int = typer.Option(256, help="context length in tokens (>= 101 for the prefix-matching score)"),
+    steps: int = typer.Option(2000, help="optimizer steps"),
+    batch_size: int = typer.Option(16, help="rows of `context` tokens per step"),
+    lr: float = typer.Option(1e-3, help="peak AdamW learning rate (warm-up then cosine decay)"),
+    vocab_size: int = typer.Option(4096, help="BPE vocabulary size, trained on the corpus"),
+    repeat_fraction: float = typer.Option(0.25, help="share of rows with a random-token chunk repeated at random places"),
+    corpus: Path | None = typer.Option(None, help="a .txt or .txt.gz file, one document a line; default the shipped King James Bible"),
+    seed: int = typer.Option(0, help="seeds weights, batches and repeats"),
+    threads: int | None = typer.Option(None, help="torch CPU threads (default: torch's choice)"),
+    export: Path | None = typer.Option(None, help="also copy the final model here as a HF directory with TRAINING.md"),
+) -> None:
+    """Train an attention-only toy transformer on CPU, with log-spaced checkpoints."""
+
+    def job() -> None:
+        from interp.toy import ToyConfig, export_model, train as train_toy
+
+        config = ToyConfig(
+            n_layers=layers, d_model=d_model, n_heads=heads, n_ctx=context, steps=steps, batch_size=batch_size,
+            learning_rate=lr, vocab_size=vocab_size, repeat_fraction=repeat_fraction, seed=seed,
+            corpus=str(corpus) if corpus else None,
+        )
+        final = train_toy(config, run, threads=threads)
+        typer.echo(f"final checkpoint: {final}")
+        if export is not None:
+            command = "interp " + " ".join(sys.argv[1:])
+            typer.echo(f"exported: {export_model(run, export, command)}")
+
+    _run(job)
+
+
+@app.command()
+def dynamics(
+    run: Path | None = typer.Option(None, help="an `interp train` run folder: every checkpoints/step_NNNNNN/ is measured"),
+    model: str | None = typer.Option(None, help="instead of --run: a hub model with training revisions, e.g. EleutherAI/pythia-70m (needs the hub or its cache)"),
+    revisions: str | None = typer.Option(None, help="with --model: comma-separated revisions ending in stepN, e.g. step1000,step8000"),
+    out: Path | None = typer.Option(None, help="results folder; default RUN/dynamics"),
+    protocol: str = typer.Option("olsson", help="olsson (L = 25, fits small contexts) or bansal (L = 25 + 2s)"),
+    seeds: int = typer.Option(10, help="random sequences per checkpoint (Olsson et al.: 10)"),
+    icl_examples: int = typer.Option(32, help="held-out text windows for the in-context-learning score"),
+    icl_length: int | None = typer.Option(None, help="text window length; default min(512, context): token 500 vs 50 at 512, scaled"),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    figures: bool = typer.Option(True, help="write the HTML and PNG figure"),
+) -> None:
+    """Head scores, repeated-sequence loss and in-context-learning score at every checkpoint."""
+
+    def job() -> None:
+        from interp.dynamics import DynamicsConfig, run_dynamics
+
+        config = DynamicsConfig(protocol=protocol, num_seeds=seeds, icl_examples=icl_examples, icl_length=icl_length)
+        names = [name.strip() for name in revisions.split(",") if name.strip()] if revisions else []
+        run_dynamics(out, config, run=run, model=model, revisions=names, device=device, figures=figures)
+        typer.echo(f"wrote {out or Path(run) / 'dynamics'}")
+
+    _run(job)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

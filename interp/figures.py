@@ -202,7 +202,8 @@ def dynamics_figure(head_scores: pd.DataFrame, summary: pd.DataFrame, title: str
         if missing:
             raise InterpError(f"dynamics figure needs columns {missing}; the table has {list(table.columns)}")
     head_scores, summary = head_scores[head_scores["step"] > 0], summary[summary["step"] > 0]
-    metrics = list(dict.fromkeys(head_scores["metric"]))
+    preferred = ["prefix_matching", "previous_token", "copying"]  # the induction story, top to bottom
+    metrics = sorted(dict.fromkeys(head_scores["metric"]), key=lambda m: preferred.index(m) if m in preferred else 99)
     repeated = sorted(metric for metric in summary["metric"].unique() if metric.startswith("repeated_loss_repeat_"))
     panels = [metric.replace("_", " ") for metric in metrics] + ["loss on repeated random tokens", "in-context-learning score"]
     figure = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, subplot_titles=panels, vertical_spacing=0.05)

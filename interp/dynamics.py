@@ -1,0 +1,254 @@
+"""Training dynamics: head scores and losses at every checkpoint of a run, on one time axis.
+
+For each checkpoint (a step of an ``interp train`` run, or a Pythia revision) this measures
+
+- every head's prefix-matching, copying and previous-token score (:func:`interp.scores.score_heads`
+  on seeded random sequences; Olsson's protocol by default: 25 tokens repeated 4 times, 10 seeds);
+- the loss on those repeated random sequences, by repeat (repeat 1 cannot be predicted; an
+  induction-capable model's loss on repeats 2..4 falls towards zero);
+- the in-context-learning score (Olsson et al. 2022): mean loss at a late token minus mean loss
+  at an early token of real text; 500 vs 50 on 512-token windows, scaled to shorter contexts
+  (250 vs 25 at 256). More negative = more in-context learning. The text is the held-out tail
+  of the run's corpus (the shipped King James Bible by default), re-tokenized with each model's
+  own tokenizer, so any model can be measured on it.
+
+Tables (parquet + CSV) and ``dynamics.json`` go to ``OUT`` (default ``RUN/dynamics``); the figure
+``dynamics.html``/``.png`` plots scores and losses against step on one shared axis.
+
+Pythia (for connected users; not testable offline): ``--model EleutherAI/pythia-70m --revisions
+step1000,step2000`` downloads each revision with ``huggingface_hub.snapshot_download`` (or
+finds it in the local cache) and loads the directory through :func:`interp.models.load_model`,
+the same path as every other model.  Pythia's 2048-token context gives the paper's 500 vs 50.
+
+>>> DynamicsConfig().icl_positions(512)
+(500, 50)
+>>> DynamicsConfig().icl_positions(256)
+(250, 25)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import pandas as pd
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from interp.errors import InterpError
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+__all__ = [
+    "DynamicsConfig",
+    "checkpoint_sources",
+    "icl_windows",
+    "per_token_loss",
+    "run_dynamics",
+    "score_checkpoint",
+]
+
+_REVISION_STEP = re.compile(r"step(\d+)$")
+
+
+@dataclass(frozen=True)
+class DynamicsConfig:
+    """What to measure at each checkpoint."""
+
+    protocol: str = "olsson"  # fixed L = 25 (101 tokens) fits a 256-token toy context; bansal reaches 893
+    num_seeds: int = 10  # Olsson et al. use 10 random sequences
+    metrics: tuple[str, ...] = ("prefix_matching", "copying", "previous_token")  # previous-token shows the layer-0 half
+    icl_examples: int = 32  # held-out text windows per checkpoint
+    icl_length: int | None = None  # None: min(512, the model's context), Olsson's 512 where it fits
+    held_out_fraction: float = 0.05  # the corpus tail, as `interp train` holds it out
+
+    def __post_init__(self) -> None:
+        from interp.sequences import SequenceConfig
+
+        SequenceConfig(protocol=self.protocol, num_seeds=self.num_seeds)  # validates both
+        if self.icl_examples < 1:
+            raise InterpError(f"icl_examples must be positive, got {self.icl_examples!r}")
+        if self.icl_length is not None and self.icl_length < 20:
+            raise InterpError(f"icl_length must be at least 20 tokens, got {self.icl_length!r}")
+
+    def icl_positions(self, length: int) -> tuple[int, int]:
+        """(late, early) token indices of the ICL score for windows of ``length`` tokens."""
+        return round(length * 500 / 512), round(length * 50 / 512)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def checkpoint_sources(run: str | Path | None = None, model: str | None = None,
+                       revisions: Sequence[str] = ()) -> list[tuple[int, str, str]]:
+    """``(step, label, loadable spec)`` for every checkpoint of a run or every hub revision."""
+    if (run is None) == (model is None):
+        raise InterpError("give exactly one of --run (an `interp train` folder) or --model with --revisions")
+    if run is not None:
+        from interp.toy import list_checkpoints
+
+        if not Path(run).is_dir():
+            raise InterpError(f"run folder {str(run)!r} does not exist; train one with `interp train --run`")
+        found = list_checkpoints(run)
+        if not found:
+            raise InterpError(f"run folder {str(run)!r} has no checkpoints/step_NNNNNN/ directories")
+        return [(step, directory.name, str(directory)) for step, directory in found]
+    if not revisions:
+        raise InterpError(f"model {model!r}: give --revisions, e.g. step1000,step8000 for Pythia")
+    sources = []
+    for revision in revisions:
+        match = _REVISION_STEP.search(revision)
+        if match is None:
+            raise InterpError(f"revision {revision!r} does not end in stepN (Pythia names revisions step0..step143000)")
+        sources.append((int(match.group(1)), revision, _download_revision(model, revision)))
+    return sorted(sources)
+
+
+def _download_revision(model: str, revision: str) -> str:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(model, revision=revision,
+                                 allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"])
+    except Exception as error:  # offline, unknown repo or revision: many exception types
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InterpError(f"model {model!r} revision {revision!r}: not in the local cache and not downloadable ({first})") from None
+
+
+def icl_windows(bridge: "TransformerBridge", documents: list[str], length: int, count: int) -> Int[Tensor, "example position"]:
+    """``count`` evenly spaced windows of BOS + ``length - 1`` tokens of the held-out text."""
+    tokenizer = bridge.tokenizer
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    separator = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    stream: list[int] = []
+    for ids in tokenizer(documents, add_special_tokens=False)["input_ids"]:
+        stream.extend(ids + separator)
+    body = length - 1
+    if len(stream) < body:
+        raise InterpError(f"held-out text has {len(stream)} tokens, fewer than one {length}-token window")
+    starts = torch.linspace(0, len(stream) - body, count).long().unique()
+    tokens = torch.tensor(stream, dtype=torch.long)
+    windows = tokens[starts[:, None] + torch.arange(body)[None, :]]
+    return torch.cat([torch.full((len(starts), 1), bos, dtype=torch.long), windows], dim=1)
+
+
+def per_token_loss(bridge: "TransformerBridge", tokens: Int[Tensor, "batch position"], batch_size: int = 8) -> Float[Tensor, "batch target"]:
+    """Cross-entropy of every next token; column ``p`` is the loss of predicting token ``p + 1``."""
+    device = bridge.cfg.device or "cpu"
+    losses = []
+    with torch.no_grad():
+        for start in range(0, len(tokens), batch_size):
+            chunk = tokens[start:start + batch_size].to(device)
+            logits = bridge(chunk, return_type="logits").float()  # (batch, position, vocab)
+            log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
+            losses.append(-log_probs.gather(-1, chunk[:, 1:, None])[..., 0].cpu())
+    return torch.cat(losses)
+
+
+def score_checkpoint(bridge: "TransformerBridge", config: DynamicsConfig, documents: list[str]) -> dict[str, pd.DataFrame]:
+    """Head scores, repeated-sequence loss and ICL loss curve of one model (step columns added later)."""
+    from interp.scores import score_heads
+    from interp.sequences import SequenceConfig
+
+    sequences = SequenceConfig(protocol=config.protocol, num_seeds=config.num_seeds)
+    longest = 1 + sequences.repeats * max(sequences.period(seed) for seed in sequences.seeds())
+    if longest > bridge.cfg.n_ctx:
+        raise InterpError(f"{config.protocol} sequences need {longest} tokens but the model's context is {bridge.cfg.n_ctx}; "
+                          "use the olsson protocol or fewer seeds")
+    heads, repeated = score_heads(bridge, sequences, metrics=config.metrics, loss=True)
+    heads = heads.groupby(["layer", "head", "metric"], as_index=False)["value"].agg(value="mean", std="std")
+    repeated = repeated.groupby("repeat", as_index=False)["loss"].mean()
+    length = config.icl_length or min(512, bridge.cfg.n_ctx)
+    if length > bridge.cfg.n_ctx:
+        raise InterpError(f"icl_length {length} exceeds the model's context {bridge.cfg.n_ctx}")
+    loss = per_token_loss(bridge, icl_windows(bridge, documents, length, config.icl_examples))
+    curve = pd.DataFrame({"position": range(1, length), "loss": loss.mean(dim=0).numpy()})
+    late, early = config.icl_positions(length)
+    summary = pd.DataFrame({
+        "metric": ["icl_score", "text_loss", f"text_loss_token_{early}", f"text_loss_token_{late}"]
+                  + [f"repeated_loss_repeat_{repeat}" for repeat in repeated["repeat"]],
+        "value": [float(loss[:, late - 1].mean() - loss[:, early - 1].mean()), float(loss.mean()),
+                  float(loss[:, early - 1].mean()), float(loss[:, late - 1].mean())] + repeated["loss"].tolist(),
+    })
+    return {"head_scores": heads, "summary": summary, "icl_curve": curve}
+
+
+def _held_out_documents(run: str | Path | None, fraction: float) -> list[str]:
+    from interp.toy import read_corpus
+
+    corpus = None
+    if run is not None and (Path(run) / "config.json").exists():
+        saved = json.loads((Path(run) / "config.json").read_text())
+        corpus, fraction = saved.get("corpus"), saved.get("held_out_fraction", fraction)
+    documents = read_corpus(corpus)
+    return documents[max(1, int(len(documents) * (1 - fraction))):]
+
+
+def run_dynamics(
+    out: str | Path | None = None,
+    config: DynamicsConfig = DynamicsConfig(),
+    *,
+    run: str | Path | None = None,
+    model: str | None = None,
+    revisions: Sequence[str] = (),
+    device: str = "auto",
+    figures: bool = True,
+    progress: bool = True,
+) -> dict[str, pd.DataFrame]:
+    """Measure every checkpoint; write tables, ``dynamics.json`` and the figure to ``out``.
+
+    Each checkpoint's tables are cached under ``out/cache/<config hash>/``, so an interrupted
+    run resumes and new checkpoints of a growing run are the only ones measured.
+    """
+    from tqdm.auto import tqdm
+    from transformers.utils import logging as hf_logging
+
+    from interp.models import load_model
+    from interp.results import read_table, run_metadata, write_json, write_table
+
+    sources = checkpoint_sources(run, model, revisions)
+    hf_logging.disable_progress_bar()  # one bar over checkpoints, not one per weight load
+    if out is None:
+        if run is None:
+            raise InterpError("give --out when measuring hub revisions")
+        out = Path(run) / "dynamics"
+    out = Path(out)
+    documents = _held_out_documents(run, config.held_out_fraction)
+    key = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+    cache = out / "cache" / key
+    started, collected, record = time.perf_counter(), {"head_scores": [], "summary": [], "icl_curve": []}, None
+    for step, label, spec in tqdm(sources, desc="checkpoints", unit="ckpt", disable=not progress):
+        stems = {name: cache / f"{name}_{label}" for name in collected}
+        if all(stem.with_suffix(".parquet").exists() for stem in stems.values()):
+            tables = {name: read_table(stem) for name, stem in stems.items()}
+        else:
+            bridge, record = load_model(spec, device=device)
+            tables = score_checkpoint(bridge, config, documents)
+            for name, table in tables.items():
+                table.insert(0, "checkpoint", label)
+                table.insert(0, "step", step)
+                write_table(table, stems[name], csv=False)
+            del bridge
+        for name, table in tables.items():
+            collected[name].append(table)
+    results = {name: pd.concat(tables, ignore_index=True) for name, tables in collected.items()}
+    for name, table in results.items():
+        write_table(table, out / name)
+    source = {"run": str(run)} if run is not None else {"model": model, "revisions": list(revisions)}
+    write_json(run_metadata(record, **source, config=config.to_dict(), checkpoints=[label for _, label, _ in sources],
+                            wall_seconds=time.perf_counter() - started), out / "dynamics.json")
+    if figures:
+        from interp.figures import dynamics_figure, save_figure
+
+        name = Path(run).name if run is not None else model
+        save_figure(dynamics_figure(results["head_scores"], results["summary"], title=f"Training dynamics: {name}"),
+                    out / "dynamics")
+    return results

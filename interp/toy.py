@@ -1,0 +1,420 @@
+"""Train small attention-only transformers on CPU and watch induction heads form.
+
+The model is a Hugging Face ``GPT2LMHeadModel`` whose MLP weights and biases are zeroed and
+frozen (``requires_grad=False``): GELU(0) = 0, so every MLP adds exactly zero to the residual
+stream and the network is attention-only, as in Elhage et al. (2021) and Olsson et al. (2022).
+Keeping the stock GPT-2 class (instead of a custom module) means a trained model is an ordinary
+Hugging Face directory that :func:`interp.models.load_model` opens like any other model.
+
+Training data is the King James Bible shipped in ``data/corpus/`` (public domain; see its
+README), tokenized with a byte-level BPE built from the same text, with an optional share of
+rows where a chunk of random tokens is inserted at a random place and repeated at a later
+random place.  Text (and repeats at random offsets) reward the offset-one induction circuit;
+random repeated sequences alone would let a model with learned positions copy from a fixed
+offset instead, which is not an induction head.
+
+Checkpoints are written at log-spaced steps as HF directories ``RUN/checkpoints/step_000128/``;
+the latest one also holds the optimizer and sampler state (safetensors + JSON, no pickle), so
+running the same command again resumes where it stopped.
+
+>>> config = ToyConfig(n_layers=2, steps=300)
+>>> checkpoint_steps(300, per_octave=1)
+[0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 300]
+>>> ToyConfig(n_layers=5)
+Traceback (most recent call last):
+...
+interp.errors.InterpError: unknown n_layers 5; choose one of: 1, 2, 3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from interp.errors import InterpError, check_choice
+
+if TYPE_CHECKING:  # torch and transformers load inside the functions so `interp --help` is fast
+    from torch import Tensor
+    from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
+
+__all__ = [
+    "PRESETS",
+    "ToyConfig",
+    "build_model",
+    "checkpoint_steps",
+    "default_corpus",
+    "encode_text",
+    "export_model",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "read_corpus",
+    "train",
+    "train_tokenizer",
+]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SPECIAL_TOKENS = ("<bos>", "<eos>", "<pad>")  # ids 0, 1, 2: the same layout as the test fixtures
+LAYER_COUNTS = (1, 2, 3)
+
+
+def default_corpus() -> Path:
+    """The shipped corpus: the King James Bible, one chapter a line, gzipped (see its README)."""
+    return REPO_ROOT / "data" / "corpus" / "kjv.txt.gz"
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    """What to train; every default is what the shipped models used unless TRAINING.md says otherwise."""
+
+    n_layers: int = 2  # 1 layer cannot make an induction head: it needs a previous-token head before it
+    d_model: int = 128  # wide enough for a 4096-token vocabulary, small enough for CPU
+    n_heads: int = 4  # d_head = 32; a handful of heads keeps the head tables readable
+    n_ctx: int = 256  # > 101 tokens, the length of Olsson's prefix-matching sequences
+    vocab_size: int = 4096  # "a few thousand" BPE tokens, incl. <bos>, <eos>, <pad>
+    steps: int = 2000  # induction heads form within a few hundred steps at this size
+    batch_size: int = 16  # rows of n_ctx tokens per step
+    learning_rate: float = 1e-3  # AdamW; small models tolerate a large rate
+    weight_decay: float = 0.01  # light regularisation, the GPT-2 recipe's order of magnitude
+    warmup_steps: int = 100  # linear warm-up, then cosine decay to 10% of the rate
+    repeat_fraction: float = 0.25  # share of rows with a random-token chunk repeated at random places
+    repeat_length: tuple[int, int] = (8, 40)  # chunk lengths drawn uniformly from this range
+    checkpoints_per_octave: int = 2  # log-spaced checkpoints: steps 2^(k/2), plus 0 and the last
+    seed: int = 0  # seeds the weights, the batches and the repeats
+    corpus: str | None = None  # a text file (.txt or .txt.gz); None: the shipped King James Bible
+    held_out_fraction: float = 0.05  # the corpus tail kept out of training, for the in-context-learning score
+
+    def __post_init__(self) -> None:
+        check_choice("n_layers", self.n_layers, LAYER_COUNTS)
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise InterpError(f"steps must be a positive integer, got {self.steps!r}")
+        for name in ("d_model", "n_heads", "n_ctx", "batch_size", "checkpoints_per_octave"):
+            if getattr(self, name) < 1:
+                raise InterpError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.d_model % self.n_heads:
+            raise InterpError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        if self.vocab_size < 300:
+            raise InterpError(f"vocab_size {self.vocab_size} is too small; byte-level BPE needs at least 300")
+        if not 0 <= self.repeat_fraction <= 1:
+            raise InterpError(f"repeat_fraction must be in [0, 1], got {self.repeat_fraction!r}")
+        low, high = self.repeat_length
+        if not 2 <= low <= high or 2 * high + 2 > self.n_ctx:
+            raise InterpError(f"repeat_length {self.repeat_length} must satisfy 2 <= low <= high and fit twice in n_ctx {self.n_ctx}")
+        if not 0 < self.held_out_fraction < 0.5:
+            raise InterpError(f"held_out_fraction must be in (0, 0.5), got {self.held_out_fraction!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, ToyConfig] = {
+    "toy-attn-1l": ToyConfig(n_layers=1),
+    "toy-attn-2l": ToyConfig(n_layers=2),
+    "toy-attn-3l": ToyConfig(n_layers=3),
+    # For tests and smoke runs: seconds, not minutes.
+    "tiny": ToyConfig(n_layers=2, d_model=32, n_heads=2, n_ctx=128, vocab_size=512, steps=8, batch_size=4),
+}
+
+
+def checkpoint_steps(steps: int, per_octave: int = 2) -> list[int]:
+    """Step 0, the log-spaced steps round(2^(k / per_octave)) below ``steps``, and ``steps``."""
+    chosen = {0, steps}
+    for index in range(int(per_octave * math.log2(max(steps, 1))) + 1):
+        step = round(2 ** (index / per_octave))
+        if step < steps:
+            chosen.add(step)
+    return sorted(chosen)
+
+
+def read_corpus(path: str | Path | None = None) -> list[str]:
+    """The corpus as a list of documents (non-empty lines); ``.gz`` files are read transparently."""
+    path = Path(path) if path else default_corpus()
+    if not path.is_file():
+        raise InterpError(f"corpus {str(path)!r} does not exist; pass a .txt or .txt.gz file")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        documents = [line.strip() for line in handle if line.strip()]
+    if not documents:
+        raise InterpError(f"corpus {str(path)!r} has no text")
+    return documents
+
+
+def train_tokenizer(documents: list[str], vocab_size: int) -> "PreTrainedTokenizerFast":
+    """A byte-level BPE (the GPT-2 scheme) of ``vocab_size`` tokens with ``<bos>`` as id 0.
+
+    Byte-level means any text encodes, so the in-context-learning score can use any text.
+    No post-processor adds BOS: like the other models, callers prepend it themselves.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(documents, trainer)
+    bos, eos, pad = SPECIAL_TOKENS
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=bos, eos_token=eos, pad_token=pad)
+
+
+def encode_text(tokenizer: "PreTrainedTokenizerFast", documents: list[str]) -> "Tensor":
+    """All documents as one stream of token ids, each document followed by ``<eos>``."""
+    import torch
+
+    stream: list[int] = []
+    for ids in tokenizer(documents, add_special_tokens=False)["input_ids"]:
+        stream.extend(ids)
+        stream.append(tokenizer.eos_token_id)
+    return torch.tensor(stream, dtype=torch.long)
+
+
+def build_model(config: ToyConfig, tokenizer: "PreTrainedTokenizerFast") -> "GPT2LMHeadModel":
+    """A freshly initialised attention-only GPT-2: MLPs zeroed and frozen, embeddings tied."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(config.seed)
+    hf_config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=config.n_ctx, n_embd=config.d_model, n_layer=config.n_layers,
+        n_head=config.n_heads,
+        n_inner=4,  # the MLP must exist in GPT-2; it is all zeros, so keep it tiny
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,  # small models on plenty of data: no dropout
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, architectures=["GPT2LMHeadModel"],
+    )
+    model = GPT2LMHeadModel(hf_config)
+    _freeze_mlps(model)
+    return model
+
+
+def _freeze_mlps(model: "GPT2LMHeadModel") -> None:
+    import torch
+
+    with torch.no_grad():
+        for block in model.transformer.h:
+            for parameter in block.mlp.parameters():
+                parameter.zero_()
+                parameter.requires_grad_(False)
+
+
+def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """``(step, directory)`` of every complete checkpoint of a run, by step."""
+    folder = Path(run_dir) / "checkpoints"
+    found = []
+    for directory in sorted(folder.glob("step_*")) if folder.is_dir() else []:
+        if (directory / "model.safetensors").exists() and directory.name[5:].isdigit():
+            found.append((int(directory.name[5:]), directory))
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def _sample_batch(stream: "Tensor", config: ToyConfig, vocab: "Tensor", bos: int, generator) -> "Tensor":
+    """``batch_size`` rows: ``<bos>`` + a random window of text, some with a repeated random chunk."""
+    import torch
+
+    length = config.n_ctx - 1
+    starts = torch.randint(0, len(stream) - length, (config.batch_size,), generator=generator)
+    offsets = torch.arange(length)
+    text = stream[starts[:, None] + offsets[None, :]]  # (batch, position)
+    rows = torch.cat([torch.full((config.batch_size, 1), bos, dtype=torch.long), text], dim=1)
+    repeated = torch.rand(config.batch_size, generator=generator) < config.repeat_fraction
+    low, high = config.repeat_length
+    for row in torch.nonzero(repeated).flatten().tolist():
+        size = int(torch.randint(low, high + 1, (1,), generator=generator))
+        chunk = vocab[torch.randint(0, len(vocab), (size,), generator=generator)]
+        first = int(torch.randint(1, config.n_ctx - 2 * size + 1, (1,), generator=generator))
+        second = int(torch.randint(first + size, config.n_ctx - size + 1, (1,), generator=generator))
+        rows[row, first:first + size] = chunk
+        rows[row, second:second + size] = chunk
+    return rows
+
+
+def _learning_rate(config: ToyConfig, step: int) -> float:
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return config.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def _save_checkpoint(directory: Path, model, tokenizer, optimizer, generator, step: int, losses: list) -> None:
+    """An HF model directory, plus optimizer/sampler state for resuming (safetensors + JSON)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from transformers.utils import logging as hf_logging
+
+    staging = directory.with_name(f".{directory.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    hf_logging.disable_progress_bar()  # one bar per run (ours), not one per checkpoint shard
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    tensors = {"generator_state": generator.get_state()}
+    state = optimizer.state_dict()
+    for index, slots in state["state"].items():
+        for name, value in slots.items():
+            tensors[f"optimizer.{index}.{name}"] = torch.as_tensor(value).clone()
+    save_file(tensors, str(staging / "training_state.safetensors"))
+    (staging / "training_state.json").write_text(json.dumps({"step": step, "losses": losses}) + "\n")
+    shutil.rmtree(directory, ignore_errors=True)
+    staging.rename(directory)
+
+
+def _restore(directory: Path, optimizer, generator) -> tuple[int, list]:
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(directory / "training_state.safetensors"))
+    generator.set_state(tensors.pop("generator_state"))
+    state = optimizer.state_dict()
+    slots: dict[int, dict] = {}
+    for key, value in tensors.items():
+        _, index, name = key.split(".", 2)
+        slots.setdefault(int(index), {})[name] = value
+    state["state"] = slots
+    optimizer.load_state_dict(state)
+    saved = json.loads((directory / "training_state.json").read_text())
+    return int(saved["step"]), [tuple(pair) for pair in saved["losses"]]
+
+
+def _prune_resume_state(run_dir: Path, keep: Path) -> None:
+    # Only the latest checkpoint needs optimizer moments; the rest stay plain model directories.
+    for _, directory in list_checkpoints(run_dir):
+        if directory != keep:
+            (directory / "training_state.safetensors").unlink(missing_ok=True)
+
+
+def _prepare_run(config: ToyConfig, run_dir: Path):
+    """The run's tokenizer and token streams, made once and reused when resuming."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import PreTrainedTokenizerFast
+
+    saved_config = run_dir / "config.json"
+    if saved_config.exists():
+        previous = json.loads(saved_config.read_text())
+        if previous != json.loads(json.dumps(config.to_dict())):
+            raise InterpError(f"run {str(run_dir)!r} was started with a different configuration; use a new --run folder")
+    tokenizer_dir, streams = run_dir / "tokenizer", run_dir / "tokens.safetensors"
+    if (tokenizer_dir / "tokenizer.json").exists() and streams.exists():
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(tokenizer_dir)
+        tensors = load_file(str(streams))
+        return tokenizer, tensors["train"], tensors["held_out"]
+    documents = read_corpus(config.corpus)
+    split = max(1, int(len(documents) * (1 - config.held_out_fraction)))
+    tokenizer = train_tokenizer(documents[:split], config.vocab_size)
+    train_stream, held_out = encode_text(tokenizer, documents[:split]), encode_text(tokenizer, documents[split:])
+    if len(train_stream) <= config.n_ctx:
+        raise InterpError(f"corpus has {len(train_stream)} training tokens, fewer than n_ctx {config.n_ctx}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(tokenizer_dir)
+    save_file({"train": train_stream, "held_out": held_out}, str(streams))
+    saved_config.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    return tokenizer, train_stream, torch.as_tensor(held_out)
+
+
+def train(config: ToyConfig, run_dir: str | Path, *, progress: bool = True, threads: int | None = None) -> Path:
+    """Train (or resume) a run in ``run_dir``; return the final checkpoint directory.
+
+    >>> final = train(PRESETS["tiny"], tempfile.mkdtemp(), progress=False)  # doctest: +SKIP
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from interp.results import write_table
+
+    if threads:
+        torch.set_num_threads(threads)
+    run_dir = Path(run_dir)
+    tokenizer, stream, _ = _prepare_run(config, run_dir)
+    model = build_model(config, tokenizer)
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98))
+    generator = torch.Generator().manual_seed(config.seed)
+    special = set(tokenizer.all_special_ids)
+    vocab = torch.tensor([index for index in range(len(tokenizer)) if index not in special])
+    schedule = checkpoint_steps(config.steps, config.checkpoints_per_octave)
+    step, losses = 0, []
+    resume = latest_checkpoint(run_dir)
+    if resume is not None:
+        from transformers import GPT2LMHeadModel
+
+        model = GPT2LMHeadModel.from_pretrained(resume[1])
+        _freeze_mlps(model)  # already zero; freezing is not saved in the weights
+        trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98))
+        if not (resume[1] / "training_state.safetensors").exists():
+            raise InterpError(f"checkpoint {resume[1]} has no training state to resume from; use a new --run folder")
+        step, losses = _restore(resume[1], optimizer, generator)
+    elif 0 in schedule:
+        _save_checkpoint(run_dir / "checkpoints" / "step_000000", model, tokenizer, optimizer, generator, 0, losses)
+    model.train()
+    started = time.perf_counter()
+    bar = tqdm(total=config.steps, initial=step, desc=f"train {config.n_layers}L", disable=not progress, unit="step")
+    while step < config.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = _learning_rate(config, step)
+        rows = _sample_batch(stream, config, vocab, tokenizer.bos_token_id, generator)
+        loss = model(input_ids=rows, labels=rows).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        step += 1
+        losses.append((step, float(loss.detach())))
+        bar.set_postfix(loss=f"{losses[-1][1]:.3f}")
+        bar.update(1)
+        if step in schedule:
+            directory = run_dir / "checkpoints" / f"step_{step:06d}"
+            _save_checkpoint(directory, model, tokenizer, optimizer, generator, step, losses)
+            _prune_resume_state(run_dir, directory)
+            import pandas as pd
+
+            write_table(pd.DataFrame(losses, columns=["step", "loss"]), run_dir / "train_loss")
+    bar.close()
+    final = latest_checkpoint(run_dir)
+    assert final is not None and final[0] == config.steps
+    meta_path = run_dir / "train.json"
+    elapsed = time.perf_counter() - started
+    previous = json.loads(meta_path.read_text()).get("train_seconds", 0.0) if meta_path.exists() else 0.0
+    from interp.results import run_metadata, write_json
+
+    write_json(run_metadata(config=config.to_dict(), steps=config.steps, train_seconds=previous + elapsed,
+                            threads=torch.get_num_threads(), checkpoints=schedule), meta_path)
+    return final[1]
+
+
+def export_model(run_dir: str | Path, target: str | Path, command: str) -> Path:
+    """Copy a run's final checkpoint to ``target`` as a plain HF directory with a TRAINING.md."""
+    run_dir, target = Path(run_dir), Path(target)
+    final = latest_checkpoint(run_dir)
+    if final is None:
+        raise InterpError(f"run {str(run_dir)!r} has no checkpoints; train it first")
+    target.mkdir(parents=True, exist_ok=True)
+    for path in final[1].iterdir():
+        if not path.name.startswith("training_state"):
+            shutil.copy2(path, target / path.name)
+    meta = json.loads((run_dir / "train.json").read_text()) if (run_dir / "train.json").exists() else {}
+    config = json.loads((run_dir / "config.json").read_text())
+    lines = [
+        f"# {target.name}", "",
+        "Attention-only GPT-2 (MLP weights and biases zeroed and frozen) trained by `interp train`.", "",
+        "Made with:", "", "```", command, "```", "",
+        f"Seed {config['seed']}, {final[0]} steps, {meta.get('train_seconds', float('nan')):.0f} s on "
+        f"{meta.get('threads', '?')} CPU thread(s); torch {meta.get('versions', {}).get('torch', '?')}.", "",
+        "Configuration:", "", "```json", json.dumps(config, indent=2), "```", "",
+        "Corpus: data/corpus/kjv.txt.gz (King James Bible, public domain; see data/corpus/README.md).", "",
+    ]
+    (target / "TRAINING.md").write_text("\n".join(lines))
+    return target
