@@ -1,0 +1,251 @@
+"""Multiple-choice scoring by log-likelihood, as lm-eval-harness does it.
+
+Each (prompt, choice) pair becomes one token sequence: context tokens + continuation tokens. The
+score of a choice is the summed log-probability of its continuation tokens given the context.
+``accuracy`` picks the choice with the highest sum; ``accuracy_norm`` divides each sum by the
+continuation's length in characters first (lm-eval's ``acc_norm``). ``loss`` is the mean
+negative log-likelihood per token of the correct continuation, averaged over items.
+
+Sequences are right-padded into batches; with causal attention, padding after a sequence's
+last token cannot change any of its log-probabilities, so no attention mask is needed.
+
+>>> wilson_interval(8, 10)  # doctest: +ELLIPSIS
+(0.49..., 0.94...)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from interp.errors import InterpError
+from interp.tasks import Prompt
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+__all__ = [
+    "Batch",
+    "EncodedPrompts",
+    "SequenceScores",
+    "encode_prompts",
+    "evaluate_prompts",
+    "iterate_batches",
+    "multiple_choice_metrics",
+    "score_sequences",
+    "target_logprobs",
+    "wilson_interval",
+]
+
+
+@dataclass(frozen=True)
+class EncodedPrompts:
+    """Every (prompt, choice) pair as token ids, with where its continuation starts."""
+
+    tokens: tuple[tuple[int, ...], ...]  # one entry per sequence
+    context_lengths: tuple[int, ...]  # tokens before the continuation, per sequence
+    item_of_sequence: Int[Tensor, " sequence"]  # which prompt each sequence belongs to
+    choice_of_sequence: Int[Tensor, " sequence"]
+    answer_index: Int[Tensor, " item"]  # the correct choice of each prompt
+    gold_sequence: Int[Tensor, " item"]  # the sequence holding each prompt's correct choice
+    continuation_chars: Float[Tensor, " sequence"]  # for length-normalised accuracy
+    n_choices: Int[Tensor, " item"]
+
+    @property
+    def n_items(self) -> int:
+        return len(self.answer_index)
+
+    @property
+    def n_sequences(self) -> int:
+        return len(self.tokens)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Right-padded token ids for some sequences, and the (row, position, token) of every target."""
+
+    sequence_ids: Int[Tensor, " batch"]
+    tokens: Int[Tensor, "batch pos"]
+    valid: Float[Tensor, "batch pos"]  # 1 on real tokens, 0 on padding
+    target_rows: Int[Tensor, " target"]
+    target_positions: Int[Tensor, " target"]  # the position whose logits predict the target
+    target_tokens: Int[Tensor, " target"]
+
+
+@dataclass(frozen=True)
+class SequenceScores:
+    """Summed continuation log-probability and continuation length of every sequence."""
+
+    logprob_sum: Float[Tensor, " sequence"]
+    n_tokens: Float[Tensor, " sequence"]
+
+
+def encode_prompts(tokenizer: Any, prompts: Sequence[Prompt], max_length: int | None = None,
+                   task_name: str = "task") -> EncodedPrompts:
+    """Tokenise every (prompt, choice); say which item does not fit ``max_length`` tokens."""
+    tokens, context_lengths, items, choices, chars, gold, answers, counts = [], [], [], [], [], [], [], []
+    for item_number, prompt in enumerate(prompts):
+        context = list(tokenizer(prompt.context)["input_ids"])
+        for choice_number, continuation in enumerate(prompt.continuations):
+            continuation_ids = list(tokenizer(continuation, add_special_tokens=False)["input_ids"])
+            if not continuation_ids:
+                raise InterpError(f"{task_name}: item {prompt.item_index}: choice {continuation!r} encodes to no tokens")
+            sequence = context + continuation_ids
+            if max_length is not None and len(sequence) > max_length:
+                raise InterpError(
+                    f"{task_name}: item {prompt.item_index} does not fit the model's context: {len(sequence)} tokens, "
+                    f"limit {max_length}; use fewer shots"
+                )
+            if choice_number == prompt.answer_index:
+                gold.append(len(tokens))
+            tokens.append(tuple(sequence))
+            context_lengths.append(len(context))
+            items.append(item_number)
+            choices.append(choice_number)
+            chars.append(len(continuation))
+        answers.append(prompt.answer_index)
+        counts.append(len(prompt.continuations))
+    return EncodedPrompts(
+        tokens=tuple(tokens),
+        context_lengths=tuple(context_lengths),
+        item_of_sequence=torch.tensor(items, dtype=torch.long),
+        choice_of_sequence=torch.tensor(choices, dtype=torch.long),
+        answer_index=torch.tensor(answers, dtype=torch.long),
+        gold_sequence=torch.tensor(gold, dtype=torch.long),
+        continuation_chars=torch.tensor(chars, dtype=torch.float64),
+        n_choices=torch.tensor(counts, dtype=torch.long),
+    )
+
+
+def make_batch(encoded: EncodedPrompts, sequence_ids: Sequence[int], device: str | torch.device,
+               pad_id: int = 0) -> Batch:
+    """Right-pad the given sequences into one :class:`Batch` on ``device``."""
+    lengths = [len(encoded.tokens[index]) for index in sequence_ids]
+    width = max(lengths)
+    tokens = torch.full((len(sequence_ids), width), pad_id, dtype=torch.long)
+    valid = torch.zeros((len(sequence_ids), width))
+    rows, positions, targets = [], [], []
+    for row, index in enumerate(sequence_ids):
+        sequence = encoded.tokens[index]
+        tokens[row, : len(sequence)] = torch.tensor(sequence)
+        valid[row, : len(sequence)] = 1.0
+        start = encoded.context_lengths[index]
+        rows.extend([row] * (len(sequence) - start))
+        positions.extend(range(start - 1, len(sequence) - 1))
+        targets.extend(sequence[start:])
+    as_long = lambda values: torch.tensor(values, dtype=torch.long, device=device)  # noqa: E731
+    return Batch(as_long(list(sequence_ids)), tokens.to(device), valid.to(device), as_long(rows), as_long(positions),
+                 as_long(targets))
+
+
+def iterate_batches(encoded: EncodedPrompts, sequence_ids: Sequence[int], batch_size: int,
+                    device: str | torch.device, pad_id: int = 0) -> Iterator[Batch]:
+    """Batches of ``batch_size`` sequences, in the given order."""
+    if batch_size < 1:
+        raise InterpError(f"batch_size must be positive, got {batch_size}")
+    for start in range(0, len(sequence_ids), batch_size):
+        yield make_batch(encoded, list(sequence_ids[start : start + batch_size]), device, pad_id)
+
+
+def target_logprobs(bridge: "TransformerBridge", final_residual: Float[Tensor, "batch pos d_model"],
+                    batch: Batch) -> Float[Tensor, " target"]:
+    """Log-probability of every target token, unembedding only the positions that predict one."""
+    picked = final_residual[batch.target_rows, batch.target_positions]  # (target, d_model)
+    logits = bridge.unembed(bridge.ln_final(picked.unsqueeze(0)))[0]  # (target, vocab)
+    return logits_to_target_logprobs(logits, batch)
+
+
+def logits_to_target_logprobs(logits: Float[Tensor, "target vocab"], batch: Batch) -> Float[Tensor, " target"]:
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    return log_probs.gather(-1, batch.target_tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def sum_by_row(values: Float[Tensor, "*copies target"], batch: Batch) -> Float[Tensor, "*copies batch"]:
+    """Sum per-target values into their sequence (row of the batch)."""
+    shape = (*values.shape[:-1], len(batch.sequence_ids))
+    return torch.zeros(shape, dtype=values.dtype, device=values.device).index_add_(-1, batch.target_rows, values)
+
+
+def pad_id_of(tokenizer: Any) -> int:
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+def score_sequences(bridge: "TransformerBridge", encoded: EncodedPrompts, batch_size: int = 8,
+                    fwd_hooks: Sequence[tuple[str, Any]] = (), sequence_ids: Sequence[int] | None = None) -> SequenceScores:
+    """Summed continuation log-probability of each sequence: one ordinary forward per batch."""
+    device = bridge.cfg.device
+    ids = list(range(encoded.n_sequences)) if sequence_ids is None else list(sequence_ids)
+    logprob_sum = torch.zeros(encoded.n_sequences, dtype=torch.float64)
+    n_tokens = torch.zeros(encoded.n_sequences, dtype=torch.float64)
+    with torch.no_grad():
+        for batch in iterate_batches(encoded, ids, batch_size, device, pad_id_of(bridge.tokenizer)):
+            logits = bridge.run_with_hooks(batch.tokens, fwd_hooks=list(fwd_hooks), return_type="logits")
+            values = logits_to_target_logprobs(logits[batch.target_rows, batch.target_positions], batch)
+            logprob_sum[batch.sequence_ids.cpu()] = sum_by_row(values, batch).double().cpu()
+            n_tokens[batch.sequence_ids.cpu()] = sum_by_row(torch.ones_like(values), batch).double().cpu()
+    return SequenceScores(logprob_sum, n_tokens)
+
+
+def multiple_choice_metrics(logprob_sum: Float[Tensor, "*copies sequence"], n_tokens: Float[Tensor, " sequence"],
+                            encoded: EncodedPrompts) -> dict[str, Tensor]:
+    """Per-item correctness (raw and length-normalised) and gold loss, for any leading copies axis.
+
+    Returns ``correct``, ``correct_norm`` and ``gold_loss``, each shaped ``(*copies, item)``.
+    """
+    copies = logprob_sum.shape[:-1]
+    width = int(encoded.n_choices.max())
+    grid = torch.full((*copies, encoded.n_items, width), -math.inf, dtype=torch.float64)
+    grid_norm = grid.clone()
+    grid[..., encoded.item_of_sequence, encoded.choice_of_sequence] = logprob_sum.double().cpu()
+    grid_norm[..., encoded.item_of_sequence, encoded.choice_of_sequence] = (
+        logprob_sum.double().cpu() / encoded.continuation_chars
+    )
+    gold = encoded.gold_sequence
+    return {
+        # ties count as wrong unless the answer is the first maximum, as argmax breaks them
+        "correct": (grid.argmax(-1) == encoded.answer_index).double(),
+        "correct_norm": (grid_norm.argmax(-1) == encoded.answer_index).double(),
+        "gold_loss": -logprob_sum.double().cpu()[..., gold] / n_tokens.double().cpu()[gold],
+    }
+
+
+def wilson_interval(successes: float, total: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval for a binomial proportion."""
+    if total == 0:
+        return (math.nan, math.nan)
+    share = successes / total
+    centre = (share + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(share * (1 - share) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def summarise(metrics: dict[str, Tensor]) -> dict[str, float]:
+    """Accuracy with its Wilson interval, normalised accuracy and mean gold loss (one copy)."""
+    n_items = int(metrics["correct"].shape[-1])
+    correct = float(metrics["correct"].sum())
+    low, high = wilson_interval(correct, n_items)
+    return {
+        "accuracy": correct / n_items,
+        "accuracy_ci_low": low,
+        "accuracy_ci_high": high,
+        "accuracy_norm": float(metrics["correct_norm"].mean()),
+        "loss": float(metrics["gold_loss"].mean()),
+        "n_items": n_items,
+    }
+
+
+def evaluate_prompts(bridge: "TransformerBridge", prompts: Sequence[Prompt], batch_size: int = 8,
+                     task_name: str = "task") -> dict[str, float]:
+    """Accuracy (with a 95% CI), length-normalised accuracy and gold loss of ``prompts``."""
+    encoded = encode_prompts(bridge.tokenizer, prompts, bridge.cfg.n_ctx, task_name)
+    scores = score_sequences(bridge, encoded, batch_size)
+    return summarise(multiple_choice_metrics(scores.logprob_sum, scores.n_tokens, encoded))
+

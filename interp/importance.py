@@ -1,0 +1,569 @@
+"""Task importance of every attention head and FFN: gradient, exact ablation, attribution patching.
+
+Three estimates for one (task, shots), each one value per head and per FFN (see
+``/work/shared/specs.md``):
+
+- **gradient** (Michel et al. 2019; Bansal et al. 2023): ``I_h = sum_tokens |z_h . dL/dz_h| /
+  n_tokens`` with ``z_h`` = ``hook_z`` (head output before W_O) and ``L`` the loss on the gold
+  continuation of context + gold answer; FFNs through ``hook_mlp_out``. ``gradient_l2`` adds
+  Michel's per-layer L2 normalisation of the head scores.
+- **ablation**: the exact change in accuracy, length-normalised accuracy and gold loss when one
+  head (or FFN) is replaced by zero, by its mean over the task's tokens, or by its value on
+  another item's prompt (resampling). The clean residual entering every block is cached, so an
+  ablation in layer ``l`` starts the forward at block ``l``; the ablations of one layer (every
+  head and the FFN) share one batched forward, and only the positions that predict a
+  continuation token are unembedded.
+- **attribution** (Nanda; Syed et al. 2023): first-order estimate of the mean-ablation loss
+  change, ``sum (mean - z) . dL/dz`` from the same forward and backward as the gradient scores.
+
+Tables are tidy: one row per (component, layer, head, metric); ``head`` is -1 for FFN rows.
+
+>>> config = ImportanceConfig(ablations=("zero",))
+>>> config.ablations
+('zero',)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import einops
+import numpy as np
+import pandas as pd
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from interp.errors import InterpError, check_choice
+from interp.evaluation import (Batch, EncodedPrompts, encode_prompts, iterate_batches, make_batch,
+                               multiple_choice_metrics, pad_id_of, sum_by_row, summarise, target_logprobs)
+from interp.tasks import PromptConfig, build_prompts, load_task, resolve_task_names
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+__all__ = [
+    "ABLATIONS",
+    "METHODS",
+    "ImportanceConfig",
+    "ablation_importance",
+    "ablation_replacements",
+    "activation_means",
+    "resample_donors",
+    "gradient_importance",
+    "importance_table",
+    "run_importance",
+    "single_ablation_scores",
+]
+
+METHODS = ("gradient", "ablation", "attribution")
+ABLATIONS = ("zero", "mean", "resample")
+
+
+@dataclass(frozen=True)
+class ImportanceConfig:
+    """Settings for an importance sweep."""
+
+    ablations: tuple[str, ...] = ABLATIONS  # which replacements the exact ablation tries
+    batch_size: int = 8  # sequences per forward (ablation: times n_heads + 1 copies)
+    ablations_per_forward: int | None = None  # copies sharing one forward; None: a whole layer's
+    max_items: int | None = None  # evaluate only this many items per task (None: every non-demo item)
+    seed: int = 0  # demo split, demonstrations, distractors and resampling donors
+    n_choices: int = 4  # candidates for items without fixed choices
+
+    def __post_init__(self) -> None:
+        for ablation in self.ablations:
+            check_choice("ablation", ablation, ABLATIONS)
+        if self.batch_size < 1:
+            raise InterpError(f"batch_size must be positive, got {self.batch_size}")
+        if self.ablations_per_forward is not None and self.ablations_per_forward < 1:
+            raise InterpError(f"ablations_per_forward must be positive or None, got {self.ablations_per_forward}")
+
+    def prompt_config(self) -> PromptConfig:
+        return PromptConfig(n_choices=self.n_choices, seed=self.seed, max_items=self.max_items)
+
+
+def _z_name(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_z"
+
+
+def _mlp_name(layer: int) -> str:
+    return f"blocks.{layer}.hook_mlp_out"
+
+
+def _n_layers_heads(bridge: "TransformerBridge") -> tuple[int, int]:
+    return int(bridge.cfg.n_layers), int(bridge.cfg.n_heads)
+
+
+def _gold_loss_per_target(values: Float[Tensor, " target"], batch: Batch) -> Float[Tensor, " batch"]:
+    """Per-sequence mean negative log-likelihood of the continuation tokens."""
+    return -sum_by_row(values, batch) / sum_by_row(torch.ones_like(values), batch)
+
+
+# --------------------------------------------------------------------------- gradient / attribution
+
+
+@dataclass
+class _GradientSums:
+    """Running sums over the gold sequences' tokens, for all layers at once."""
+
+    abs_head: Tensor  # (layer, head): sum |z . g|
+    abs_ffn: Tensor  # (layer,): sum |mlp_out . g|
+    dot_head: Tensor  # (layer, head): sum z . g
+    dot_ffn: Tensor  # (layer,)
+    grad_head: Tensor  # (layer, head, d_head): sum g
+    grad_ffn: Tensor  # (layer, d_model)
+    act_head: Tensor  # (layer, head, d_head): sum z, for the mean
+    act_ffn: Tensor  # (layer, d_model)
+    n_tokens: float = 0.0
+    n_items: int = 0
+
+
+def gradient_importance(bridge: "TransformerBridge", encoded: EncodedPrompts,
+                        batch_size: int = 8) -> dict[str, Tensor]:
+    """Gradient importance and mean-ablation attribution from one forward + backward per batch.
+
+    Returns tensors ``head_gradient`` (layer, head), ``ffn_gradient`` (layer,),
+    ``head_attribution``, ``ffn_attribution``; the loss is each gold sequence's mean
+    continuation NLL (summed over items for the gradient scores, averaged for attribution, so
+    that attribution estimates the change of the mean gold loss that exact ablation reports).
+    """
+    n_layers, n_heads = _n_layers_heads(bridge)
+    d_head, d_model = int(bridge.cfg.d_head), int(bridge.cfg.d_model)
+    sums = _GradientSums(
+        torch.zeros(n_layers, n_heads, dtype=torch.float64), torch.zeros(n_layers, dtype=torch.float64),
+        torch.zeros(n_layers, n_heads, dtype=torch.float64), torch.zeros(n_layers, dtype=torch.float64),
+        torch.zeros(n_layers, n_heads, d_head, dtype=torch.float64), torch.zeros(n_layers, d_model, dtype=torch.float64),
+        torch.zeros(n_layers, n_heads, d_head, dtype=torch.float64), torch.zeros(n_layers, d_model, dtype=torch.float64),
+    )
+    gold = encoded.gold_sequence.tolist()
+    names = [_z_name(layer) for layer in range(n_layers)] + [_mlp_name(layer) for layer in range(n_layers)]
+    for batch in iterate_batches(encoded, gold, batch_size, bridge.cfg.device, pad_id_of(bridge.tokenizer)):
+        stored: dict[str, Tensor] = {}
+
+        def keeper(name: str) -> Callable:
+            def keep(activation: Tensor, hook: Any) -> Tensor:
+                stored[name] = activation  # hook.name may be an alias; key by the name asked for
+                return activation
+            return keep
+
+        with torch.enable_grad():
+            logits = bridge.run_with_hooks(batch.tokens, fwd_hooks=[(name, keeper(name)) for name in names],
+                                           return_type="logits")
+            values = torch.log_softmax(logits[batch.target_rows, batch.target_positions].float(), dim=-1)
+            values = values.gather(-1, batch.target_tokens.unsqueeze(-1)).squeeze(-1)
+            loss = _gold_loss_per_target(values, batch).sum()
+            gradients = torch.autograd.grad(loss, [stored[name] for name in names])
+        valid = batch.valid  # (batch, pos)
+        z = torch.stack([stored[_z_name(layer)] for layer in range(n_layers)]).detach().double()
+        z_grad = torch.stack(gradients[:n_layers]).double()  # (layer, batch, pos, head, d_head)
+        mlp = torch.stack([stored[_mlp_name(layer)] for layer in range(n_layers)]).detach().double()
+        mlp_grad = torch.stack(gradients[n_layers:]).double()  # (layer, batch, pos, d_model)
+        mask = valid.double()
+        head_dot = einops.einsum(z, z_grad, "layer batch pos head d_head, layer batch pos head d_head -> layer batch pos head")
+        ffn_dot = einops.einsum(mlp, mlp_grad, "layer batch pos d_model, layer batch pos d_model -> layer batch pos")
+        sums.abs_head += einops.einsum(head_dot.abs(), mask, "layer batch pos head, batch pos -> layer head").cpu()
+        sums.dot_head += einops.einsum(head_dot, mask, "layer batch pos head, batch pos -> layer head").cpu()
+        sums.abs_ffn += einops.einsum(ffn_dot.abs(), mask, "layer batch pos, batch pos -> layer").cpu()
+        sums.dot_ffn += einops.einsum(ffn_dot, mask, "layer batch pos, batch pos -> layer").cpu()
+        sums.grad_head += einops.einsum(z_grad, mask, "layer batch pos head d_head, batch pos -> layer head d_head").cpu()
+        sums.grad_ffn += einops.einsum(mlp_grad, mask, "layer batch pos d_model, batch pos -> layer d_model").cpu()
+        sums.act_head += einops.einsum(z, mask, "layer batch pos head d_head, batch pos -> layer head d_head").cpu()
+        sums.act_ffn += einops.einsum(mlp, mask, "layer batch pos d_model, batch pos -> layer d_model").cpu()
+        sums.n_tokens += float(mask.sum())
+        sums.n_items += len(batch.sequence_ids)
+    mean_head, mean_ffn = sums.act_head / sums.n_tokens, sums.act_ffn / sums.n_tokens
+    # sum_tokens (mean - z) . g = mean . sum g - sum z . g  (the mean is fixed over tokens)
+    head_attribution = (einops.einsum(mean_head, sums.grad_head, "layer head d_head, layer head d_head -> layer head")
+                        - sums.dot_head) / sums.n_items
+    ffn_attribution = (einops.einsum(mean_ffn, sums.grad_ffn, "layer d_model, layer d_model -> layer")
+                       - sums.dot_ffn) / sums.n_items
+    return {
+        "head_gradient": sums.abs_head / sums.n_tokens,
+        "ffn_gradient": sums.abs_ffn / sums.n_tokens,
+        "head_attribution": head_attribution,
+        "ffn_attribution": ffn_attribution,
+    }
+
+
+# --------------------------------------------------------------------------- exact ablation
+
+
+def _is_cache(value: Any) -> bool:
+    return type(value).__name__.endswith("Cache") and not isinstance(value, Tensor)
+
+
+def _repeat_batch(value: Any, batch: int, copies: int) -> Any:
+    """Repeat every batch-sized tensor ``copies`` times along dim 0; drop KV caches."""
+    if _is_cache(value):
+        return None
+    if isinstance(value, Tensor) and value.dim() >= 1 and value.shape[0] == batch and copies > 1:
+        return value.repeat(copies, *([1] * (value.dim() - 1)))
+    if isinstance(value, tuple):
+        return tuple(_repeat_batch(entry, batch, copies) for entry in value)
+    return value
+
+
+class _ResumableRun:
+    """A clean forward that keeps, per block, its input residual and call arguments."""
+
+    def __init__(self, bridge: "TransformerBridge", batch: Batch):
+        self.bridge, self.batch = bridge, batch
+        n_layers, _ = _n_layers_heads(bridge)
+        self.residuals: list[Tensor | None] = [None] * n_layers
+        self.calls: list[tuple[tuple, dict] | None] = [None] * n_layers
+        handles = []
+        for layer, block in enumerate(bridge.blocks):
+            def capture(module: Any, args: tuple, kwargs: dict, layer: int = layer) -> None:
+                if args and isinstance(args[0], Tensor):
+                    self.residuals[layer], rest = args[0], args[1:]
+                else:
+                    self.residuals[layer], rest = kwargs["hidden_states"], args
+                    kwargs = {key: value for key, value in kwargs.items() if key != "hidden_states"}
+                self.calls[layer] = (rest, dict(kwargs))
+            handles.append(block.register_forward_pre_hook(capture, with_kwargs=True))
+        try:
+            with torch.no_grad():
+                logits = bridge(batch.tokens, return_type="logits")
+        finally:
+            for handle in handles:
+                handle.remove()
+        self.clean_logprobs = torch.log_softmax(logits[batch.target_rows, batch.target_positions].float(), -1).gather(
+            -1, batch.target_tokens.unsqueeze(-1)).squeeze(-1)
+
+    def resume(self, layer: int, copies: int, fwd_hooks: Sequence[tuple[str, Callable]]) -> Float[Tensor, "copies target"]:
+        """Target log-probabilities of ``copies`` stacked copies, run from block ``layer`` on."""
+        rows = len(self.batch.sequence_ids)
+        residual = self.residuals[layer]
+        hidden = residual.repeat(copies, 1, 1)
+        with torch.no_grad(), self.bridge.hooks(fwd_hooks=list(fwd_hooks)):
+            for block_index in range(layer, len(self.residuals)):
+                rest, kwargs = self.calls[block_index]
+                rest = tuple(_repeat_batch(value, rows, copies) for value in rest)
+                kwargs = {key: _repeat_batch(value, rows, copies) for key, value in kwargs.items()}
+                if "use_cache" in kwargs:
+                    kwargs["use_cache"] = False
+                output = self.bridge.blocks[block_index](hidden, *rest, **kwargs)
+                hidden = output[0] if isinstance(output, tuple) else output
+            final = einops.rearrange(hidden, "(copies batch) pos d_model -> copies batch pos d_model", copies=copies)
+            picked = final[:, self.batch.target_rows, self.batch.target_positions]  # (copies, target, d_model)
+            logits = self.bridge.unembed(self.bridge.ln_final(picked))
+            log_probs = torch.log_softmax(logits.float(), dim=-1)
+            index = self.batch.target_tokens.expand(copies, -1).unsqueeze(-1)
+            return log_probs.gather(-1, index).squeeze(-1)
+
+
+def _collect_activations(bridge: "TransformerBridge", tokens: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+    """Clean hook_z and hook_mlp_out of every layer for ``tokens``."""
+    n_layers, _ = _n_layers_heads(bridge)
+    names = {_z_name(layer) for layer in range(n_layers)} | {_mlp_name(layer) for layer in range(n_layers)}
+    with torch.no_grad():
+        _, cache = bridge.run_with_cache(tokens, names_filter=lambda name: name in names)
+    return ([cache[_z_name(layer)] for layer in range(n_layers)], [cache[_mlp_name(layer)] for layer in range(n_layers)])
+
+
+def activation_means(bridge: "TransformerBridge", encoded: EncodedPrompts, batch_size: int = 8
+                     ) -> tuple[Float[Tensor, "layer head d_head"], Float[Tensor, "layer d_model"]]:
+    """Mean hook_z and hook_mlp_out over every real token of the gold sequences."""
+    head_sum, ffn_sum, count = 0.0, 0.0, 0.0
+    for batch in iterate_batches(encoded, encoded.gold_sequence.tolist(), batch_size, bridge.cfg.device,
+                                 pad_id_of(bridge.tokenizer)):
+        z, mlp = _collect_activations(bridge, batch.tokens)
+        mask = batch.valid.double()
+        head_sum = head_sum + einops.einsum(torch.stack(z).double(), mask, "layer batch pos head d_head, batch pos -> layer head d_head")
+        ffn_sum = ffn_sum + einops.einsum(torch.stack(mlp).double(), mask, "layer batch pos d_model, batch pos -> layer d_model")
+        count += float(mask.sum())
+    dtype = next(bridge.parameters()).dtype
+    return (head_sum / count).to(dtype), (ffn_sum / count).to(dtype)
+
+
+def resample_donors(n_items: int, seed: int) -> np.ndarray:
+    """Each item's donor: the next item along a seeded random cycle, so never itself.
+
+    >>> donors = resample_donors(5, seed=0)
+    >>> bool((donors != np.arange(5)).all()), sorted(donors.tolist())
+    (True, [0, 1, 2, 3, 4])
+    """
+    if n_items < 2:
+        raise InterpError(f"resampling ablation needs at least 2 items, got {n_items}")
+    order = np.random.default_rng([seed, 7]).permutation(n_items)
+    donors = np.empty(n_items, dtype=np.int64)
+    donors[order] = np.roll(order, -1)
+    return donors
+
+
+@dataclass
+class _Replacements:
+    """What each ablation puts in place of a head's z or an FFN's output, for one batch."""
+
+    kind: str
+    mean_head: Tensor | None = None  # (layer, head, d_head)
+    mean_ffn: Tensor | None = None  # (layer, d_model)
+    donor_head: list[Tensor] = field(default_factory=list)  # per layer (batch, pos, head, d_head)
+    donor_ffn: list[Tensor] = field(default_factory=list)  # per layer (batch, pos, d_model)
+
+    def head(self, layer: int) -> Tensor:
+        if self.kind == "zero":
+            return torch.zeros(())
+        if self.kind == "mean":
+            return self.mean_head[layer]
+        return self.donor_head[layer]
+
+    def ffn(self, layer: int) -> Tensor:
+        if self.kind == "zero":
+            return torch.zeros(())
+        if self.kind == "mean":
+            return self.mean_ffn[layer]
+        return self.donor_ffn[layer]
+
+
+def ablation_replacements(bridge: "TransformerBridge", encoded: EncodedPrompts, batch: Batch, kind: str,
+                          means: tuple[Tensor, Tensor] | None, seed: int) -> _Replacements:
+    """The replacement values of ``kind`` for every layer, aligned with ``batch``.
+
+    Resampling takes the clean activation of the donor item's gold sequence at the same
+    position; where the donor is shorter, its last real token stands in.
+    """
+    if kind == "zero":
+        return _Replacements(kind)
+    if kind == "mean":
+        return _Replacements(kind, mean_head=means[0], mean_ffn=means[1])
+    donors = resample_donors(encoded.n_items, seed)
+    items = encoded.item_of_sequence[batch.sequence_ids.cpu()].numpy()
+    donor_items = donors[items]
+    unique, inverse = np.unique(donor_items, return_inverse=True)
+    donor_batch = make_batch(encoded, encoded.gold_sequence[unique].tolist(), bridge.cfg.device, pad_id_of(bridge.tokenizer))
+    z, mlp = _collect_activations(bridge, donor_batch.tokens)
+    donor_lengths = donor_batch.valid.sum(-1).long()  # (donor,)
+    width = batch.tokens.shape[1]
+    positions = torch.arange(width, device=batch.tokens.device)
+    rows = torch.as_tensor(inverse, device=batch.tokens.device)
+    # (batch, pos) index into each donor's positions, clamped to its last real token
+    gather = torch.minimum(positions.unsqueeze(0), (donor_lengths[rows] - 1).unsqueeze(1))
+    donor_width = donor_batch.tokens.shape[1]
+    if donor_width < width:
+        pad = width - donor_width
+        z = [torch.nn.functional.pad(layer_z, (0, 0, 0, 0, 0, pad)) for layer_z in z]
+        mlp = [torch.nn.functional.pad(layer_mlp, (0, 0, 0, pad)) for layer_mlp in mlp]
+    return _Replacements(
+        kind,
+        donor_head=[layer_z[rows.unsqueeze(1), gather] for layer_z in z],
+        donor_ffn=[layer_mlp[rows.unsqueeze(1), gather] for layer_mlp in mlp],
+    )
+
+
+def _head_hook(heads: Tensor, replacement: Tensor, copies: int) -> Callable:
+    """Replace head ``heads[c]`` in copy ``c`` (a head index of -1 leaves the copy alone)."""
+
+    def hook(z: Tensor, hook: Any) -> Tensor:
+        stacked = einops.rearrange(z, "(copies batch) pos head d_head -> copies batch pos head d_head", copies=copies)
+        head_index = torch.arange(stacked.shape[3], device=z.device)
+        chosen = (head_index.unsqueeze(0) == heads.to(z.device).unsqueeze(1))  # (copies, head)
+        chosen = einops.rearrange(chosen, "copies head -> copies 1 1 head 1")
+        replaced = torch.where(chosen, replacement.to(z.device, z.dtype).expand_as(stacked[0]).unsqueeze(0), stacked)
+        return einops.rearrange(replaced, "copies batch pos head d_head -> (copies batch) pos head d_head")
+
+    return hook
+
+
+def _ffn_hook(ffn_copies: Tensor, replacement: Tensor, copies: int) -> Callable:
+    """Replace the FFN output in the copies where ``ffn_copies`` is true."""
+
+    def hook(mlp_out: Tensor, hook: Any) -> Tensor:
+        stacked = einops.rearrange(mlp_out, "(copies batch) pos d_model -> copies batch pos d_model", copies=copies)
+        chosen = einops.rearrange(ffn_copies.to(mlp_out.device), "copies -> copies 1 1 1")
+        replaced = torch.where(chosen, replacement.to(mlp_out.device, mlp_out.dtype).expand_as(stacked[0]).unsqueeze(0), stacked)
+        return einops.rearrange(replaced, "copies batch pos d_model -> (copies batch) pos d_model")
+
+    return hook
+
+
+def ablation_importance(bridge: "TransformerBridge", encoded: EncodedPrompts, config: ImportanceConfig = ImportanceConfig(),
+                        means: tuple[Tensor, Tensor] | None = None, progress: Callable[[int], None] | None = None
+                        ) -> dict[str, dict[str, Tensor]]:
+    """Exact single-component ablation scores.
+
+    Returns, per ablation kind, tensors ``head_logprob`` (layer, head, sequence) and
+    ``ffn_logprob`` (layer, sequence) of summed continuation log-probabilities, plus
+    ``clean_logprob`` (sequence,) and ``n_tokens`` (sequence,).
+    """
+    n_layers, n_heads = _n_layers_heads(bridge)
+    if "mean" in config.ablations and means is None:
+        means = activation_means(bridge, encoded, config.batch_size)
+    per_forward = config.ablations_per_forward or (n_heads + 1)
+    # Each copy ablates one component of one layer: heads 0..n_heads-1, then the FFN (-1 head).
+    components = torch.arange(-1, n_heads).roll(-1)  # [0, 1, ..., n_heads-1, -1]
+    results = {kind: {"head_logprob": torch.zeros(n_layers, n_heads, encoded.n_sequences, dtype=torch.float64),
+                      "ffn_logprob": torch.zeros(n_layers, encoded.n_sequences, dtype=torch.float64)}
+               for kind in config.ablations}
+    clean = torch.zeros(encoded.n_sequences, dtype=torch.float64)
+    n_tokens = torch.zeros(encoded.n_sequences, dtype=torch.float64)
+    for batch in iterate_batches(encoded, list(range(encoded.n_sequences)), config.batch_size, bridge.cfg.device,
+                                 pad_id_of(bridge.tokenizer)):
+        run = _ResumableRun(bridge, batch)
+        ids = batch.sequence_ids.cpu()
+        clean[ids] = sum_by_row(run.clean_logprobs, batch).double().cpu()
+        n_tokens[ids] = sum_by_row(torch.ones_like(run.clean_logprobs), batch).double().cpu()
+        for kind in config.ablations:
+            replacements = ablation_replacements(bridge, encoded, batch, kind, means, config.seed)
+            for layer in range(n_layers):
+                for start in range(0, len(components), per_forward):
+                    heads = components[start : start + per_forward]
+                    copies = len(heads)
+                    hooks = [(_z_name(layer), _head_hook(heads, replacements.head(layer), copies)),
+                             (_mlp_name(layer), _ffn_hook(heads == -1, replacements.ffn(layer), copies))]
+                    sums = sum_by_row(run.resume(layer, copies, hooks), batch).double().cpu()  # (copies, batch)
+                    for copy, head in enumerate(heads.tolist()):
+                        if head >= 0:
+                            results[kind]["head_logprob"][layer, head, ids] = sums[copy]
+                        else:
+                            results[kind]["ffn_logprob"][layer, ids] = sums[copy]
+                if progress is not None:
+                    progress(1)
+    for kind in config.ablations:
+        results[kind]["clean_logprob"] = clean
+        results[kind]["n_tokens"] = n_tokens
+    return results
+
+
+def single_ablation_scores(bridge: "TransformerBridge", encoded: EncodedPrompts, layer: int, head: int | None, kind: str,
+                           means: tuple[Tensor, Tensor] | None = None, batch_size: int = 8, seed: int = 0
+                           ) -> Float[Tensor, " sequence"]:
+    """Reference: one full ``run_with_hooks`` forward with one head (``head=None``: the FFN) ablated."""
+    out = torch.zeros(encoded.n_sequences, dtype=torch.float64)
+    for batch in iterate_batches(encoded, list(range(encoded.n_sequences)), batch_size, bridge.cfg.device,
+                                 pad_id_of(bridge.tokenizer)):
+        replacements = ablation_replacements(bridge, encoded, batch, kind, means, seed)
+        if head is None:
+            hooks = [(_mlp_name(layer), _ffn_hook(torch.tensor([True]), replacements.ffn(layer), 1))]
+        else:
+            hooks = [(_z_name(layer), _head_hook(torch.tensor([head]), replacements.head(layer), 1))]
+        with torch.no_grad():
+            logits = bridge.run_with_hooks(batch.tokens, fwd_hooks=hooks, return_type="logits")
+        values = torch.log_softmax(logits[batch.target_rows, batch.target_positions].float(), -1).gather(
+            -1, batch.target_tokens.unsqueeze(-1)).squeeze(-1)
+        out[batch.sequence_ids.cpu()] = sum_by_row(values, batch).double().cpu()
+    return out
+
+
+# --------------------------------------------------------------------------- tables and sweeps
+
+
+def _rows(values: Tensor, component: str, metric: str) -> pd.DataFrame:
+    array = values.detach().cpu().double().numpy()
+    if component == "head":
+        layers, heads = np.meshgrid(np.arange(array.shape[0]), np.arange(array.shape[1]), indexing="ij")
+        return pd.DataFrame({"component": "head", "layer": layers.ravel(), "head": heads.ravel(), "metric": metric,
+                             "value": array.ravel()})
+    return pd.DataFrame({"component": "ffn", "layer": np.arange(array.shape[0]), "head": -1, "metric": metric,
+                         "value": array})
+
+
+def _l2_normalise(scores: Float[Tensor, "layer head"]) -> Float[Tensor, "layer head"]:
+    norms = scores.norm(dim=1, keepdim=True)
+    return scores / torch.where(norms > 0, norms, torch.ones_like(norms))
+
+
+def importance_table(bridge: "TransformerBridge", encoded: EncodedPrompts, method: str,
+                     config: ImportanceConfig = ImportanceConfig(),
+                     progress: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
+    """One method's scores as a tidy table, and the clean accuracy summary."""
+    check_choice("method", method, METHODS)
+    frames = []
+    if method in ("gradient", "attribution"):
+        scores = gradient_importance(bridge, encoded, config.batch_size)
+        if method == "gradient":
+            frames += [_rows(scores["head_gradient"], "head", "gradient"),
+                       _rows(_l2_normalise(scores["head_gradient"]), "head", "gradient_l2"),
+                       _rows(scores["ffn_gradient"], "ffn", "gradient")]
+        else:
+            frames += [_rows(scores["head_attribution"], "head", "attribution_mean_loss"),
+                       _rows(scores["ffn_attribution"], "ffn", "attribution_mean_loss")]
+        if progress is not None:
+            progress(1)
+        from interp.evaluation import score_sequences
+        clean = score_sequences(bridge, encoded, config.batch_size)
+        summary = summarise(multiple_choice_metrics(clean.logprob_sum, clean.n_tokens, encoded))
+    else:
+        results = ablation_importance(bridge, encoded, config, progress=progress)
+        first = next(iter(results.values()))
+        clean_metrics = multiple_choice_metrics(first["clean_logprob"], first["n_tokens"], encoded)
+        summary = summarise(clean_metrics)
+        for kind, result in results.items():
+            for component, key in (("head", "head_logprob"), ("ffn", "ffn_logprob")):
+                metrics = multiple_choice_metrics(result[key], first["n_tokens"], encoded)
+                for name, clean_name in (("accuracy", "correct"), ("accuracy_norm", "correct_norm"), ("loss", "gold_loss")):
+                    delta = metrics[clean_name].mean(-1) - clean_metrics[clean_name].mean(-1)
+                    frames.append(_rows(delta, component, f"{kind}_{name}_delta"))
+    return pd.concat(frames, ignore_index=True), summary
+
+
+def _result_stem(out: Path, task: str, shots: int, method: str) -> Path:
+    safe = "".join(character if character.isalnum() or character in "-_" else "_" for character in task)
+    return out / "importance" / f"{safe}__{shots}shot__{method}"
+
+
+def run_importance(model: str, tasks: str | Sequence[str], shots: Sequence[int], method: str, out: Path,
+                   config: ImportanceConfig = ImportanceConfig(), *, device: str = "auto", bridge_record: Any = None,
+                   show_progress: bool = True) -> pd.DataFrame:
+    """Sweep (task, shots): write each result atomically as it finishes; skip those already written.
+
+    Writes ``out/importance/{task}__{k}shot__{method}.parquet`` (+ .csv, .json), then the
+    combined ``out/importance.parquet`` and ``out/task_accuracy.parquet`` over every result in
+    the folder.
+    """
+    from tqdm.auto import tqdm
+
+    from interp.results import read_json, read_table, run_metadata, write_json, write_table
+
+    check_choice("method", method, METHODS)
+    names = resolve_task_names(tasks) if isinstance(tasks, str) else list(tasks)
+    loaded = {name: load_task(name) for name in names}  # fail fast on an unknown task
+    for k in shots:
+        if k < 0:
+            raise InterpError(f"shots must be 0 or more, got {k}")
+    todo = [(name, k) for name in names for k in shots
+            if not _result_stem(out, name, k, method).with_suffix(".parquet").exists()]
+    if todo:
+        if bridge_record is None:
+            from interp.models import load_model
+            bridge_record = load_model(model, device=device)
+        bridge, record = bridge_record
+        prepared = []
+        for name, k in todo:  # validate every prompt before the long part starts
+            prompts = build_prompts(loaded[name], k, config.prompt_config())
+            prepared.append((name, k, encode_prompts(bridge.tokenizer, prompts, bridge.cfg.n_ctx, name)))
+        n_layers = int(bridge.cfg.n_layers)
+        per_result = lambda encoded: (n_layers * len(config.ablations) * math.ceil(encoded.n_sequences / config.batch_size)  # noqa: E731
+                                      if method == "ablation" else 1)
+        bar = tqdm(total=sum(per_result(encoded) for _, _, encoded in prepared), disable=not show_progress,
+                   desc=f"{method} importance", unit="step")
+        for name, k, encoded in prepared:
+            bar.set_postfix_str(f"{name} {k}-shot")
+            started = time.perf_counter()
+            table, summary = importance_table(bridge, encoded, method, config, progress=bar.update)
+            table.insert(0, "model", record.name)
+            table.insert(1, "task", name)
+            table.insert(2, "shots", k)
+            table.insert(3, "method", method)
+            stem = _result_stem(out, name, k, method)
+            write_json(run_metadata(record, task=name, source=loaded[name].source, shots=k, method=method,
+                                    chance=loaded[name].chance(config.n_choices), **summary,
+                                    config=config.__dict__, seconds=time.perf_counter() - started),
+                       stem.with_suffix(".json"))
+            write_table(table, stem)  # the parquet is written last: its presence marks the result done
+        bar.close()
+    stems = sorted((out / "importance").glob("*.parquet"))
+    combined = pd.concat([read_table(path.with_suffix("")) for path in stems], ignore_index=True)
+    write_table(combined, out / "importance")
+    accuracy_rows = []
+    for path in stems:
+        meta = read_json(path.with_suffix(".json"))
+        accuracy_rows.append({key: meta.get(key) for key in ("task", "shots", "method", "accuracy", "accuracy_ci_low",
+                                                               "accuracy_ci_high", "accuracy_norm", "loss", "n_items", "chance")})
+    write_table(pd.DataFrame(accuracy_rows), out / "task_accuracy")
+    return combined

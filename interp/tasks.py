@@ -1,0 +1,310 @@
+"""In-context-learning tasks: the JSONL schema, loading and validation, and few-shot prompts.
+
+A task is a JSONL file, one item a line::
+
+    {"input": "France", "answer": "Paris"}
+    {"input": "I loved it.", "choices": ["positive", "negative"], "answer": "positive"}
+    {"input": "wolf", "answer": "pup", "aliases": ["cub"]}
+
+- ``input`` (string, required): what the model sees after the demonstrations.
+- ``answer`` (string, required): the correct continuation.
+- ``choices`` (list of strings, optional): the candidate continuations; must contain ``answer``.
+  Without it, the candidates are ``answer`` plus ``n_choices - 1`` distractors drawn with a fixed
+  seed from the *other* items' answers (never the answer itself or one of its aliases).
+- ``aliases`` (list of strings, optional): other correct answers, never used as distractors.
+
+Prompts follow one plain template (:class:`PromptConfig`)::
+
+    {input} -> {answer}        (k demonstrations, one a line)
+    {input} ->                 (the query; each choice is scored as " {choice}")
+
+The k demonstrations come from a separate *demo split* (a fixed, seeded share of the items),
+so an evaluated item never appears among its own demonstrations.
+
+>>> task = load_task("country_capital")
+>>> len(task.items) >= 100, task.items[0].input
+(True, 'France')
+>>> prompts = build_prompts(task, shots=2, config=PromptConfig(max_items=3))
+>>> print(prompts[0].context)  # doctest: +SKIP
+Norway -> Oslo
+Peru -> Lima
+Chile ->
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from interp.errors import InterpError
+
+__all__ = [
+    "BUILTIN_TASKS",
+    "PAPER_TASKS",
+    "Prompt",
+    "PromptConfig",
+    "Task",
+    "TaskItem",
+    "build_prompts",
+    "load_paper_task",
+    "load_task",
+    "read_task_file",
+    "resolve_task_names",
+    "split_items",
+]
+
+TASK_DIR = Path(__file__).resolve().parent.parent / "data" / "tasks"
+
+# name -> what the task asks
+BUILTIN_TASKS: dict[str, str] = {
+    "antonyms": "word -> its opposite",
+    "country_capital": "country -> capital city",
+    "country_currency": "country -> currency name",
+    "english_french": "English word -> French word",
+    "english_spanish": "English word -> Spanish word",
+    "singular_plural": "noun -> plural",
+    "present_past": "verb -> simple past",
+    "lowercase_uppercase": "word -> the same word in capitals",
+    "word_first_letter": "word -> its first letter",
+    "number_successor": "number -> the next number",
+    "object_colour": "object -> its typical colour",
+    "animal_young": "animal -> name of its young",
+    "sentiment": "sentence -> positive / negative",
+    "topic": "sentence -> sports / food / weather / technology",
+}
+
+# The paper's (Bansal et al. 2023) tasks on the Hugging Face hub, for `load_paper_task`:
+# name -> (dataset id, config, split, input field, label field, label names)
+PAPER_TASKS: dict[str, tuple[str, str | None, str, str, str, tuple[str, ...]]] = {
+    "sst2": ("glue", "sst2", "validation", "sentence", "label", ("negative", "positive")),
+    "rte": ("glue", "rte", "validation", "sentence1", "label", ("yes", "no")),
+    "boolq": ("super_glue", "boolq", "validation", "question", "label", ("no", "yes")),
+    "ag_news": ("ag_news", None, "test", "text", "label", ("world", "sports", "business", "technology")),
+}
+
+
+@dataclass(frozen=True)
+class TaskItem:
+    """One item: the input, the correct answer, optional fixed choices and other correct answers."""
+
+    input: str
+    answer: str
+    choices: tuple[str, ...] | None = None  # None: distractors are drawn from other items
+    aliases: tuple[str, ...] = ()  # other correct answers, never offered as distractors
+
+
+@dataclass(frozen=True)
+class Task:
+    """A named list of items read from one JSONL file (or a dataset)."""
+
+    name: str
+    items: tuple[TaskItem, ...]
+    source: str  # file path or dataset id, for the metadata
+
+    def chance(self, n_choices: int) -> float:
+        """Accuracy of guessing uniformly among each item's choices, averaged over items."""
+        sizes = [len(item.choices) if item.choices else n_choices for item in self.items]
+        return float(np.mean([1.0 / size for size in sizes]))
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """How few-shot prompts are built from a task.
+
+    >>> PromptConfig(n_choices=1)
+    Traceback (most recent call last):
+    ...
+    interp.errors.InterpError: n_choices must be at least 2, got 1
+    """
+
+    template: str = "{input} ->"  # the query; a demonstration appends " {answer}"
+    separator: str = "\n"  # between demonstrations and before the query
+    n_choices: int = 4  # candidates for items without "choices": the answer + 3 distractors
+    demo_fraction: float = 0.2  # share of items held out as the demonstration pool
+    seed: int = 0  # fixes the demo split, the demonstrations and the distractors
+    max_items: int | None = None  # evaluate only the first N non-demo items (None: all)
+
+    def __post_init__(self) -> None:
+        if "{input}" not in self.template:
+            raise InterpError(f"template {self.template!r} must contain {{input}}")
+        if self.n_choices < 2:
+            raise InterpError(f"n_choices must be at least 2, got {self.n_choices}")
+        if not 0.0 < self.demo_fraction < 1.0:
+            raise InterpError(f"demo_fraction must be between 0 and 1, got {self.demo_fraction}")
+        if self.max_items is not None and self.max_items < 1:
+            raise InterpError(f"max_items must be positive or None, got {self.max_items}")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A few-shot context with its candidate continuations (each starts with a space)."""
+
+    item_index: int  # index into task.items
+    context: str
+    continuations: tuple[str, ...]
+    answer_index: int  # which continuation is correct
+    demo_indices: tuple[int, ...] = field(default=())  # items used as demonstrations
+
+
+def _field_error(path: Path, line: int, name: str, problem: str) -> InterpError:
+    return InterpError(f"{path}: line {line}: field {name!r} {problem}")
+
+
+def _string_list(value: Any, path: Path, line: int, name: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(entry, str) and entry.strip() for entry in value):
+        raise _field_error(path, line, name, "must be a list of non-empty strings")
+    return tuple(value)
+
+
+def read_task_file(path: Path | str, name: str | None = None) -> Task:
+    """Read and validate a task JSONL file; errors name the file, line and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise InterpError(f"task file {path} does not exist")
+    items = []
+    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InterpError(f"{path}: line {line_number}: not valid JSON ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise InterpError(f"{path}: line {line_number}: expected a JSON object with input and answer")
+        for required in ("input", "answer"):
+            if required not in record:
+                raise _field_error(path, line_number, required, "is missing")
+            if not isinstance(record[required], str) or not record[required].strip():
+                raise _field_error(path, line_number, required, "must be a non-empty string")
+        unknown = set(record) - {"input", "answer", "choices", "aliases"}
+        if unknown:
+            raise _field_error(path, line_number, sorted(unknown)[0], "is not in the schema (input, answer, choices, aliases)")
+        choices = None
+        if "choices" in record:
+            choices = _string_list(record["choices"], path, line_number, "choices")
+            if record["answer"] not in choices:
+                raise _field_error(path, line_number, "choices", f"does not contain the answer {record['answer']!r}")
+            if len(set(choices)) != len(choices) or len(choices) < 2:
+                raise _field_error(path, line_number, "choices", "must hold at least 2 distinct strings")
+        aliases = _string_list(record["aliases"], path, line_number, "aliases") if "aliases" in record else ()
+        items.append(TaskItem(record["input"], record["answer"], choices, aliases))
+    if not items:
+        raise InterpError(f"task file {path} has no items")
+    return Task(name or path.stem, tuple(items), str(path))
+
+
+def load_paper_task(name: str, max_items: int | None = 1000) -> Task:
+    """Load one of the paper's tasks (:data:`PAPER_TASKS`) through the optional ``datasets`` package.
+
+    Needs ``pip install datasets`` and a connected machine (or a populated Hugging Face cache);
+    the items get the label names as fixed choices.
+    """
+    if name not in PAPER_TASKS:
+        raise InterpError(f"unknown paper task {name!r}; choose one of: {', '.join(PAPER_TASKS)}")
+    try:
+        import datasets
+    except ImportError:
+        raise InterpError("paper tasks need the optional package `datasets` (pip install datasets)") from None
+    dataset_id, config, split, input_field, label_field, labels = PAPER_TASKS[name]
+    try:
+        rows = datasets.load_dataset(dataset_id, config, split=split)
+    except Exception as error:  # network and cache failures come in many types
+        raise InterpError(f"could not load dataset {dataset_id}/{config} ({str(error).splitlines()[0]})") from None
+    items = []
+    for row in rows:
+        if max_items is not None and len(items) >= max_items:
+            break
+        label = row[label_field]
+        if 0 <= label < len(labels):
+            items.append(TaskItem(" ".join(str(row[input_field]).split()), labels[label], labels))
+    return Task(name, tuple(items), f"hf:{dataset_id}/{config or ''}:{split}")
+
+
+def load_task(spec: str) -> Task:
+    """A built-in task name, ``paper:NAME`` (through ``datasets``) or a path to a JSONL file."""
+    if spec in BUILTIN_TASKS:
+        return read_task_file(TASK_DIR / f"{spec}.jsonl", name=spec)
+    if spec.startswith("paper:"):
+        return load_paper_task(spec.removeprefix("paper:"))
+    if spec.endswith(".jsonl") or Path(spec).is_file():
+        return read_task_file(spec)
+    raise InterpError(
+        f"unknown task {spec!r}; choose one of: {', '.join(BUILTIN_TASKS)}, paper:NAME "
+        f"({', '.join(PAPER_TASKS)}) or a path to a .jsonl file"
+    )
+
+
+def resolve_task_names(spec: str) -> list[str]:
+    """``all`` or a comma-separated list; each name checked by :func:`load_task` later.
+
+    >>> resolve_task_names("antonyms, topic")
+    ['antonyms', 'topic']
+    """
+    if spec.strip() == "all":
+        return list(BUILTIN_TASKS)
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    if not names:
+        raise InterpError(f"no tasks in {spec!r}; give `all` or names like antonyms,topic")
+    return names
+
+
+def split_items(task: Task, config: PromptConfig) -> tuple[list[int], list[int]]:
+    """Seeded split into (demonstration pool, evaluated items), as indices into ``task.items``."""
+    order = np.random.default_rng(config.seed).permutation(len(task.items))
+    n_demo = max(1, int(round(config.demo_fraction * len(task.items))))
+    demo, evaluated = sorted(order[:n_demo].tolist()), sorted(order[n_demo:].tolist())
+    if config.max_items is not None:
+        evaluated = evaluated[: config.max_items]
+    return demo, evaluated
+
+
+def _choices_for(task: Task, index: int, config: PromptConfig, rng: np.random.Generator) -> tuple[str, ...]:
+    item = task.items[index]
+    if item.choices is not None:
+        return item.choices
+    excluded = {item.answer, *item.aliases}
+    pool = sorted({other.answer for other in task.items} - excluded)
+    if len(pool) < config.n_choices - 1:
+        raise InterpError(
+            f"task {task.name!r}: item {index} ({item.input!r}) has only {len(pool)} distinct distractors; "
+            f"n_choices={config.n_choices} needs {config.n_choices - 1}"
+        )
+    distractors = rng.choice(len(pool), size=config.n_choices - 1, replace=False)
+    choices = [item.answer] + [pool[position] for position in distractors]
+    return tuple(choices[position] for position in rng.permutation(len(choices)))
+
+
+def build_prompts(task: Task, shots: int, config: PromptConfig = PromptConfig()) -> list[Prompt]:
+    """One prompt per evaluated item, with ``shots`` demonstrations from the demo split."""
+    if shots < 0:
+        raise InterpError(f"shots must be 0 or more, got {shots}")
+    demo, evaluated = split_items(task, config)
+    if shots > len(demo):
+        raise InterpError(
+            f"task {task.name!r} has {len(demo)} demonstration items (demo_fraction={config.demo_fraction} of "
+            f"{len(task.items)}); too few for {shots} shots"
+        )
+    if not evaluated:
+        raise InterpError(f"task {task.name!r} has no items left to evaluate after the demo split")
+    prompts = []
+    for index in evaluated:
+        # One generator per item so that a prompt does not depend on which other items are evaluated.
+        rng = np.random.default_rng([config.seed, index])
+        chosen = [demo[position] for position in rng.choice(len(demo), size=shots, replace=False)]
+        lines = [config.template.format(input=task.items[d].input) + " " + task.items[d].answer for d in chosen]
+        lines.append(config.template.format(input=task.items[index].input))
+        choices = _choices_for(task, index, config, rng)
+        prompts.append(
+            Prompt(
+                item_index=index,
+                context=config.separator.join(lines),
+                continuations=tuple(" " + choice for choice in choices),
+                answer_index=choices.index(task.items[index].answer),
+                demo_indices=tuple(chosen),
+            )
+        )
+    return prompts
