@@ -301,39 +301,54 @@ def _copying_pass(
     output_weight = bridge.W_O.detach()
     output_bias = _optional_parameter(bridge, "b_O") if variant == "reference" else None
     unembed, unembed_bias = bridge.W_U.detach(), _optional_parameter(bridge, "b_U")
+    needed = ("pattern", "vectors")
+    pending: dict[int, dict[str, Tensor]] = {layer: {} for layer in range(n_layers)}
+    per_layer: dict[int, Tensor] = {}
     state: dict[str, Tensor] = {}
-    per_layer: list[Tensor] = []
 
-    def keep(name):
-        def hook_fn(activation, hook):
-            state[name] = activation
-        return hook_fn
+    def keep_embedding(residual, hook):
+        state["embedding"] = residual
 
     def feed_embedding(residual, hook):
         return state["embedding"]
 
-    def score(z, hook):  # hook_z fires after hook_v and hook_pattern of the same layer
-        layer = int(hook.name.split(".")[1])
-        vectors = z
-        if variant == "reference":  # the value at each position itself, KV heads expanded (GQA)
-            vectors = repeat(state["value"], "batch position kv_head d_head -> batch position (kv_head group) d_head",
-                             group=n_heads // state["value"].shape[2])
-        per_layer.append(copying_scores(
-            state["pattern"], vectors, output_weight[layer], unembed, batch.tokens, batch.lengths,
-            output_bias=None if output_bias is None else output_bias[layer], unembed_bias=unembed_bias,
-        ))
+    def collect(layer: int, name: str):
+        # Hook order inside attention differs by architecture (OPT fires hook_z before
+        # hook_pattern), so score a layer once both of its pieces have arrived.
+        def hook_fn(activation, hook):
+            pieces = pending[layer]
+            pieces[name] = activation
+            if not all(piece in pieces for piece in needed):
+                return None
+            vectors = pieces.pop("vectors")
+            if vectors.shape[2] != n_heads:  # hook_v of a GQA model: KV heads -> query heads
+                vectors = repeat(vectors, "batch position kv_head d_head -> batch position (kv_head group) d_head",
+                                 group=n_heads // vectors.shape[2])
+            per_layer[layer] = copying_scores(
+                pieces.pop("pattern"), vectors, output_weight[layer], unembed, batch.tokens, batch.lengths,
+                output_bias=None if output_bias is None else output_bias[layer], unembed_bias=unembed_bias,
+            )
+            if len(per_layer) == n_layers:
+                raise _StopForward  # the rest of the model is not needed
+            return None
+        return hook_fn
 
+    # Olsson: the attention-weighted output z; Bansal's code: the value at the position itself.
+    vector_hook = "hook_z" if variant == "olsson" else "hook_v"
     hooks = []
     if source == "embeddings":
-        hooks.append(("blocks.0.hook_resid_pre", keep("embedding")))
+        hooks.append(("blocks.0.hook_resid_pre", keep_embedding))
         hooks += [(f"blocks.{layer}.hook_resid_pre", feed_embedding) for layer in range(1, n_layers)]
     for layer in range(n_layers):
-        hooks.append((f"blocks.{layer}.attn.hook_pattern", keep("pattern")))
-        if variant == "reference":
-            hooks.append((f"blocks.{layer}.attn.hook_v", keep("value")))
-        hooks.append((f"blocks.{layer}.attn.hook_z", score))
-    _run_until_stopped(bridge, batch.tokens, hooks, stop_hook=f"blocks.{n_layers - 1}.attn.hook_z")
-    return torch.stack(per_layer)
+        hooks.append((f"blocks.{layer}.attn.hook_pattern", collect(layer, "pattern")))
+        hooks.append((f"blocks.{layer}.attn.{vector_hook}", collect(layer, "vectors")))
+    try:
+        bridge.run_with_hooks(batch.tokens, fwd_hooks=hooks)
+    except _StopForward:
+        pass
+    if len(per_layer) != n_layers:
+        raise RuntimeError(f"copying hooks fired for layers {sorted(per_layer)} only; the bridge's hook names changed?")
+    return torch.stack([per_layer[layer] for layer in range(n_layers)])
 
 
 def _rows(values: Tensor, metric: str, seeds: Sequence[int]) -> pd.DataFrame:
