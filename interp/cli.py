@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import typer
 
@@ -57,7 +57,7 @@ def models() -> None:
 @app.command()
 def induction(
     model: str = typer.Option("smollm2-135m", help=MODEL_HELP),
-    seeds: int = typer.Option(None, help="number of seeds (sequences); default 100 on GPU (the paper), 20 on CPU"),
+    seeds: Optional[int] = typer.Option(None, help="number of seeds (sequences); default 100 on GPU (the paper), 20 on CPU"),
     out: Path = typer.Option(Path("results/smollm2-135m"), help="results folder"),
     protocol: str = typer.Option("bansal", help="bansal (L = 25 + 2s, the paper) or olsson (L = 25)"),
     copying: str = typer.Option("olsson", help="copying variant: olsson (attention-weighted output) or reference (Bansal code)"),
@@ -65,7 +65,7 @@ def induction(
     exclude_ratio: float = typer.Option(0.04, help="share of most and least frequent tokens left out of the random tokens"),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     dtype: str = typer.Option("float32", help="float32, bfloat16 or float16"),
-    device_map: str = typer.Option(None, help="passed to transformers, e.g. auto, to shard a model over GPUs"),
+    device_map: Optional[str] = typer.Option(None, help="passed to transformers, e.g. auto, to shard a model over GPUs"),
     figures: bool = typer.Option(True, help="write HTML and PNG figures"),
 ) -> None:
     """Score every head for prefix matching, copying and related induction metrics."""
@@ -140,6 +140,56 @@ def dynamics(
         names = [name.strip() for name in revisions.split(",") if name.strip()] if revisions else []
         run_dynamics(out, config, run=run, model=model, revisions=names, device=device, figures=figures)
         typer.echo(f"wrote {out or Path(run) / 'dynamics'}")
+
+    _run(job)
+
+
+@app.command()
+def importance(
+    model: str = typer.Option("smollm2-135m", help=MODEL_HELP),
+    tasks: str = typer.Option("all", help="all, comma-separated task names, paper:NAME, or paths to .jsonl files"),
+    shots: str = typer.Option("0,1,5", help="comma-separated numbers of demonstrations"),
+    method: str = typer.Option("gradient", help="gradient, ablation or attribution"),
+    out: Path = typer.Option(Path("results/smollm2-135m"), help="results folder (shared with `interp induction`)"),
+    max_items: int = typer.Option(None, help="items per task (default: every non-demo item)"),
+    ablations: str = typer.Option("zero,mean,resample", help="ablation kinds for --method ablation"),
+    batch_size: int = typer.Option(8, help="sequences per forward"),
+    seed: int = typer.Option(0, help="demo split, demonstrations, distractors, resampling donors"),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+) -> None:
+    """Task importance of every head and FFN per (task, shots); resumes where it stopped."""
+
+    def job() -> None:
+        from interp.importance import ImportanceConfig, run_importance
+
+        try:
+            shot_list = [int(value) for value in shots.split(",") if value.strip()]
+        except ValueError:
+            raise InterpError(f"--shots {shots!r} must be comma-separated integers, e.g. 0,1,5") from None
+        config = ImportanceConfig(ablations=tuple(kind.strip() for kind in ablations.split(",") if kind.strip()),
+                                  batch_size=batch_size, max_items=max_items, seed=seed)
+        table = run_importance(model, tasks, shot_list, method, out, config, device=device)
+        typer.echo(f"wrote {out / 'importance.parquet'} ({len(table)} rows) and {out / 'task_accuracy.parquet'}")
+
+    _run(job)
+
+
+@app.command()
+def crossref(
+    results: Path = typer.Option(Path("results/smollm2-135m"), help="results folder with importance and induction_scores"),
+    metric: str = typer.Option("gradient", help="importance metric that ranks heads (e.g. gradient, zero_loss_delta)"),
+    top_k: int = typer.Option(10, help="heads counted as important / as induction heads"),
+    permutations: int = typer.Option(10000, help="permutations for the overlap p-value"),
+    figures: bool = typer.Option(True, help="write HTML and PNG figures"),
+) -> None:
+    """Cross-reference head importance with prefix-matching and copying scores."""
+
+    def job() -> None:
+        from interp.crossref import CrossrefConfig, run_crossref
+
+        tables = run_crossref(results, CrossrefConfig(importance_metric=metric, top_k=top_k, n_permutations=permutations),
+                              figures=figures)
+        typer.echo(f"wrote {', '.join(tables)} into {results}")
 
     _run(job)
 

@@ -33,6 +33,9 @@ __all__ = [
     "repeated_loss_figure",
     "save_figure",
     "scatter_with_labels",
+    "correlation_heatmap",
+    "layer_share_figure",
+    "retention_figure",
 ]
 
 SEQUENTIAL = "Viridis"  # perceptually uniform and colour-blind safe, for scores
@@ -41,10 +44,13 @@ FONT = dict(family="Helvetica, Arial, sans-serif", size=13)
 TEMPLATE = "plotly_white"
 
 
-def head_label(layer: int, head: int) -> str:
-    """>>> head_label(5, 3)
-    'L5H3'"""
-    return f"L{layer}H{head}"
+def head_label(layer, head) -> str:
+    """The paper's name for a head (accepts numpy integers too).
+
+    >>> head_label(5, 3)
+    'L5H3'
+    """
+    return f"L{int(layer)}H{int(head)}"
 
 
 def _style(figure: go.Figure, title: str, width: int | None = None, height: int | None = None) -> go.Figure:
@@ -234,3 +240,52 @@ def dynamics_figure(head_scores: pd.DataFrame, summary: pd.DataFrame, title: str
     figure.update_yaxes(title="nats", row=len(metrics) + 1, col=1)
     figure.update_yaxes(title="late - early loss", row=len(panels), col=1)
     return _style(figure, title, width=900, height=240 * len(panels) + 120)
+
+
+def correlation_heatmap(table: pd.DataFrame, row: str, column: str, value: str, title: str) -> go.Figure:
+    """Heatmap of a correlation ``value`` over ``row`` x ``column`` labels, diverging around 0 in [-1, 1]."""
+    for name in (row, column, value):
+        if name not in table.columns:
+            raise InterpError(f"correlation heatmap needs a {name!r} column; the table has {list(table.columns)}")
+    grid = table.pivot_table(index=row, columns=column, values=value, aggfunc="mean")
+    figure = go.Figure(
+        go.Heatmap(z=grid.to_numpy(), x=[str(label) for label in grid.columns], y=[str(label) for label in grid.index],
+                   colorscale=DIVERGING, zmid=0.0, zmin=-1.0, zmax=1.0, colorbar=dict(title=value),
+                   hovertemplate="%{y} / %{x}<br>" + value + " = %{z:.3f}<extra></extra>")
+    )
+    return _style(figure, title, width=max(480, 26 * len(grid.columns) + 260), height=max(420, 20 * len(grid.index) + 160))
+
+
+def retention_figure(table: pd.DataFrame, title: str) -> go.Figure:
+    """Share of induction score kept vs fraction of heads removed, one line per task/shots, a panel per metric."""
+    from plotly.subplots import make_subplots
+
+    metrics = list(dict.fromkeys(table["induction_metric"]))
+    figure = make_subplots(rows=1, cols=len(metrics), subplot_titles=metrics, shared_yaxes=True)
+    for column, metric in enumerate(metrics, start=1):
+        part = table[table["induction_metric"] == metric]
+        for (task, shots), curve in part.groupby(["task", "shots"], sort=False):
+            aggregate = task == "aggregate"
+            figure.add_trace(
+                go.Scatter(x=curve["fraction_removed"], y=curve["retained"], mode="lines",
+                           name="aggregate" if aggregate else f"{task}/{shots}", legendgroup=f"{task}/{shots}",
+                           showlegend=column == 1, line=dict(width=4 if aggregate else 1.5, color="black" if aggregate else None),
+                           opacity=1.0 if aggregate else 0.6),
+                row=1, col=column,
+            )
+        figure.update_xaxes(title="fraction of heads removed (least important first)", row=1, col=column)
+    figure.update_yaxes(title="share of total score kept", range=[0, 1.05], row=1, col=1)
+    return _style(figure, title, width=520 * len(metrics) + 200, height=500)
+
+
+def layer_share_figure(table: pd.DataFrame, title: str) -> go.Figure:
+    """Share of total importance per layer (mean over tasks/shots), heads and FFNs side by side."""
+    summary = table.groupby(["component", "layer"])["share"].mean().reset_index()
+    figure = go.Figure()
+    for component, part in summary.groupby("component"):
+        figure.add_trace(go.Bar(x=part["layer"], y=part["share"], name=component,
+                                hovertemplate="layer %{x}<br>share = %{y:.3f}<extra></extra>"))
+    figure.update_layout(barmode="group")
+    figure.update_xaxes(title="layer", dtick=1)
+    figure.update_yaxes(title="share of total importance (mean over tasks)")
+    return _style(figure, title, width=900, height=460)
