@@ -151,7 +151,7 @@ def importance(
     shots: str = typer.Option("0,1,5", help="comma-separated numbers of demonstrations"),
     method: str = typer.Option("gradient", help="gradient, ablation or attribution"),
     out: Path = typer.Option(Path("results/smollm2-135m"), help="results folder (shared with `interp induction`)"),
-    max_items: int = typer.Option(None, help="items per task (default: every non-demo item)"),
+    max_items: int | None = typer.Option(None, help="items per task (default: every non-demo item)"),
     ablations: str = typer.Option("zero,mean,resample", help="ablation kinds for --method ablation"),
     batch_size: int = typer.Option(8, help="sequences per forward"),
     seed: int = typer.Option(0, help="demo split, demonstrations, distractors, resampling donors"),

@@ -217,7 +217,7 @@ def multiple_choice_metrics(logprob_sum: Float[Tensor, "*copies sequence"], n_to
     }
 
 
-def wilson_interval(successes: float, total: int, z: float = 1.959964) -> tuple[float, float]:
+def wilson_interval(successes: float | int, total: int, z: float = 1.959964) -> tuple[float, float]:
     """95% Wilson score interval for a binomial proportion."""
     if total == 0:
         return (math.nan, math.nan)

@@ -523,11 +523,12 @@ def run_importance(model: str, tasks: str | Sequence[str], shots: Sequence[int],
     check_choice("method", method, METHODS)
     names = resolve_task_names(tasks) if isinstance(tasks, str) else list(tasks)
     loaded = {name: load_task(name) for name in names}  # fail fast on an unknown task
+    labels = {name: loaded[name].name for name in names}  # a file path becomes its stem
     for k in shots:
         if k < 0:
             raise InterpError(f"shots must be 0 or more, got {k}")
     todo = [(name, k) for name in names for k in shots
-            if not _result_stem(out, name, k, method).with_suffix(".parquet").exists()]
+            if not _result_stem(out, labels[name], k, method).with_suffix(".parquet").exists()]
     if todo:
         if bridge_record is None:
             from interp.models import load_model
@@ -536,22 +537,22 @@ def run_importance(model: str, tasks: str | Sequence[str], shots: Sequence[int],
         prepared = []
         for name, k in todo:  # validate every prompt before the long part starts
             prompts = build_prompts(loaded[name], k, config.prompt_config())
-            prepared.append((name, k, encode_prompts(bridge.tokenizer, prompts, bridge.cfg.n_ctx, name)))
+            prepared.append((name, k, encode_prompts(bridge.tokenizer, prompts, bridge.cfg.n_ctx, labels[name])))
         n_layers = int(bridge.cfg.n_layers)
         per_result = lambda encoded: (n_layers * len(config.ablations) * math.ceil(encoded.n_sequences / config.batch_size)  # noqa: E731
                                       if method == "ablation" else 1)
         bar = tqdm(total=sum(per_result(encoded) for _, _, encoded in prepared), disable=not show_progress,
                    desc=f"{method} importance", unit="step")
         for name, k, encoded in prepared:
-            bar.set_postfix_str(f"{name} {k}-shot")
+            bar.set_postfix_str(f"{labels[name]} {k}-shot")
             started = time.perf_counter()
             table, summary = importance_table(bridge, encoded, method, config, progress=bar.update)
             table.insert(0, "model", record.name)
-            table.insert(1, "task", name)
+            table.insert(1, "task", labels[name])
             table.insert(2, "shots", k)
             table.insert(3, "method", method)
-            stem = _result_stem(out, name, k, method)
-            write_json(run_metadata(record, task=name, source=loaded[name].source, shots=k, method=method,
+            stem = _result_stem(out, labels[name], k, method)
+            write_json(run_metadata(record, task=labels[name], source=loaded[name].source, shots=k, method=method,
                                     chance=loaded[name].chance(config.n_choices), **summary,
                                     config=config.__dict__, seconds=time.perf_counter() - started),
                        stem.with_suffix(".json"))
