@@ -530,14 +530,14 @@ def run_importance(model: str, tasks: str | Sequence[str], shots: Sequence[int],
     todo = [(name, k) for name in names for k in shots
             if not _result_stem(out, labels[name], k, method).with_suffix(".parquet").exists()]
     if todo:
+        # Build every prompt before loading the model: bad input fails at once.
+        prompt_sets = [(name, k, build_prompts(loaded[name], k, config.prompt_config())) for name, k in todo]
         if bridge_record is None:
             from interp.models import load_model
             bridge_record = load_model(model, device=device)
         bridge, record = bridge_record
-        prepared = []
-        for name, k in todo:  # validate every prompt before the long part starts
-            prompts = build_prompts(loaded[name], k, config.prompt_config())
-            prepared.append((name, k, encode_prompts(bridge.tokenizer, prompts, bridge.cfg.n_ctx, labels[name])))
+        prepared = [(name, k, encode_prompts(bridge.tokenizer, prompts, bridge.cfg.n_ctx, labels[name]))
+                    for name, k, prompts in prompt_sets]
         n_layers = int(bridge.cfg.n_layers)
         per_result = lambda encoded: (n_layers * len(config.ablations) * math.ceil(encoded.n_sequences / config.batch_size)  # noqa: E731
                                       if method == "ablation" else 1)

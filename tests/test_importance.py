@@ -27,8 +27,8 @@ def task_file(tmp_path_factory):
     return path
 
 
-def _encoded(bridge, task_file, shots=2, items=4):
-    prompts = build_prompts(read_task_file(task_file), shots, PromptConfig(max_items=items))
+def _encoded(bridge, task_file, shots=2, items=3, choices=2):
+    prompts = build_prompts(read_task_file(task_file), shots, PromptConfig(max_items=items, n_choices=choices))
     return encode_prompts(bridge.tokenizer, prompts)
 
 
@@ -86,7 +86,7 @@ def test_gradient_importance_matches_plain_loop(tiny_model, task_file):
 
 def test_attribution_tracks_exact_mean_ablation(tiny_models, task_file):
     bridge, _ = tiny_models["llama"]
-    encoded = _encoded(bridge, task_file, items=6)
+    encoded = _encoded(bridge, task_file, items=6, choices=4)
     scores = gradient_importance(bridge, encoded, batch_size=4)
     results = ablation_importance(bridge, encoded, ImportanceConfig(ablations=("mean",), batch_size=8))["mean"]
     gold = encoded.gold_sequence
@@ -100,7 +100,7 @@ def test_sweep_writes_resumes_and_cli_reports_bad_input(tiny_model_dirs, tiny_mo
     from interp.cli import app
 
     bridge_record = tiny_models["gpt2"]
-    config = ImportanceConfig(max_items=3, batch_size=4, ablations=("zero",))
+    config = ImportanceConfig(max_items=2, batch_size=8, ablations=("zero",), n_choices=2)
     table = run_importance("tiny", [str(task_file)], [0, 1], "ablation", tmp_path, config, bridge_record=bridge_record,
                            show_progress=False)
     assert set(table["shots"]) == {0, 1} and set(table["metric"]) >= {"zero_accuracy_delta", "zero_loss_delta"}
