@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--task", default="country_capital")
     parser.add_argument("--shots", type=int, default=1)
-    parser.add_argument("--items", type=int, default=4)
+    parser.add_argument("--items", type=int, default=3)
     parser.add_argument("--choices", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -39,11 +39,12 @@ def main() -> None:
     encoded = encode_prompts(bridge.tokenizer, prompts, bridge.cfg.n_ctx)
     n_tokens = sum(len(tokens) for tokens in encoded.tokens)
     print(f"{record.name}: {arguments.task} {arguments.shots}-shot, {encoded.n_items} items, "
-          f"{encoded.n_sequences} sequences, {n_tokens} tokens, {torch.get_num_threads()} threads")
+          f"{encoded.n_sequences} sequences, {n_tokens} tokens, {torch.get_num_threads()} threads", flush=True)
 
     started = time.perf_counter()
     results = ablation_importance(bridge, encoded, ImportanceConfig(ablations=("zero",), batch_size=arguments.batch_size))
     workbench = time.perf_counter() - started
+    print(f"workbench exact ablation: {workbench:.1f} s", flush=True)
 
     started = time.perf_counter()
     worst = 0.0

@@ -189,8 +189,8 @@ def run_crossref(folder: Path, config: CrossrefConfig = CrossrefConfig(), figure
 
 
 def _write_figures(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
-    from interp.figures import (correlation_heatmap, layer_share_figure, retention_figure, save_figure,
-                                scatter_with_labels)
+    from interp.figures import (correlation_heatmap, layer_head_heatmap, layer_share_figure, retention_figure,
+                                save_figure, scatter_with_labels)
 
     out = folder / "figures"
     correlations = tables["crossref_correlations"]
@@ -203,6 +203,8 @@ def _write_figures(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
     save_figure(retention_figure(tables["crossref_retention"], title="Induction score kept as heads are removed"),
                 out / "crossref_retention")
     save_figure(layer_share_figure(tables["crossref_layers"], title="Share of importance by layer"), out / "crossref_layers")
+    save_figure(layer_head_heatmap(tables["crossref_aggregate"], "aggregate_importance",
+                                   title="Aggregate task importance (mean over tasks and shots)"), out / "crossref_aggregate_heatmap")
     save_figure(scatter_with_labels(tables["crossref_aggregate"], "prefix_matching", "aggregate_importance",
                                     title="Aggregate task importance vs prefix matching", rank_by="aggregate_importance"),
                 out / "crossref_aggregate_vs_prefix")
