@@ -289,6 +289,26 @@ def _run_until_stopped(bridge, tokens, hooks, stop_hook: str) -> None:
         pass
 
 
+_MLP_SKIP_WORKS: dict[str, bool] = {}  # architecture -> whether the MLP-skipping hooks run
+
+
+def _skip_mlp_hooks(n_layers: int) -> list:
+    """Hooks that run each MLP on one position and add zeros instead of its output.
+
+    With the embeddings fed to every layer, each MLP's output is thrown away by the next layer's
+    input replacement, and the MLPs are most of a layer's cost; the shapes still broadcast.
+    """
+
+    def one_position(normalized, hook):
+        return normalized[:, :1]
+
+    def nothing(output, hook):
+        return torch.zeros_like(output)
+
+    hooks = [(f"blocks.{layer}.ln2.hook_out", one_position) for layer in range(n_layers)]
+    return hooks + [(f"blocks.{layer}.hook_mlp_out", nothing) for layer in range(n_layers)]
+
+
 def _copying_pass(
     bridge: "TransformerBridge", batch: SequenceBatch, variant: str, source: str
 ) -> Float[Tensor, "layer batch head"]:
@@ -342,10 +362,22 @@ def _copying_pass(
     for layer in range(n_layers):
         hooks.append((f"blocks.{layer}.attn.hook_pattern", collect(layer, "pattern")))
         hooks.append((f"blocks.{layer}.attn.{vector_hook}", collect(layer, "vectors")))
+    skip = source == "embeddings" and _MLP_SKIP_WORKS.get(type(bridge.original_model).__name__, True)
     try:
-        bridge.run_with_hooks(batch.tokens, fwd_hooks=hooks)
+        bridge.run_with_hooks(batch.tokens, fwd_hooks=hooks + (_skip_mlp_hooks(n_layers) if skip else []))
     except _StopForward:
         pass
+    except RuntimeError:
+        if not skip:
+            raise
+        # This architecture reshapes around its MLP (OPT); run it in full from now on.
+        _MLP_SKIP_WORKS[type(bridge.original_model).__name__] = False
+        pending.update({layer: {} for layer in range(n_layers)})
+        per_layer.clear()
+        try:
+            bridge.run_with_hooks(batch.tokens, fwd_hooks=hooks)
+        except _StopForward:
+            pass
     if len(per_layer) != n_layers:
         raise RuntimeError(f"copying hooks fired for layers {sorted(per_layer)} only; the bridge's hook names changed?")
     return torch.stack([per_layer[layer] for layer in range(n_layers)])

@@ -271,3 +271,30 @@ def test_score_heads_copying_end_to_end_matches_the_loop(tiny_model, variant):
                                 bridge.W_U.detach(), batch.tokens[0], int(batch.lengths[0]), output_bias=bias)
         got = torch.tensor(table[table.layer == layer].sort_values("head")["value"].to_numpy(), dtype=torch.float64)
         torch.testing.assert_close(got, expected, **TOLERANCE)
+
+
+def test_mlp_skipping_leaves_embedding_fed_copying_unchanged(tiny_model, monkeypatch):
+    """The copying pass skips MLPs whose output is discarded; scores must not move."""
+    import interp.scores as scores
+
+    bridge, _ = tiny_model
+    config = SequenceConfig(protocol="olsson", num_seeds=2)
+    fast = score_heads(bridge, config, ("copying",))
+    monkeypatch.setattr(scores, "_skip_mlp_hooks", lambda n_layers: [])
+    full = score_heads(bridge, config, ("copying",))
+    torch.testing.assert_close(torch.tensor(fast["value"].to_numpy()), torch.tensor(full["value"].to_numpy()), rtol=1e-5, atol=1e-6)
+
+
+def test_embedding_fed_layer_one_equals_a_model_whose_layer_zero_writes_nothing(tiny_model):
+    """Independent check of the embeddings source: zero layer 0's outputs instead of replacing."""
+    bridge, _ = tiny_model
+    config = SequenceConfig(protocol="olsson", num_seeds=1)
+    (batch,) = make_batches(bridge.tokenizer, config, "unrepeated", 10**6)
+    silence = [("blocks.0.hook_attn_out", lambda x, hook: torch.zeros_like(x)),
+               ("blocks.0.hook_mlp_out", lambda x, hook: torch.zeros_like(x))]
+    cache = _cache_for(bridge, batch.tokens, hooks=silence)
+    table = score_heads(bridge, config, ("copying",))
+    expected = loop_copying(cache["blocks.1.attn.hook_pattern"][0], cache["blocks.1.attn.hook_z"][0].detach(),
+                            bridge.W_O[1].detach(), bridge.W_U.detach(), batch.tokens[0], int(batch.lengths[0]))
+    got = torch.tensor(table[table.layer == 1].sort_values("head")["value"].to_numpy(), dtype=torch.float64)
+    torch.testing.assert_close(got, expected, **TOLERANCE)
