@@ -303,9 +303,13 @@ def _prepare_run(config: ToyConfig, run_dir: Path):
 
     saved_config = run_dir / "config.json"
     if saved_config.exists():
-        previous = json.loads(saved_config.read_text())
-        if previous != json.loads(json.dumps(config.to_dict())):
-            raise InterpError(f"run {str(run_dir)!r} was started with a different configuration; use a new --run folder")
+        previous, wanted = json.loads(saved_config.read_text()), json.loads(json.dumps(config.to_dict()))
+        extending = wanted["steps"] > previous["steps"] and {**previous, "steps": wanted["steps"]} == wanted
+        if previous != wanted and not extending:
+            raise InterpError(f"run {str(run_dir)!r} was started with a different configuration; use a new --run folder "
+                              "(only --steps may grow, to extend a run)")
+        if extending:  # the cosine schedule is re-spread over the new total from the current step on
+            saved_config.write_text(json.dumps(wanted, indent=2) + "\n")
     tokenizer_dir, streams = run_dir / "tokenizer", run_dir / "tokens.safetensors"
     if (tokenizer_dir / "tokenizer.json").exists() and streams.exists():
         tokenizer = PreTrainedTokenizerFast.from_pretrained(tokenizer_dir)
