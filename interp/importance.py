@@ -74,6 +74,7 @@ class ImportanceConfig:
     max_items: int | None = None  # evaluate only this many items per task (None: every non-demo item)
     seed: int = 0  # demo split, demonstrations, distractors and resampling donors
     n_choices: int = 4  # candidates for items without fixed choices
+    layers: tuple[int, ...] | None = None  # exact ablation only in these layers (None: all); others stay NaN
 
     def __post_init__(self) -> None:
         for ablation in self.ablations:
@@ -397,9 +398,13 @@ def ablation_importance(bridge: "TransformerBridge", encoded: EncodedPrompts, co
     per_forward = config.ablations_per_forward or (n_heads + 1)
     # Each copy ablates one component of one layer: heads 0..n_heads-1, then the FFN (-1 head).
     components = torch.arange(-1, n_heads).roll(-1)  # [0, 1, ..., n_heads-1, -1]
-    results = {kind: {"head_logprob": torch.zeros(n_layers, n_heads, encoded.n_sequences, dtype=torch.float64),
-                      "ffn_logprob": torch.zeros(n_layers, encoded.n_sequences, dtype=torch.float64)}
+    results = {kind: {"head_logprob": torch.full((n_layers, n_heads, encoded.n_sequences), math.nan, dtype=torch.float64),
+                      "ffn_logprob": torch.full((n_layers, encoded.n_sequences), math.nan, dtype=torch.float64)}
                for kind in config.ablations}
+    layers = range(n_layers) if config.layers is None else config.layers
+    for layer in layers:
+        if not 0 <= layer < n_layers:
+            raise InterpError(f"layer {layer} does not exist; the model has layers 0..{n_layers - 1}")
     clean = torch.zeros(encoded.n_sequences, dtype=torch.float64)
     n_tokens = torch.zeros(encoded.n_sequences, dtype=torch.float64)
     for batch in iterate_batches(encoded, list(range(encoded.n_sequences)), config.batch_size, bridge.cfg.device,
@@ -410,7 +415,7 @@ def ablation_importance(bridge: "TransformerBridge", encoded: EncodedPrompts, co
         n_tokens[ids] = sum_by_row(torch.ones_like(run.clean_logprobs), batch).double().cpu()
         for kind in config.ablations:
             replacements = ablation_replacements(bridge, encoded, batch, kind, means, config.seed)
-            for layer in range(n_layers):
+            for layer in layers:
                 for start in range(0, len(components), per_forward):
                     heads = components[start : start + per_forward]
                     copies = len(heads)
@@ -538,7 +543,7 @@ def run_importance(model: str, tasks: str | Sequence[str], shots: Sequence[int],
         bridge, record = bridge_record
         prepared = [(name, k, encode_prompts(bridge.tokenizer, prompts, bridge.cfg.n_ctx, labels[name]))
                     for name, k, prompts in prompt_sets]
-        n_layers = int(bridge.cfg.n_layers)
+        n_layers = int(bridge.cfg.n_layers) if config.layers is None else len(config.layers)
         per_result = lambda encoded: (n_layers * len(config.ablations) * math.ceil(encoded.n_sequences / config.batch_size)  # noqa: E731
                                       if method == "ablation" else 1)
         bar = tqdm(total=sum(per_result(encoded) for _, _, encoded in prepared), disable=not show_progress,
