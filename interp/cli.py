@@ -194,6 +194,81 @@ def crossref(
     _run(job)
 
 
+def _number_list(option: str, text: str | None, kind: type = float) -> tuple | None:
+    if text is None:
+        return None
+    try:
+        return tuple(kind(value) for value in text.split(",") if value.strip())
+    except ValueError:
+        raise InterpError(f"{option} {text!r} must be comma-separated numbers, e.g. 0,10,20") from None
+
+
+@app.command()
+def prune(
+    study: str = typer.Argument(..., help="heads, ffns, combined, layers or laser"),
+    model: str = typer.Option("smollm2-135m", help=MODEL_HELP),
+    tasks: str = typer.Option("all", help="all, comma-separated task names, paper:NAME, or paths to .jsonl files"),
+    shots: str = typer.Option("0,1,5", help="comma-separated numbers of demonstrations"),
+    out: Path = typer.Option(Path("results/smollm2-135m"), help="results folder (shared with `interp induction`)"),
+    results: Optional[Path] = typer.Option(None, help="folder with induction_scores for the induction rankings (default --out)"),
+    percents: Optional[str] = typer.Option(None, help="heads/ffns: % removed, default 0,10,...,90"),
+    head_percents: str = typer.Option("0,10,20,30,40,50,60,70", help="combined: % of heads removed"),
+    ffn_percents: str = typer.Option("0,10,20,30,40,50", help="combined: % of FFNs removed"),
+    rankings: Optional[str] = typer.Option(None, help="heads/ffns/combined: own, aggregate, most_correlated, least_correlated, task:NAME, prefix_matching, copying, random, random:SEED (default: all that apply)"),
+    n_random: int = typer.Option(3, help="seeds behind the `random` ranking"),
+    ablation: str = typer.Option("zero", help="what a removed head/FFN outputs: zero or mean"),
+    tolerance: float = typer.Option(1.0, help="accuracy points a pruned model may lose and count as unharmed"),
+    block_sizes: Optional[str] = typer.Option(None, help="layers: numbers of layers dropped (default 1..n_layers-2)"),
+    distance_source: str = typer.Option("tasks", help="layers: angular distances on the task prompts (tasks) or a text sample (text)"),
+    save_pruned: bool = typer.Option(True, help="layers: save one pruned model in HF format, reload it and compare"),
+    layers: Optional[str] = typer.Option(None, help="laser: layers to reduce (default the later half)"),
+    matrices: str = typer.Option("mlp_in,mlp_out", help="laser: q, k, v, o, mlp_in, mlp_gate, mlp_out"),
+    rhos: str = typer.Option("0.9,0.8,0.6,0.4,0.2,0.1,0.05,0.01", help="laser: shares of the rank kept"),
+    max_items: Optional[int] = typer.Option(None, help="items per task (default: every non-demo item)"),
+    n_choices: int = typer.Option(4, help="candidates for items without fixed choices"),
+    batch_size: int = typer.Option(8, help="sequences per forward"),
+    masks_per_forward: int = typer.Option(10, help="masked copies stacked in one forward"),
+    seed: int = typer.Option(0, help="demo split, demonstrations and distractors"),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    figures: bool = typer.Option(True, help="write HTML and PNG figures"),
+) -> None:
+    """Prune heads, FFNs, both, whole layers (angular distance) or matrix rank (LASER); resumes where it stopped."""
+
+    def job() -> None:
+        from interp.errors import check_choice
+
+        check_choice("study", study, ("heads", "ffns", "combined", "layers", "laser"))
+        shot_list = _number_list("--shots", shots, int)
+        if study in ("heads", "ffns", "combined"):
+            from interp.pruning import PruningConfig, run_pruning
+
+            config = PruningConfig(
+                percents=_number_list("--percents", percents), head_percents=_number_list("--head-percents", head_percents),
+                ffn_percents=_number_list("--ffn-percents", ffn_percents),
+                rankings=tuple(name.strip() for name in rankings.split(",") if name.strip()) if rankings else None,
+                n_random=n_random, ablation=ablation, tolerance=tolerance, batch_size=batch_size,
+                masks_per_forward=masks_per_forward, max_items=max_items, seed=seed, n_choices=n_choices)
+            tables = run_pruning(study, model, tasks, shot_list, out, config, results=results, device=device, figures=figures)
+        elif study == "layers":
+            from interp.prune_sweeps import LayerSweepConfig, run_layer_sweep
+
+            config = LayerSweepConfig(block_sizes=_number_list("--block-sizes", block_sizes, int), distance_source=distance_source,
+                                      save_pruned=save_pruned, tolerance=tolerance, batch_size=batch_size,
+                                      max_items=max_items, seed=seed, n_choices=n_choices)
+            tables = run_layer_sweep(model, tasks, shot_list, out, config, device=device, figures=figures)
+        else:
+            from interp.prune_sweeps import LaserSweepConfig, run_laser_sweep
+
+            config = LaserSweepConfig(layers=_number_list("--layers", layers, int),
+                                      matrices=tuple(name.strip() for name in matrices.split(",") if name.strip()),
+                                      rhos=_number_list("--rhos", rhos), batch_size=batch_size, max_items=max_items,
+                                      seed=seed, n_choices=n_choices)
+            tables = run_laser_sweep(model, tasks, shot_list, out, config, device=device, figures=figures)
+        typer.echo(f"wrote {', '.join(tables)} into {out}")
+
+    _run(job)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

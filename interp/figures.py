@@ -36,6 +36,12 @@ __all__ = [
     "correlation_heatmap",
     "layer_share_figure",
     "retention_figure",
+    "angular_distance_figure",
+    "laser_heatmap_figure",
+    "layer_drop_figure",
+    "pruning_curves_figure",
+    "pruning_grid_figure",
+    "pruning_rankings_figure",
 ]
 
 SEQUENTIAL = "Viridis"  # perceptually uniform and colour-blind safe, for scores
@@ -289,3 +295,101 @@ def layer_share_figure(table: pd.DataFrame, title: str) -> go.Figure:
     figure.update_xaxes(title="layer", dtick=1)
     figure.update_yaxes(title="share of total importance (mean over tasks)")
     return _style(figure, title, width=900, height=460)
+
+
+def _percent_label(column: str) -> str:
+    return {"head_percent": "% of heads pruned", "ffn_percent": "% of FFNs pruned"}.get(column, column)
+
+
+def pruning_curves_figure(table: pd.DataFrame, column: str, title: str) -> go.Figure:
+    """Accuracy vs % pruned, one thin line per task, the task average in bold black."""
+    figure = go.Figure()
+    for task, part in table.groupby("task", sort=True):
+        part = part.sort_values(column)
+        figure.add_trace(go.Scatter(x=part[column], y=part["accuracy"], mode="lines+markers", name=str(task),
+                                    line=dict(width=1.5), opacity=0.65,
+                                    hovertemplate=f"{task}<br>%{{x}}%: accuracy %{{y:.3f}}<extra></extra>"))
+    average = table.groupby(column)["accuracy"].mean().reset_index()
+    figure.add_trace(go.Scatter(x=average[column], y=average["accuracy"], mode="lines+markers", name="average",
+                                line=dict(width=4, color="black"),
+                                hovertemplate="average<br>%{x}%: accuracy %{y:.3f}<extra></extra>"))
+    figure.update_xaxes(title=_percent_label(column), dtick=10)
+    figure.update_yaxes(title="accuracy", rangemode="tozero")
+    return _style(figure, title, width=860, height=500)
+
+
+def pruning_rankings_figure(table: pd.DataFrame, column: str, title: str) -> go.Figure:
+    """Task-average accuracy vs % pruned, one line per ranking; random seeds as their mean with a min-max band."""
+    frame = table.assign(group=np.where(table["ranking"].str.startswith("random"), "random", table["ranking"]))
+    per_ranking = frame.groupby(["group", "ranking", column])["accuracy"].mean().reset_index()
+    figure = go.Figure()
+    for group, part in per_ranking.groupby("group", sort=True):
+        curve = part.groupby(column)["accuracy"].agg(["mean", "min", "max"]).reset_index()
+        if group == "random" and part["ranking"].nunique() > 1:
+            figure.add_trace(go.Scatter(x=list(curve[column]) + list(curve[column])[::-1],
+                                        y=list(curve["max"]) + list(curve["min"])[::-1], fill="toself",
+                                        line=dict(width=0), fillcolor="rgba(120,120,120,0.25)", showlegend=False,
+                                        hoverinfo="skip"))
+        bold = group == "own"
+        figure.add_trace(go.Scatter(x=curve[column], y=curve["mean"], mode="lines+markers",
+                                    name=f"random ({part['ranking'].nunique()} seeds)" if group == "random" else group,
+                                    line=dict(width=4 if bold else 2, dash="dot" if group == "random" else None),
+                                    hovertemplate=f"{group}<br>%{{x}}%: accuracy %{{y:.3f}}<extra></extra>"))
+    figure.update_xaxes(title=_percent_label(column), dtick=10)
+    figure.update_yaxes(title="accuracy (mean over tasks)", rangemode="tozero")
+    return _style(figure, title, width=860, height=500)
+
+
+def pruning_grid_figure(table: pd.DataFrame, title: str) -> go.Figure:
+    """Mean accuracy over tasks and shots on the (% heads, % FFNs) grid."""
+    grid = table.pivot_table(index="head_percent", columns="ffn_percent", values="accuracy", aggfunc="mean").sort_index()
+    figure = go.Figure(go.Heatmap(z=grid.to_numpy(), x=[str(value) for value in grid.columns],
+                                  y=[str(value) for value in grid.index], colorscale=SEQUENTIAL,
+                                  colorbar=dict(title="accuracy"), text=np.round(grid.to_numpy(), 3),
+                                  texttemplate="%{text}",
+                                  hovertemplate="heads %{y}%, FFNs %{x}%<br>accuracy %{z:.3f}<extra></extra>"))
+    figure.update_xaxes(title="% of FFNs pruned")
+    figure.update_yaxes(title="% of heads pruned")
+    return _style(figure, title, width=700, height=560)
+
+
+def angular_distance_figure(table: pd.DataFrame, title: str) -> go.Figure:
+    """Angular distance d(l, n) over (block size n, first layer l), as Gromov et al. Figure 2."""
+    grid = table.pivot_table(index="layer", columns="n", values="distance", aggfunc="mean").sort_index()
+    figure = go.Figure(go.Heatmap(z=grid.to_numpy(), x=grid.columns.to_numpy(), y=grid.index.to_numpy(),
+                                  colorscale=SEQUENTIAL, colorbar=dict(title="distance"),
+                                  hovertemplate="layer %{y}, n = %{x}<br>d = %{z:.4f}<extra></extra>"))
+    figure.update_xaxes(title="block size n (layers)")
+    figure.update_yaxes(title="first layer l of the block")
+    return _style(figure, title, width=720, height=600)
+
+
+def layer_drop_figure(table: pd.DataFrame, title: str) -> go.Figure:
+    """Accuracy (mean over tasks) and text loss vs fraction of layers dropped, l* vs the baseline."""
+    from plotly.subplots import make_subplots
+
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("task accuracy (mean over tasks)", "loss on text"))
+    for method, part in table.groupby("method", sort=True):
+        accuracy = part.groupby("fraction_dropped")["accuracy"].mean().reset_index()
+        loss = part.groupby("fraction_dropped")["text_loss"].mean().reset_index()
+        figure.add_trace(go.Scatter(x=accuracy["fraction_dropped"], y=accuracy["accuracy"], mode="lines+markers",
+                                    name=method, legendgroup=method), row=1, col=1)
+        figure.add_trace(go.Scatter(x=loss["fraction_dropped"], y=loss["text_loss"], mode="lines+markers",
+                                    name=method, legendgroup=method, showlegend=False), row=1, col=2)
+    figure.update_xaxes(title="fraction of layers dropped")
+    figure.update_yaxes(title="accuracy", row=1, col=1)
+    figure.update_yaxes(title="nats per token", row=1, col=2)
+    return _style(figure, title, width=1100, height=480)
+
+
+def laser_heatmap_figure(table: pd.DataFrame, matrix: str, title: str) -> go.Figure:
+    """Change in mean answer log-loss over (layer, rho) for one matrix; blue = lower loss."""
+    part = table[table["matrix"] == matrix]
+    grid = part.pivot_table(index="layer", columns="rho", values="loss_delta", aggfunc="mean").sort_index()
+    grid = grid[sorted(grid.columns, reverse=True)]
+    figure = go.Figure(go.Heatmap(z=grid.to_numpy(), x=[str(value) for value in grid.columns], y=grid.index.to_numpy(),
+                                  colorscale=DIVERGING, reversescale=True, zmid=0.0, colorbar=dict(title="loss change"),
+                                  hovertemplate="layer %{y}, rho %{x}<br>loss change %{z:.4f}<extra></extra>"))
+    figure.update_xaxes(title="rho (share of rank kept)", type="category")
+    figure.update_yaxes(title="layer", dtick=1)
+    return _style(figure, title, width=720, height=max(420, 24 * len(grid.index) + 160))

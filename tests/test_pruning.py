@@ -1,0 +1,191 @@
+"""Head/FFN pruning against plain loops; thresholds by hand; resumption; bad inputs; the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from interp.errors import InterpError
+from interp.evaluation import encode_prompts, evaluate_prompts
+from interp.pruning import (PruningConfig, masked_scores, masked_scores_reference, prunable_percent, prune_count,
+                            pruning_mask, run_pruning, threshold_table)
+from interp.tasks import PromptConfig, build_prompts, read_task_file
+
+TOLERANCE = 1e-5  # float32 forwards; stacking copies in one batch changes summation order only
+
+
+@pytest.fixture(scope="module")
+def task_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("task") / "succ.jsonl"
+    path.write_text("".join(json.dumps({"input": f"w{i} w{i + 1}", "answer": f"w{i + 2}"}) + "\n" for i in range(0, 60, 2)))
+    return path
+
+
+def _encoded(bridge, task_file, shots=2, items=4, choices=2):
+    prompts = build_prompts(read_task_file(task_file), shots, PromptConfig(max_items=items, n_choices=choices))
+    return encode_prompts(bridge.tokenizer, prompts)
+
+
+def _loop_mask(scores, percent):
+    """The x% lowest scores, one component at a time: repeatedly take the smallest not yet taken."""
+    flat = list(np.asarray(scores).ravel())
+    count = int(percent * len(flat) // 100)
+    taken = set()
+    for _ in range(count):
+        best = None
+        for index, value in enumerate(flat):
+            if index not in taken and (best is None or value < flat[best]):
+                best = index
+        taken.add(best)
+    return np.array([index in taken for index in range(len(flat))]).reshape(np.shape(scores))
+
+
+@pytest.mark.parametrize("shape", [(2, 4), (30, 9), (30,)])
+def test_pruning_mask_removes_exactly_the_lowest(shape):
+    generator = np.random.default_rng(0)
+    scores = generator.random(shape).round(2)  # rounding makes ties, broken by position in both versions
+    for percent in range(0, 100, 10):
+        mask = pruning_mask(scores, percent)
+        assert mask.shape == scores.shape
+        assert np.array_equal(mask, _loop_mask(scores, percent)), percent
+    nested = [pruning_mask(scores, percent) for percent in range(0, 100, 10)]
+    assert all(np.all(small <= large) for small, large in zip(nested, nested[1:]))  # x% is inside (x+10)%
+
+
+def test_prune_count_and_tiebreak():
+    assert [prune_count(10, percent) for percent in (0, 10, 30, 70, 90)] == [0, 1, 3, 7, 9]
+    mask = pruning_mask(np.array([0.0, 0.0, 1.0]), 34, tiebreak=np.array([2.0, 1.0, 0.0]))
+    assert mask.tolist() == [False, True, False]
+
+
+def test_masked_scores_equal_one_forward_per_mask(tiny_model, task_file):
+    bridge, record = tiny_model
+    encoded = _encoded(bridge, task_file, items=3)
+    generator = torch.Generator().manual_seed(1)
+    head_masks = torch.rand(5, record.n_layers, record.n_heads, generator=generator) < 0.4
+    ffn_masks = torch.rand(5, record.n_layers, generator=generator) < 0.5
+    head_masks[0], ffn_masks[0] = False, False  # unpruned
+    head_masks[3], ffn_masks[3] = head_masks[1], ffn_masks[1]  # a duplicate
+    head_masks[4, 0], ffn_masks[4] = False, False  # only a later layer masked: resumes from it
+    head_masks[4, 1, 0] = True
+    from interp.importance import activation_means
+
+    means = activation_means(bridge, encoded, batch_size=6)
+    for ablation in (None, means):
+        got = masked_scores(bridge, encoded, head_masks, ffn_masks, ablation, batch_size=4, masks_per_forward=2)
+        assert got.shape == (5, encoded.n_sequences)
+        for index in range(1, 5):
+            reference = masked_scores_reference(bridge, encoded, head_masks[index], ffn_masks[index], ablation, batch_size=6)
+            assert torch.allclose(got[index], reference, atol=TOLERANCE, rtol=0), index
+        clean = masked_scores_reference(bridge, encoded, head_masks[0], ffn_masks[0], None, batch_size=6)
+        assert torch.allclose(got[0], clean, atol=TOLERANCE, rtol=0)
+        assert float((got[1] - got[0]).abs().max()) > 1e-3  # masking changes something
+
+
+def test_zero_percent_equals_the_unpruned_model(tiny_models, task_file, tmp_path):
+    bridge, record = tiny_models["gpt2"]
+    config = PruningConfig(max_items=4, n_choices=2, rankings=("own", "random"), n_random=2, percents=(0, 50))
+    tables = run_pruning("heads", "tiny", [str(task_file)], [2], tmp_path, config, bridge_record=(bridge, record),
+                         figures=False, show_progress=False)
+    table = tables["pruning_heads"]
+    unpruned = evaluate_prompts(bridge, build_prompts(read_task_file(task_file), 2, config.prompt_config()), batch_size=3)
+    zero = table[table["head_percent"] == 0]
+    assert len(zero) == 3 and (zero["heads_removed"] == 0).all()
+    assert np.allclose(zero["accuracy"], unpruned["accuracy"]) and np.allclose(zero["loss"], unpruned["loss"], atol=1e-5)
+    assert (table[table["head_percent"] == 50]["heads_removed"] == record.n_layers * record.n_heads // 2).all()
+
+
+def test_sweep_resumes_without_recomputing(tiny_models, task_file, tmp_path, monkeypatch):
+    bridge, record = tiny_models["llama"]
+    config = PruningConfig(max_items=3, n_choices=2, rankings=("own",), percents=(0, 25, 50))
+    first = run_pruning("ffns", "tiny", [str(task_file)], [1], tmp_path, config, bridge_record=(bridge, record),
+                        figures=False, show_progress=False)["pruning_ffns"]
+    cells = sorted((tmp_path / "pruning" / "ffns" / "cells").glob("*.json"))
+    assert len(cells) == 3
+    cells[1].unlink()  # as if the run had stopped before this cell
+    import interp.pruning as pruning
+
+    calls = []
+    original = pruning.masked_scores
+
+    def counting(bridge, encoded, head_masks, *args, **kwargs):
+        calls.append(len(head_masks))
+        return original(bridge, encoded, head_masks, *args, **kwargs)
+
+    monkeypatch.setattr(pruning, "masked_scores", counting)
+    again = run_pruning("ffns", "tiny", [str(task_file)], [1], tmp_path, config, bridge_record=(bridge, record),
+                        figures=False, show_progress=False)["pruning_ffns"]
+    assert calls == [1]  # only the missing cell (the rankings were stored too)
+    pd.testing.assert_frame_equal(first.drop(columns="seconds"), again.drop(columns="seconds"))
+    calls.clear()
+    run_pruning("ffns", "tiny", [str(task_file)], [1], tmp_path, config, bridge_record=None, figures=False,
+                show_progress=False)  # nothing to do: no model is loaded
+    assert calls == []
+
+
+@pytest.mark.parametrize("percents, accuracy, tolerance, expected", [
+    ([0, 10, 20, 30], [0.80, 0.795, 0.78, 0.79], 1.0, 10),  # 20% falls 2 points: stop before, even if 30% recovers
+    ([0, 10, 20, 30], [0.80, 0.80, 0.79, 0.70], 1.0, 20),  # exactly 1 point down still counts
+    ([0, 10, 20, 30], [0.80, 0.70, 0.80, 0.80], 1.0, 0),
+    ([0, 10, 20, 30], [0.80, 0.70, 0.80, 0.80], 10.0, 30),
+    ([30, 0, 10], [0.5, 0.6, 0.65], 1.0, 10),  # unsorted input; gains count as within tolerance
+])
+def test_prunable_percent_by_hand(percents, accuracy, tolerance, expected):
+    assert prunable_percent(percents, accuracy, tolerance) == expected
+
+
+def test_threshold_table_interval_and_average():
+    rows = []
+    for task, curve in (("a", [0.8, 0.8, 0.5]), ("b", [0.6, 0.6, 0.6])):
+        rows += [{"ranking": "own", "shots": 0, "task": task, "percent": percent, "accuracy": value, "n_items": 100}
+                 for percent, value in zip([0, 10, 20], curve)]
+    table = threshold_table(pd.DataFrame(rows), tolerance=1.0).set_index("task")
+    assert table.loc["a", "prunable_percent"] == 10 and table.loc["b", "prunable_percent"] == 20
+    # average curve 0.7, 0.7, 0.55 -> 10%; its Wilson bounds on n=200 around 0.55 reach 0.62 < 0.69: still 10%
+    assert table.loc["average", "prunable_percent"] == 10 and table.loc["average", "n_items"] == 200
+    assert table.loc["a", "prunable_ci_low"] == 0 and table.loc["a", "prunable_ci_high"] == 10
+    assert table.loc["b", "prunable_ci_high"] == 20
+
+
+def test_bad_inputs_name_the_value(tiny_models, task_file, tmp_path):
+    for bad in ((0, 100), (-5,), ()):
+        with pytest.raises(InterpError, match="percent"):
+            PruningConfig(percents=bad)
+    with pytest.raises(InterpError, match="'best'"):
+        PruningConfig(rankings=("best",))
+    with pytest.raises(InterpError, match="'median'"):
+        PruningConfig(ablation="median")
+    with pytest.raises(InterpError, match="shape"):
+        pruning_mask(np.ones(4), 10, tiebreak=np.ones(3))
+    bridge, record = tiny_models["gpt2"]
+    encoded = _encoded(bridge, task_file, items=2)
+    with pytest.raises(InterpError, match=r"\(3, 2, 3\)"):
+        masked_scores(bridge, encoded, torch.zeros(3, 2, 3, dtype=torch.bool), torch.zeros(3, 2, dtype=torch.bool))
+    with pytest.raises(InterpError, match="heads only"):
+        run_pruning("ffns", "tiny", [str(task_file)], [0], tmp_path, PruningConfig(rankings=("copying",)),
+                    bridge_record=(bridge, record), figures=False, show_progress=False)
+    with pytest.raises(InterpError, match="induction_scores"):
+        run_pruning("heads", "tiny", [str(task_file)], [0], tmp_path, PruningConfig(rankings=("prefix_matching",), max_items=2,
+                    n_choices=2, percents=(0, 10)), bridge_record=(bridge, record), figures=False, show_progress=False)
+
+
+def test_cli_smoke(tiny_model_dirs, task_file, tmp_path):
+    from interp.cli import app
+
+    runner = CliRunner()
+    common = ["--model", str(tiny_model_dirs["gpt2"]), "--tasks", str(task_file), "--shots", "1", "--out", str(tmp_path),
+              "--max-items", "3", "--n-choices", "2", "--no-figures"]
+    result = runner.invoke(app, ["prune", "heads", *common, "--percents", "0,50", "--rankings", "own,random", "--n-random", "1"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(tmp_path / "pruning_heads.parquet")
+    assert set(table["ranking"]) == {"own", "random:0"} and set(table["head_percent"]) == {0, 50}
+    assert (tmp_path / "pruning_heads_thresholds.parquet").exists()
+    bad = runner.invoke(app, ["prune", "heads", *common, "--percents", "0,150"])
+    assert bad.exit_code == 2 and "150" in bad.output
+    unknown = runner.invoke(app, ["prune", "everything", *common])
+    assert unknown.exit_code == 2 and "everything" in unknown.output
