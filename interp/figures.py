@@ -42,6 +42,10 @@ __all__ = [
     "pruning_curves_figure",
     "pruning_grid_figure",
     "pruning_rankings_figure",
+    "attention_pattern_figure",
+    "model_comparison_figure",
+    "save_figures",
+    "curve_figure",
 ]
 
 SEQUENTIAL = "Viridis"  # perceptually uniform and colour-blind safe, for scores
@@ -267,7 +271,11 @@ def retention_figure(table: pd.DataFrame, title: str) -> go.Figure:
     from plotly.subplots import make_subplots
 
     metrics = list(dict.fromkeys(table["induction_metric"]))
+    from plotly.colors import qualitative
+
     figure = make_subplots(rows=1, cols=len(metrics), subplot_titles=metrics, shared_yaxes=True)
+    keys = list(dict.fromkeys(zip(table["task"], table["shots"])))
+    palette = {key: qualitative.Safe[index % len(qualitative.Safe)] for index, key in enumerate(keys)}  # same colour per line in every panel
     for column, metric in enumerate(metrics, start=1):
         part = table[table["induction_metric"] == metric]
         for (task, shots), curve in part.groupby(["task", "shots"], sort=False):
@@ -275,7 +283,7 @@ def retention_figure(table: pd.DataFrame, title: str) -> go.Figure:
             figure.add_trace(
                 go.Scatter(x=curve["fraction_removed"], y=curve["retained"], mode="lines",
                            name="aggregate" if aggregate else f"{task}/{shots}", legendgroup=f"{task}/{shots}",
-                           showlegend=column == 1, line=dict(width=4 if aggregate else 1.5, color="black" if aggregate else None),
+                           showlegend=column == 1, line=dict(width=4 if aggregate else 1.5, color="black" if aggregate else palette[(task, shots)]),
                            opacity=1.0 if aggregate else 0.6),
                 row=1, col=column,
             )
@@ -295,6 +303,108 @@ def layer_share_figure(table: pd.DataFrame, title: str) -> go.Figure:
     figure.update_xaxes(title="layer", dtick=1)
     figure.update_yaxes(title="share of total importance (mean over tasks)")
     return _style(figure, title, width=900, height=460)
+
+
+def attention_pattern_figure(pattern: pd.DataFrame, title: str, period: int | None = None) -> go.Figure:
+    """One head's attention pattern (query down, key across), repeat boundaries marked.
+
+    ``pattern`` has columns ``query, key, weight`` (and optionally ``token``, the key's text).
+    On a repeated random block an induction head draws a stripe ``period - 1`` below the
+    diagonal: each query attends to the token after its previous occurrence.
+
+    >>> table = pd.DataFrame({"query": [0, 1, 1], "key": [0, 0, 1], "weight": [1.0, 0.3, 0.7]})
+    >>> attention_pattern_figure(table, "L0H0").data[0].z.shape
+    (2, 2)
+    """
+    for column in ("query", "key", "weight"):
+        if column not in pattern.columns:
+            raise InterpError(f"attention pattern figure needs a {column!r} column; the table has {list(pattern.columns)}")
+    grid = pattern.pivot_table(index="query", columns="key", values="weight", aggfunc="mean").sort_index()
+    figure = go.Figure(go.Heatmap(
+        z=grid.to_numpy(), x=grid.columns.to_numpy(), y=grid.index.to_numpy(), colorscale=SEQUENTIAL, zmin=0.0,
+        colorbar=dict(title="attention"), hovertemplate="query %{y}<br>key %{x}<br>attention = %{z:.3f}<extra></extra>"))
+    if period:
+        last = int(grid.index.max())
+        for boundary in range(1 + period, last + 1, period):  # BOS at 0, repeats start at 1 + k * period
+            figure.add_vline(x=boundary - 0.5, line=dict(dash="dot", color="white", width=1))
+            figure.add_hline(y=boundary - 0.5, line=dict(dash="dot", color="white", width=1))
+    figure.update_xaxes(title="key position", constrain="domain")
+    figure.update_yaxes(title="query position", autorange="reversed", scaleanchor="x")
+    return _style(figure, title, width=640, height=600)
+
+
+def model_comparison_figure(tables: "dict[str, pd.DataFrame]", value: str, title: str) -> go.Figure:
+    """The same layer x head score for several models side by side, on one shared colour scale.
+
+    ``tables`` maps a model name to a table with ``layer, head`` and ``value`` columns.
+
+    >>> one = pd.DataFrame({"layer": [0, 1], "head": [0, 0], "mean": [0.1, 0.9]})
+    >>> len(model_comparison_figure({"a": one, "b": one}, "mean", "prefix matching").data)
+    2
+    """
+    from plotly.subplots import make_subplots
+
+    if not tables:
+        raise InterpError("model comparison needs at least one model's table")
+    names = list(tables)
+    figure = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.06)
+    low = min(float(table[value].min()) for table in tables.values())
+    high = max(float(table[value].max()) for table in tables.values())
+    for column, name in enumerate(names, start=1):
+        table = tables[name]
+        for needed in ("layer", "head", value):
+            if needed not in table.columns:
+                raise InterpError(f"comparison table of {name!r} lacks a {needed!r} column; it has {list(table.columns)}")
+        grid = table.pivot_table(index="layer", columns="head", values=value, aggfunc="mean").sort_index()
+        labels = np.array([[head_label(layer, head) for head in grid.columns] for layer in grid.index])
+        figure.add_trace(go.Heatmap(
+            z=grid.to_numpy(), x=grid.columns.to_numpy(), y=grid.index.to_numpy(), customdata=labels, coloraxis="coloraxis",
+            hovertemplate=name + " %{customdata}<br>" + value + " = %{z:.4f}<extra></extra>"), row=1, col=column)
+        figure.update_xaxes(title="head", row=1, col=column)
+    figure.update_yaxes(title="layer", row=1, col=1)
+    figure.update_layout(coloraxis=dict(colorscale=SEQUENTIAL, cmin=low, cmax=high, colorbar=dict(title=value)))
+    return _style(figure, title, width=360 * len(names) + 160, height=560)
+
+
+def save_figures(figures: "dict[Path, go.Figure]", formats: Sequence[str] = ("html", "png", "pdf")) -> list[Path]:
+    """Write many figures (``stem -> figure``), static images in one Chromium session.
+
+    kaleido starts a browser per ``write_image`` call (about 5 s here); one batch for every
+    figure and format pays that once.  Each file is written to a temporary name and renamed;
+    a failure raises :class:`InterpError` naming the file that could not be rendered.
+    """
+    import os
+
+    import plotly.io as pio
+
+    unknown = [fmt for fmt in formats if fmt not in {"html", "png", "pdf", "svg"}]
+    if unknown:
+        raise InterpError(f"unknown figure format {unknown[0]!r}; choose from html, png, pdf, svg")
+    written: list[Path] = []
+    static: list[tuple[go.Figure, Path, Path, str]] = []
+    for stem, figure in figures.items():
+        stem = Path(stem)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        for fmt in formats:
+            path = stem.with_suffix(f".{fmt}")
+            if fmt == "html":
+                save_figure(figure, stem, ("html",))
+            else:
+                static.append((figure, path, path.with_name(f".{path.stem}.partial.{fmt}"), fmt))
+            written.append(path)
+    if static:
+        try:
+            pio.write_images([item[0] for item in static], [item[2] for item in static],
+                             format=[item[3] for item in static], scale=[2 if item[3] == "png" else 1 for item in static])
+        except Exception:  # find the file that fails, one by one, and name it
+            for figure, path, _, fmt in static:
+                save_figure(figure, path.with_suffix(""), (fmt,))
+            raise InterpError("static export failed for a batch of figures but each renders alone; rerun") from None
+        for _, path, temporary, _ in static:
+            if not temporary.exists() or temporary.stat().st_size == 0:
+                raise InterpError(f"could not render {path.name}: kaleido wrote nothing")
+            os.replace(temporary, path)
+    return written
 
 
 def _percent_label(column: str) -> str:
@@ -393,3 +503,27 @@ def laser_heatmap_figure(table: pd.DataFrame, matrix: str, title: str) -> go.Fig
     figure.update_xaxes(title="rho (share of rank kept)", type="category")
     figure.update_yaxes(title="layer", dtick=1)
     return _style(figure, title, width=720, height=max(420, 24 * len(grid.index) + 160))
+
+
+def curve_figure(table: pd.DataFrame, x: str, y: str, title: str, group: Sequence[str] = ()) -> go.Figure:
+    """One line of ``y`` against ``x`` per combination of the ``group`` columns (pruning curves, sweeps).
+
+    >>> table = pd.DataFrame({"fraction": [0, 0.5, 0, 0.5], "accuracy": [0.8, 0.7, 0.8, 0.4],
+    ...                       "component": ["head", "head", "ffn", "ffn"]})
+    >>> len(curve_figure(table, "fraction", "accuracy", "pruning", group=["component"]).data)
+    2
+    """
+    for column in (x, y, *group):
+        if column not in table.columns:
+            raise InterpError(f"curve figure needs a {column!r} column; the table has {list(table.columns)}")
+    figure = go.Figure()
+    parts = table.groupby(list(group), sort=False) if group else [((), table)]
+    for key, part in parts:
+        key = key if isinstance(key, tuple) else (key,)
+        name = " / ".join(str(value) for value in key) or y
+        curve = part.groupby(x, as_index=False)[y].mean().sort_values(x)
+        figure.add_trace(go.Scatter(x=curve[x], y=curve[y], mode="lines+markers", name=name,
+                                    hovertemplate=name + "<br>" + x + " = %{x}<br>" + y + " = %{y:.4f}<extra></extra>"))
+    figure.update_xaxes(title=x.replace("_", " "))
+    figure.update_yaxes(title=y.replace("_", " "))
+    return _style(figure, title, width=760, height=460)

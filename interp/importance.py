@@ -52,6 +52,7 @@ __all__ = [
     "ImportanceConfig",
     "ablation_importance",
     "ablation_replacements",
+    "attribution_agreement",
     "activation_means",
     "resample_donors",
     "gradient_importance",
@@ -507,6 +508,26 @@ def importance_table(bridge: "TransformerBridge", encoded: EncodedPrompts, metho
     return pd.concat(frames, ignore_index=True), summary
 
 
+def attribution_agreement(table: pd.DataFrame) -> pd.DataFrame:
+    """Spearman rank correlation of attribution patching with exact mean ablation (loss change), per result.
+
+    Needs both ``attribution`` and ``ablation`` (with the ``mean`` kind) rows for a (task, shots).
+    """
+    from scipy import stats
+
+    rows = []
+    estimate = table[table["metric"] == "attribution_mean_loss"]
+    exact = table[table["metric"] == "mean_loss_delta"]
+    keys = ["task", "shots", "component", "layer", "head"]
+    merged = estimate.merge(exact, on=keys, suffixes=("_attribution", "_ablation"))
+    for (task, shots, component), part in merged.groupby(["task", "shots", "component"]):
+        part = part.dropna(subset=["value_attribution", "value_ablation"])
+        if len(part) >= 3:
+            rho = stats.spearmanr(part["value_attribution"], part["value_ablation"]).statistic
+            rows.append({"task": task, "shots": shots, "component": component, "n": len(part), "spearman": rho})
+    return pd.DataFrame(rows)
+
+
 def _result_stem(out: Path, task: str, shots: int, method: str) -> Path:
     safe = "".join(character if character.isalnum() or character in "-_" else "_" for character in task)
     return out / "importance" / f"{safe}__{shots}shot__{method}"
@@ -566,6 +587,9 @@ def run_importance(model: str, tasks: str | Sequence[str], shots: Sequence[int],
     stems = sorted((out / "importance").glob("*.parquet"))
     combined = pd.concat([read_table(path.with_suffix("")) for path in stems], ignore_index=True)
     write_table(combined, out / "importance")
+    agreement = attribution_agreement(combined)
+    if not agreement.empty:
+        write_table(agreement, out / "attribution_vs_ablation")
     accuracy_rows = []
     for path in stems:
         meta = read_json(path.with_suffix(".json"))

@@ -110,6 +110,12 @@ def test_sweep_writes_resumes_and_cli_reports_bad_input(tiny_model_dirs, tiny_mo
                    show_progress=False)
     assert done.stat().st_mtime_ns == stamp  # resumed: nothing recomputed
     assert len(read_table(tmp_path / "task_accuracy")) == 2
+    mean_config = ImportanceConfig(max_items=3, batch_size=8, ablations=("mean",), n_choices=2)
+    for method in ("attribution", "ablation"):
+        run_importance("tiny", [str(task_file)], [1], method, tmp_path / "agree", mean_config,
+                       bridge_record=bridge_record, show_progress=False)
+    agreement = read_table(tmp_path / "agree" / "attribution_vs_ablation")
+    assert "head" in set(agreement["component"]) and agreement["spearman"].between(-1, 1).all()  # 2 FFNs: too few
     runner = CliRunner()
     for arguments, message in ((["--method", "magic"], "choose one of: gradient, ablation, attribution"),
                                (["--tasks", "nope"], "unknown task 'nope'"),
