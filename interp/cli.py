@@ -194,6 +194,82 @@ def crossref(
     _run(job)
 
 
+@app.command("figures")
+def figures_command(
+    results: Path = typer.Option(Path("results/smollm2-135m"), help="results folder whose figures are redrawn into RESULTS/figures/"),
+    formats: str = typer.Option("html,png,pdf", help="comma-separated formats: html, png, pdf, svg"),
+) -> None:
+    """Regenerate every figure of a results folder (induction, importance, pruning, dynamics where present)."""
+
+    def job() -> None:
+        from interp.figures_all import regenerate_figures
+
+        chosen = tuple(fmt.strip() for fmt in formats.split(",") if fmt.strip())
+        written = regenerate_figures(results, chosen)
+        typer.echo(f"wrote {len(written)} files into {results / 'figures'}")
+
+    _run(job)
+
+
+@app.command()
+def report(
+    results: Path = typer.Option(Path("results/smollm2-135m"), help="results folder to report on"),
+    out: Optional[Path] = typer.Option(None, help="HTML file to write; default RESULTS/report.html"),
+) -> None:
+    """Write one self-contained HTML report (plotly inlined, opens offline) with findings from the numbers."""
+
+    def job() -> None:
+        from interp.report import write_report
+
+        path = write_report(results, out)
+        typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+    _run(job)
+
+
+@app.command()
+def pattern(
+    model: str = typer.Option("smollm2-135m", help=MODEL_HELP),
+    results: Path = typer.Option(Path("results/smollm2-135m"), help="results folder: the table goes here, and the default head comes from its induction scores"),
+    layer: Optional[int] = typer.Option(None, help="layer of the head; default: the top prefix-matching head of RESULTS"),
+    head: Optional[int] = typer.Option(None, help="head index within the layer (with --layer)"),
+    seed: int = typer.Option(0, help="seed of the repeated random sequence (Olsson protocol, L = 25)"),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+) -> None:
+    """Save one head's attention pattern on a repeated random sequence (drawn by `interp figures` and the report)."""
+
+    def job() -> None:
+        from interp.attention import save_head_attention, top_heads
+        from interp.models import load_model
+
+        if (layer is None) != (head is None):
+            raise InterpError("give both --layer and --head, or neither (the top prefix-matching head)")
+        chosen = (layer, head) if layer is not None else top_heads(results, "prefix_matching", 1)[0]
+        bridge, _ = load_model(model, device=device)
+        stem = save_head_attention(bridge, results, chosen[0], chosen[1], seed)
+        typer.echo(f"wrote {stem}.parquet (+ .csv)")
+
+    _run(job)
+
+
+@app.command()
+def compare(
+    results: list[Path] = typer.Option(..., help="results folders, one per model (repeat the option)"),
+    metric: str = typer.Option("prefix_matching", help="induction metric to compare"),
+    out: Path = typer.Option(Path("figures/comparison"), help="folder for the figure (HTML, PNG, PDF)"),
+) -> None:
+    """Side-by-side layer x head heatmaps of one induction score for several models."""
+
+    def job() -> None:
+        from interp.figures import save_figures
+        from interp.figures_all import comparison_figure
+
+        written = save_figures({out / f"compare_{metric}": comparison_figure(results, metric)})
+        typer.echo(f"wrote {', '.join(str(path) for path in written)}")
+
+    _run(job)
+
+
 def _number_list(option: str, text: str | None, kind: type = float) -> tuple | None:
     if text is None:
         return None

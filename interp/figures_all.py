@@ -1,0 +1,227 @@
+"""Every figure of a results folder, rebuilt from its saved tables.
+
+One function per kind of result, each returning ``[(section, name, figure, caption)]`` and an
+empty list when its tables are absent; :func:`collect_figures` gathers them all and
+:func:`regenerate_figures` writes each as HTML, PNG and PDF into ``RESULTS/figures/``.
+Tables are discovered by name:
+
+- induction: ``induction_scores``, ``repeated_loss``, ``attention_pattern_L*H*``;
+- importance / cross-reference: ``crossref_*`` (from ``interp crossref``), ``task_accuracy``;
+- pruning: any table whose name starts with one of ``PRUNING_PREFIXES`` (``pruning_heads``,
+  ``pruning_ffns``, ``laser*``, ...), drawn as curves (mean over tasks) when it has a recognised
+  x and y column;
+- dynamics: ``head_scores`` + ``summary`` in the folder or in ``dynamics/``.
+
+>>> from pathlib import Path
+>>> collect_figures(Path("no/such/folder"))
+[]
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from interp.errors import InterpError
+
+__all__ = ["FigureEntry", "PRUNING_PREFIXES", "collect_figures", "comparison_figure", "curve_columns",
+           "pruning_tables", "regenerate_figures"]
+
+PRUNING_PREFIXES = ("pruning", "layer_pruning", "layer_drop", "layers_", "angular", "laser")  # names of pruning sweeps
+_X_COLUMNS = ("head_percent", "ffn_percent", "percent", "fraction_pruned", "fraction_removed", "pruned_fraction", "fraction",
+              "n_layers_dropped", "layers_dropped", "n_dropped", "block_size", "n", "rho", "rank_fraction")
+_Y_COLUMNS = ("accuracy", "accuracy_norm", "relative_accuracy", "score", "loss", "retained", "value")
+_GROUP_COLUMNS = ("component", "ranking", "method", "order", "matrix", "shots", "metric")  # tasks are averaged
+_MAX_LINES = 24  # more lines than this are unreadable: trailing group columns are dropped
+
+
+@dataclass(frozen=True)
+class FigureEntry:
+    section: str  # report section: induction, importance, pruning, dynamics
+    name: str  # file stem under figures/
+    figure: go.Figure
+    caption: str
+
+
+def _table(folder: Path, name: str) -> pd.DataFrame | None:
+    from interp.results import read_table
+
+    stem = folder / name
+    if not stem.with_suffix(".parquet").exists() and not stem.with_suffix(".csv").exists():
+        return None
+    return read_table(stem)
+
+
+def _induction(folder: Path) -> list[FigureEntry]:
+    from interp.figures import attention_pattern_figure, layer_head_heatmap, repeated_loss_figure, scatter_with_labels
+
+    scores = _table(folder, "induction_scores")
+    if scores is None:
+        return []
+    model = str(scores["model"].iloc[0])
+    heads = scores.dropna(subset=["layer", "head"]).astype({"layer": int, "head": int})
+    entries = []
+    for metric in ("prefix_matching", "copying"):
+        rows = heads[heads["metric"] == metric]
+        label = metric.replace("_", " ")
+        for statistic, words in (("mean", "mean over seeds"), ("var", "variance over seeds")):
+            if not rows.empty:
+                entries.append(FigureEntry("induction", f"{metric}_{statistic}",
+                                           layer_head_heatmap(rows, statistic, f"{model}: {label} score ({words})", colorbar_title=statistic),
+                                           f"{label.capitalize()} score of every head, {words}; layer 0 at the bottom."))
+    wide = heads.pivot_table(index=["layer", "head"], columns="metric", values="mean").reset_index()
+    if {"prefix_matching", "copying"} <= set(wide.columns):
+        entries.append(FigureEntry("induction", "prefix_vs_copying",
+                                   scatter_with_labels(wide, "prefix_matching", "copying", f"{model}: prefix matching vs copying"),
+                                   "Each head's mean prefix-matching and copying scores; the top five by their sum are labelled."))
+    loss = _table(folder, "repeated_loss")
+    if loss is not None:
+        entries.append(FigureEntry("induction", "repeated_loss", repeated_loss_figure(loss, model),
+                                   "Per-token loss on the repeated random sequences; dashed lines mark the repeats."))
+    for path in sorted(folder.glob("attention_pattern_L*H*.parquet")):
+        match = re.fullmatch(r"attention_pattern_L(\d+)H(\d+)", path.stem)
+        if match is None:
+            continue
+        pattern = pd.read_parquet(path)
+        period = int(pattern["period"].iloc[0]) if "period" in pattern.columns else None
+        label = f"L{match.group(1)}H{match.group(2)}"
+        entries.append(FigureEntry("induction", path.stem,
+                                   attention_pattern_figure(pattern, f"{model}: attention of {label} on a repeated random block", period),
+                                   f"Attention pattern of {label} on BOS + a random block repeated; an induction head "
+                                   f"draws a stripe one block-length minus one below the diagonal."))
+    return entries
+
+
+def _importance(folder: Path) -> list[FigureEntry]:
+    from interp.figures import (correlation_heatmap, layer_head_heatmap, layer_share_figure, retention_figure,
+                                scatter_with_labels)
+
+    entries = []
+    correlations = _table(folder, "crossref_correlations")
+    if correlations is not None:
+        keyed = correlations.assign(key=correlations["task"] + "/" + correlations["shots"].astype(str))
+        entries.append(FigureEntry("importance", "crossref_correlations",
+                                   correlation_heatmap(keyed, row="key", column="induction_metric", value="spearman",
+                                                       title="Spearman: head importance vs induction scores"),
+                                   "Rank correlation of each task's head importance with each induction score."))
+    matrix = _table(folder, "crossref_rank_matrix")
+    if matrix is not None:
+        long = matrix.melt(id_vars="key", var_name="other", value_name="spearman")
+        entries.append(FigureEntry("importance", "crossref_rank_matrix",
+                                   correlation_heatmap(long, row="key", column="other", value="spearman",
+                                                       title="Spearman between importance rankings"),
+                                   "How alike the head-importance rankings of different tasks and shot counts are."))
+    retention = _table(folder, "crossref_retention")
+    if retention is not None:
+        entries.append(FigureEntry("importance", "crossref_retention",
+                                   retention_figure(retention, title="Induction score kept as heads are removed"),
+                                   "Share of the total induction score kept as heads are removed, least important first."))
+    layers = _table(folder, "crossref_layers")
+    if layers is not None:
+        entries.append(FigureEntry("importance", "crossref_layers", layer_share_figure(layers, title="Share of importance by layer"),
+                                   "Each layer's share of the total task importance of heads and FFNs."))
+    aggregate = _table(folder, "crossref_aggregate")
+    if aggregate is not None:
+        entries.append(FigureEntry("importance", "crossref_aggregate_heatmap",
+                                   layer_head_heatmap(aggregate, "aggregate_importance",
+                                                      title="Aggregate task importance (mean over tasks and shots)"),
+                                   "Mean task importance of every head over tasks and shots."))
+        entries.append(FigureEntry("importance", "crossref_aggregate_vs_prefix",
+                                   scatter_with_labels(aggregate, "prefix_matching", "aggregate_importance",
+                                                       title="Aggregate task importance vs prefix matching",
+                                                       rank_by="aggregate_importance"),
+                                   "Task importance against prefix matching; the five most important heads are labelled."))
+    return entries
+
+
+def pruning_tables(folder: Path) -> dict[str, pd.DataFrame]:
+    """Every pruning, layer-pruning or LASER table in ``folder`` (by name), read."""
+    from interp.results import read_table
+
+    folder = Path(folder)
+    names = sorted({path.stem for pattern in ("*.parquet", "*.csv") for path in folder.glob(pattern)
+                    if path.stem.startswith(PRUNING_PREFIXES)})
+    return {name: read_table(folder / name) for name in names}
+
+
+def curve_columns(table: pd.DataFrame) -> tuple[str, str, list[str]] | None:
+    """The (x, y, group columns) a sweep table is drawn with, or None when unrecognised."""
+    candidates = [column for column in _X_COLUMNS if column in table.columns and pd.api.types.is_numeric_dtype(table[column])]
+    # e.g. a heads sweep also carries ffn_percent = 0: the swept column is the one that varies most
+    x = max(candidates, key=lambda column: table[column].nunique(), default=None)
+    y = next((column for column in _Y_COLUMNS if column in table.columns and column != x
+              and pd.api.types.is_numeric_dtype(table[column])), None)
+    if x is None or y is None:
+        return None
+    group = [column for column in _GROUP_COLUMNS if column in table.columns and column not in (x, y)
+             and table[column].nunique() > 1]
+    while group and len(table.drop_duplicates(group)) > _MAX_LINES:
+        group.pop()
+    return x, y, group
+
+
+def _pruning(folder: Path) -> list[FigureEntry]:
+    from interp.figures import curve_figure
+
+    entries = []
+    for name, table in pruning_tables(folder).items():
+        columns = curve_columns(table)
+        if columns is None:
+            continue
+        x, y, group = columns
+        entries.append(FigureEntry("pruning", name, curve_figure(table, x, y, name.replace("_", " "), group=group),
+                                   f"{y.replace('_', ' ')} against {x.replace('_', ' ')} from table {name}."))
+    return entries
+
+
+def _dynamics(folder: Path) -> list[FigureEntry]:
+    from interp.figures import dynamics_figure
+
+    for place in (folder, folder / "dynamics"):
+        heads, summary = _table(place, "head_scores"), _table(place, "summary")
+        if heads is not None and summary is not None:
+            return [FigureEntry("dynamics", "dynamics", dynamics_figure(heads, summary, "Training dynamics"),
+                                "Head scores, loss on repeats and in-context-learning score at every checkpoint.")]
+    return []
+
+
+def collect_figures(folder: Path) -> list[FigureEntry]:
+    """Every figure the tables in ``folder`` support, in report order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return _induction(folder) + _importance(folder) + _pruning(folder) + _dynamics(folder)
+
+
+def regenerate_figures(folder: Path, formats: tuple[str, ...] = ("html", "png", "pdf")) -> list[Path]:
+    """(Re)write every figure of ``folder`` into ``folder/figures``; raises when nothing can be drawn."""
+    from interp.figures import save_figures
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InterpError(f"no results folder {folder}; run `interp induction --out {folder}` first")
+    entries = collect_figures(folder)
+    if not entries:
+        raise InterpError(f"{folder} holds no result tables to draw (induction_scores, crossref_*, pruning*, head_scores)")
+    return save_figures({folder / "figures" / entry.name: entry.figure for entry in entries}, formats)
+
+
+def comparison_figure(folders: list[Path], metric: str = "prefix_matching", statistic: str = "mean") -> go.Figure:
+    """The same induction score for the models of several results folders, side by side."""
+    from interp.figures import model_comparison_figure
+
+    tables = {}
+    for folder in folders:
+        scores = _table(Path(folder), "induction_scores")
+        if scores is None:
+            raise InterpError(f"no induction_scores in {folder}; run `interp induction --out {folder}` first")
+        rows = scores[scores["metric"] == metric].dropna(subset=["layer", "head"])
+        if rows.empty:
+            raise InterpError(f"{folder}/induction_scores has no {metric!r} rows")
+        name = str(rows["model"].iloc[0])
+        tables[name if name not in tables else f"{name} ({folder})"] = rows.astype({"layer": int, "head": int})
+    return model_comparison_figure(tables, statistic, f"{metric.replace('_', ' ')} score ({statistic} over seeds) by model")

@@ -1,0 +1,302 @@
+"""One self-contained HTML report of a results folder: record, protocol, findings, claims, figures.
+
+The file inlines plotly.js once (about 4.5 MB) and every figure's data, so it opens offline
+from disk.  Every sentence of the findings is written from the measured numbers in the
+folder's tables; a result that is absent is said to be absent, never guessed.  A small script
+at the end of the page counts the drawn plots and JavaScript errors into ``data-plots`` /
+``data-js-errors`` on ``<body>``, which the browser test reads.
+
+>>> claims = paper_claims(Path("no/such/folder"))
+>>> sorted(set(claims["this model"]))
+['not measured']
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from interp.errors import InterpError
+from interp.figures_all import FigureEntry, collect_figures, curve_columns, pruning_tables
+
+__all__ = ["DEFAULT_TOLERANCE", "findings", "paper_claims", "write_report"]
+
+DEFAULT_TOLERANCE = 0.01  # accuracy drop (absolute) still counted as "within tolerance" when a table states none
+_SECTIONS = {"induction": "Induction heads", "importance": "Task importance and induction",
+             "pruning": "Pruning, layer dropping and LASER", "dynamics": "Training dynamics"}
+
+
+def _table(folder: Path, name: str) -> pd.DataFrame | None:
+    from interp.results import read_table
+
+    stem = folder / name
+    return read_table(stem) if stem.with_suffix(".parquet").exists() or stem.with_suffix(".csv").exists() else None
+
+
+def _json(path: Path) -> dict[str, Any]:
+    from interp.results import read_json
+
+    return read_json(path) if path.exists() else {}
+
+
+def _heads(label_rows: pd.DataFrame) -> str:
+    return ", ".join(f"L{int(row.layer)}H{int(row.head)} ({row.mean:.3f}, 95% CI {row.ci_low:.3f}-{row.ci_high:.3f})"
+                     for row in label_rows.itertuples())
+
+
+def _induction_findings(folder: Path, n_layers: int | None) -> list[str]:
+    scores = _table(folder, "induction_scores")
+    if scores is None:
+        return ["No induction scores in this folder (run `interp induction`)."]
+    heads = scores.dropna(subset=["layer", "head"])
+    sentences = []
+    for metric in ("prefix_matching", "copying"):
+        rows = heads[heads["metric"] == metric]
+        if rows.empty:
+            continue
+        top = rows.nlargest(5, "mean")
+        seeds = int(rows["n_seeds"].max())
+        sentences.append(f"The strongest {metric.replace('_', ' ')} heads (mean over {seeds} seeds) are {_heads(top)}.")
+        top10 = rows.nlargest(min(10, len(rows)), "mean")["layer"].astype(int)
+        depth = n_layers or int(heads["layer"].max()) + 1
+        sentences.append(f"The top {len(top10)} {metric.replace('_', ' ')} heads sit in layers {top10.min()}-{top10.max()} "
+                         f"(median layer {top10.median():.0f} of {depth}, i.e. {top10.median() / max(depth - 1, 1):.0%} of the depth).")
+    losses = scores[scores["layer"].isna()].set_index("metric")["mean"]
+    if {"loss_repeat_1", "loss_repeats_2_4"} <= set(losses.index):
+        first, later = losses["loss_repeat_1"], losses["loss_repeats_2_4"]
+        sentences.append(f"On repeated random tokens the loss falls from {first:.2f} nats on the first occurrence to "
+                         f"{later:.2f} nats on repeats 2-4 ({first - later:.2f} nats lower): the model copies from context.")
+    return sentences
+
+
+def _importance_findings(folder: Path) -> tuple[list[str], dict[str, str]]:
+    sentences, measured = [], {}
+    correlations = _table(folder, "crossref_correlations")
+    if correlations is None:
+        return ["Task importance was not cross-referenced with induction scores here (run `interp importance` then `interp crossref`)."], measured
+    aggregate = correlations[correlations["task"] == "aggregate"]
+    for row in aggregate.itertuples():
+        sentences.append(f"Aggregate head importance (mean over tasks and shots) and {row.induction_metric.replace('_', ' ')} "
+                         f"have Spearman rho = {row.spearman:.3f} (p = {row.p_value:.2g}).")
+    tasks = correlations[correlations["task"] != "aggregate"]
+    if not tasks.empty:
+        positive = (tasks["spearman"] > 0) & (tasks["p_value"] < 0.05)
+        sentences.append(f"{int(positive.sum())} of {len(tasks)} (task, shots, metric) correlations are positive with p < 0.05.")
+    overlap = _table(folder, "crossref_overlap")
+    if overlap is not None:
+        rows = overlap[overlap["task"] == "aggregate"]
+        parts = [f"{int(row.overlap)} of the top {int(row.top_k)} {row.induction_metric.replace('_', ' ')} heads "
+                 f"(chance {row.expected:.1f}, permutation p = {row.p_value:.2g})" for row in rows.itertuples()]
+        if parts:
+            text = "; ".join(parts)
+            sentences.append(f"Among the most important heads are {text}.")
+            measured["induction"] = text
+    layers = _table(folder, "crossref_layers")
+    if layers is not None:
+        for component, part in layers.groupby("component"):
+            share = part.groupby("layer")["share"].mean()
+            top_layer = int(share.idxmax())
+            sentences.append(f"Important {'heads' if component == 'head' else 'FFNs'} sit around layer "
+                             f"{part['mean_layer_of_top'].mean():.1f} on average; layer {top_layer} holds the largest share "
+                             f"of {component} importance ({share.max():.1%}).")
+    return sentences, measured
+
+
+def _within_tolerance(table: pd.DataFrame, x: str, y: str, tolerance: float) -> float | None:
+    """Largest x whose mean y stays within ``tolerance`` of the y at the smallest x (lower is worse)."""
+    curve = table.groupby(x)[y].mean().sort_index()
+    if len(curve) < 2:
+        return None
+    worse_is_higher = y == "loss"
+    baseline = curve.iloc[0]
+    drop = (curve - baseline) if worse_is_higher else (baseline - curve)
+    ok = drop <= tolerance
+    passing = curve.index[ok.cumprod().astype(bool)]  # stop at the first x that leaves the tolerance
+    return float(passing.max())
+
+
+def _threshold_findings(name: str, table: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
+    """Sentences from a ``*_thresholds`` table (``prunable_percent`` per ranking, task, shots)."""
+    noun = "FFNs" if "ffn" in name else "layers" if "layer" in name else "heads"
+    rows = table[table["task"] == "average"] if "task" in table.columns and (table["task"] == "average").any() else table
+    if "ranking" in rows.columns and (rows["ranking"] == "own").any():
+        rows = rows[rows["ranking"] == "own"]
+    tolerance = rows["tolerance_points"].iloc[0] if "tolerance_points" in rows.columns else None
+    within = f"within {tolerance:g} accuracy points of the unpruned model" if tolerance is not None else "within tolerance"
+    parts = []
+    for row in rows.itertuples():
+        interval = (f" (95% CI {row.prunable_ci_low:g}-{row.prunable_ci_high:g}%)"
+                    if hasattr(row, "prunable_ci_low") and hasattr(row, "prunable_ci_high") else "")
+        shots = f"{row.shots}-shot" if hasattr(row, "shots") else ""
+        parts.append(f"{row.prunable_percent:g}%{interval} {shots}".strip())
+    if not parts:
+        return [], {}
+    ranking = " ranked by each task's own importance" if "ranking" in table.columns else ""
+    sentence = f"Share of {noun} prunable {within}, mean over tasks{ranking}: {'; '.join(parts)} (table {name})."
+    key = {"heads": "heads", "FFNs": "ffns", "layers": "layers"}[noun]
+    return [sentence], {key: f"{'; '.join(parts)} {within}"}
+
+
+def _pruning_findings(folder: Path) -> tuple[list[str], dict[str, str]]:
+    tables = pruning_tables(folder)
+    if not tables:
+        return ["No pruning, layer-dropping or LASER results in this folder: those findings are not measured."], {}
+    sentences, measured = [], {}
+    for name, table in tables.items():
+        if "prunable_percent" in table.columns:
+            found, keys = _threshold_findings(name, table)
+            sentences += found
+            measured.update(keys)
+    summarised = {key for key in measured}
+    for name, table in tables.items():
+        if "prunable_percent" in table.columns:
+            continue
+        columns = curve_columns(table)
+        if columns is None:
+            sentences.append(f"Table {name} has no recognised x/y columns; it is listed, not summarised.")
+            continue
+        x, y, group = columns
+        if name.startswith("laser"):
+            best = table.loc[table[y].idxmin() if y == "loss" else table[y].idxmax()]
+            where = ", ".join(f"{column} {best[column]}" for column in ("layer", "matrix", "rho", "task") if column in table.columns)
+            reference = table[table["rho"] >= 1.0][y].mean() if "rho" in table.columns and (table["rho"] >= 1.0).any() else None
+            gain = f" against {reference:.3f} unreduced" if reference is not None and np.isfinite(reference) else ""
+            text = f"best {y} {best[y]:.3f} at {where}{gain}"
+            sentences.append(f"LASER: {text} (table {name}).")
+            measured["laser"] = text
+            continue
+        kind = "layers" if name.startswith(("layer", "angular")) or "layer" in x else None
+        split = "component" if "component" in group else None
+        for component, part in (table.groupby(split) if split else [(kind or "components", table)]):
+            label = str(component)
+            key = {"head": "heads", "heads": "heads", "ffn": "ffns", "ffns": "ffns", "mlp": "ffns", "layers": "layers"}.get(label.lower())
+            limit = _within_tolerance(part, x, y, DEFAULT_TOLERANCE)
+            if limit is None or key in summarised:
+                continue
+            text = f"{limit:.0%}" if x.startswith(("fraction", "pruned_fraction", "rank_fraction")) else f"{limit:g} ({x.replace('_', ' ')})"
+            sentences.append(f"{label}: up to {text} can be pruned with {y.replace('_', ' ')} within {DEFAULT_TOLERANCE:g} of the "
+                             f"unpruned model (table {name}).")
+            if key:
+                measured[key] = f"{text} within {DEFAULT_TOLERANCE:g} {y.replace('_', ' ')}"
+    return sentences, measured
+
+
+def paper_claims(folder: Path) -> pd.DataFrame:
+    """Each claim of the papers beside this folder's figure, or "not measured"."""
+    folder = Path(folder)
+    measured: dict[str, str] = {}
+    if folder.is_dir():
+        measured.update(_importance_findings(folder)[1])
+        measured.update(_pruning_findings(folder)[1])
+    rows = [
+        ("Most attention heads can be removed with little loss of in-context learning",
+         "Bansal et al. 2023 (OPT-66B): ~70% of heads", "heads"),
+        ("Some FFNs can be removed with little loss of in-context learning",
+         "Bansal et al. 2023 (OPT-66B): ~20% of FFNs", "ffns"),
+        ("Deep layers can be dropped before performance collapses",
+         "Gromov et al. 2024: up to about half of the layers (with healing)", "layers"),
+        ("Low-rank reduction of single weight matrices can improve accuracy",
+         "Sharma et al. 2023 (LASER): gains on several tasks from reducing later-layer MLP matrices", "laser"),
+        ("Induction heads are among the heads important for in-context learning",
+         "Bansal et al. 2023: significant overlap of important heads with prefix-matching/copying heads", "induction"),
+    ]
+    return pd.DataFrame([{"claim": claim, "paper": paper, "this model": measured.get(key, "not measured")}
+                         for claim, paper, key in rows])
+
+
+def findings(folder: Path) -> dict[str, list[str]]:
+    """Findings sentences by section, each written from the measured numbers."""
+    folder = Path(folder)
+    metadata = _json(folder / "induction_metadata.json")
+    n_layers = metadata.get("model", {}).get("n_layers") if isinstance(metadata.get("model"), dict) else None
+    return {"induction": _induction_findings(folder, n_layers), "importance": _importance_findings(folder)[0],
+            "pruning": _pruning_findings(folder)[0]}
+
+
+def _definition_list(data: dict[str, Any]) -> str:
+    items = []
+    for key, value in data.items():
+        if isinstance(value, list) and len(value) > 12:
+            value = f"{len(value)} values: {value[0]} .. {value[-1]}"
+        elif isinstance(value, (dict, list)):
+            value = json.dumps(value)
+        items.append(f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(str(value))}</td></tr>")
+    return "<table class='record'>" + "".join(items) + "</table>"
+
+
+def _figure_html(entry: FigureEntry, index: int) -> str:
+    import plotly.io as pio
+
+    div = pio.to_html(entry.figure, full_html=False, include_plotlyjs=False, div_id=f"figure-{index}",
+                      config={"displaylogo": False, "responsive": False})
+    return f"<figure class='plot' id='{html.escape(entry.name)}'>{div}<figcaption>{html.escape(entry.caption)}</figcaption></figure>"
+
+
+_STYLE = """body{font-family:Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:0.5em 0}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f3f3f3}figure{margin:1.5em 0}figcaption{color:#555;font-size:0.9em}.missing{color:#8a4b00}"""
+
+_ERRORS = """<script>
+window.interpErrors = 0;
+window.addEventListener('error', function(){ window.interpErrors += 1; });
+</script>"""
+
+_CHECK = """<script>
+window.addEventListener('load', function(){
+  document.body.dataset.jsErrors = String(window.interpErrors);
+  var drawn = 0;
+  document.querySelectorAll('.plotly-graph-div').forEach(function(div){ if (div.querySelector('.main-svg')) drawn += 1; });
+  document.body.dataset.plots = String(drawn);
+});
+</script>"""
+
+
+def write_report(folder: Path, out: Path | None = None) -> Path:
+    """Write ``out`` (default ``folder/report.html``); returns its path."""
+    from plotly.offline import get_plotlyjs
+
+    from interp.results import atomic_write
+
+    folder = Path(folder)
+    if not (folder / "induction_scores.parquet").exists() and not (folder / "induction_scores.csv").exists():
+        raise InterpError(f"{folder} has no induction_scores; run `interp induction --out {folder}` first")
+    out = Path(out) if out is not None else folder / "report.html"
+    metadata = _json(folder / "induction_metadata.json")
+    model = metadata.get("model", {}) if isinstance(metadata.get("model"), dict) else {}
+    entries = collect_figures(folder)
+    sentences = findings(folder)
+    claims = paper_claims(folder)
+    protocol = {**metadata.get("protocol", {}), **{f"config.{key}": value for key, value in metadata.get("config", {}).items()},
+                "seeds": metadata.get("seeds", []), "token ranking": metadata.get("token_ranking", ""),
+                "device": metadata.get("device", ""), "wall time (s)": metadata.get("wall_time_s", ""),
+                "versions": metadata.get("versions", {})}
+    body = [f"<h1>Induction heads in {html.escape(str(model.get('name', folder.name)))}</h1>",
+            f"<p>Results folder <code>{html.escape(str(folder))}</code>; regenerate with "
+            f"<code>interp report --results {html.escape(str(folder))}</code>.</p>",
+            "<h2>Model</h2>", _definition_list(model), "<h2>Protocol</h2>", _definition_list(protocol), "<h2>Findings</h2>"]
+    for section, items in sentences.items():
+        body.append(f"<h3>{_SECTIONS[section]}</h3><ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in items) + "</ul>")
+    body.append("<h2>The papers' claims, and this model</h2>")
+    body.append(claims.to_html(index=False, escape=True, classes="claims", border=0))
+    body.append("<h2>Figures</h2>")
+    index = 0
+    for section, title in _SECTIONS.items():
+        chosen = [entry for entry in entries if entry.section == section]
+        body.append(f"<h3>{title}</h3>")
+        if not chosen:
+            body.append("<p class='missing'>No results of this kind in the folder.</p>")
+        for entry in chosen:
+            body.append(_figure_html(entry, index))
+            index += 1
+    page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>interp report: {html.escape(str(model.get('name', folder.name)))}</title><style>{_STYLE}</style>"
+            f"{_ERRORS}<script>{get_plotlyjs()}</script></head><body data-js-errors='0' data-expected-plots='{index}'>"
+            + "\n".join(body) + _CHECK + "</body></html>")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, lambda temporary: Path(temporary).write_text(page, encoding="utf-8"))
+    return out

@@ -1,0 +1,163 @@
+"""Figures of a whole results folder, the self-contained report (opened in headless Chromium),
+one head's attention pattern and head ablation on repeated sequences."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from interp.attention import ablated_repeated_loss, head_attention, save_head_attention
+from interp.cli import app
+from interp.errors import InterpError
+from interp.figures_all import collect_figures, comparison_figure, regenerate_figures
+from interp.induction import InductionConfig, run_induction
+from interp.report import findings, paper_claims, write_report
+from interp.results import write_table
+from interp.scores import repeated_sequence_loss
+from interp.sequences import SequenceConfig
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SMALL = SequenceConfig(protocol="olsson", num_seeds=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tiny_models, tmp_path_factory):
+    """A results folder of the tiny GPT-2: induction scores, one attention pattern, a crossref and a pruning sweep."""
+    from interp.crossref import CrossrefConfig, run_crossref
+
+    folder = tmp_path_factory.mktemp("results")
+    bridge, record = tiny_models["gpt2"]
+    run_induction((bridge, record), folder, InductionConfig(num_seeds=2), figures=False, progress=False, echo=lambda _: None)
+    save_head_attention(bridge, folder, layer=1, head=0)
+    rng = np.random.default_rng(0)
+    layers, heads = np.meshgrid(np.arange(2), np.arange(4), indexing="ij")
+    rows = []
+    for task in ("alpha", "beta"):
+        rows.append(pd.DataFrame({"model": record.name, "task": task, "shots": 1, "method": "gradient", "component": "head",
+                                  "layer": layers.ravel(), "head": heads.ravel(), "metric": "gradient", "value": rng.random(8)}))
+        rows.append(pd.DataFrame({"model": record.name, "task": task, "shots": 1, "method": "gradient", "component": "ffn",
+                                  "layer": np.arange(2), "head": -1, "metric": "gradient", "value": rng.random(2)}))
+    write_table(pd.concat(rows, ignore_index=True), folder / "importance")
+    run_crossref(folder, CrossrefConfig(top_k=3, n_permutations=200), figures=False)
+    fractions = np.linspace(0, 0.9, 10)
+    sweep = pd.concat([
+        pd.DataFrame({"component": "head", "fraction_pruned": fractions, "accuracy": np.where(fractions < 0.65, 0.8, 0.3)}),
+        pd.DataFrame({"component": "ffn", "fraction_pruned": fractions, "accuracy": np.where(fractions < 0.25, 0.8, 0.3)}),
+    ], ignore_index=True)
+    write_table(sweep, folder / "pruning_sweep")
+    thresholds = pd.DataFrame({"ranking": ["own", "own", "random"], "shots": [1, 1, 1], "task": ["average", "alpha", "average"],
+                               "baseline_accuracy": 0.8, "prunable_percent": [70, 60, 10], "prunable_ci_low": [50, 40, 0],
+                               "prunable_ci_high": [80, 70, 20], "n_items": 40, "tolerance_points": 1.0})
+    write_table(thresholds, folder / "pruning_heads_thresholds")  # the layout of interp.pruning's threshold tables
+    return folder
+
+
+def test_figures_command_regenerates_html_png_pdf(tiny_results):
+    result = CliRunner().invoke(app, ["figures", "--results", str(tiny_results)])
+    assert result.exit_code == 0, result.output
+    names = [entry.name for entry in collect_figures(tiny_results)]
+    for expected in ("prefix_matching_mean", "copying_var", "prefix_vs_copying", "repeated_loss", "attention_pattern_L1H0",
+                     "crossref_correlations", "crossref_layers", "pruning_sweep"):
+        assert expected in names
+    for name in names:
+        stem = tiny_results / "figures" / name
+        assert b"plotly" in stem.with_suffix(".html").read_bytes()[:200000].lower()
+        assert stem.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert stem.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
+    assert not list((tiny_results / "figures").glob(".*partial*"))
+
+
+def test_rendering_failure_raises_naming_the_file(tiny_results, tmp_path, monkeypatch):
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("browser crashed")
+
+    monkeypatch.setattr(pio, "write_images", broken)
+    monkeypatch.setattr(go.Figure, "write_image", broken)
+    shutil.copy(tiny_results / "induction_scores.parquet", tmp_path / "induction_scores.parquet")
+    with pytest.raises(InterpError, match=r"could not render prefix_matching_mean\.png \(browser crashed\)"):
+        regenerate_figures(tmp_path, ("png",))
+
+    monkeypatch.setattr(pio, "write_images", lambda *args, **kwargs: None)  # "succeeds" but writes nothing
+    with pytest.raises(InterpError, match=r"could not render prefix_matching_mean\.pdf: kaleido wrote nothing"):
+        regenerate_figures(tmp_path, ("pdf",))
+    with pytest.raises(InterpError, match="no result tables"):
+        regenerate_figures(tmp_path / "figures", ("png",))
+
+
+def test_findings_and_claims_come_from_the_numbers(tiny_results):
+    scores = pd.read_parquet(tiny_results / "induction_scores.parquet")
+    best = scores[scores["metric"] == "prefix_matching"].nlargest(1, "mean").iloc[0]
+    sentences = findings(tiny_results)
+    assert f"L{best['layer']}H{best['head']} ({best['mean']:.3f}" in sentences["induction"][0]
+    assert any("Spearman rho" in sentence for sentence in sentences["importance"])
+    claims = paper_claims(tiny_results).set_index("paper")["this model"]
+    assert claims.iloc[0].startswith("70% (95% CI 50-80%) 1-shot")  # heads: the threshold table wins over the sweep
+    assert claims.iloc[1].startswith("20%")  # FFNs: accuracy holds up to 0.2 pruned in the synthetic sweep
+    assert claims.iloc[2] == "not measured" and claims.iloc[3] == "not measured"  # no layer dropping, no LASER
+    assert "permutation p" in claims.iloc[4]
+
+
+def test_report_opens_offline_in_chromium_with_every_plot_drawn(tiny_results, tmp_path):
+    if not shutil.which(CHROMIUM):
+        pytest.skip("no chromium on this machine")
+    result = CliRunner().invoke(app, ["report", "--results", str(tiny_results), "--out", str(tmp_path / "report.html")])
+    assert result.exit_code == 0, result.output
+    report = tmp_path / "report.html"
+    page = report.read_text()
+    assert not re.search(r"<script[^>]+src=", page), "the report must not load scripts from anywhere"
+    expected = len(collect_figures(tiny_results))
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+             "--host-resolver-rules=MAP * ~NOTFOUND",  # no network: every lookup fails
+             "--virtual-time-budget=10000", "--enable-logging=stderr", "--v=0", "--window-size=1200,2400"]
+    dom = subprocess.run(flags + ["--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120)
+    body = re.search(r"<body[^>]*>", dom.stdout).group(0)
+    assert 'data-js-errors="0"' in body
+    assert f'data-plots="{expected}"' in body and f'data-expected-plots="{expected}"' in body
+    assert len(re.findall(r'class="plotly-graph-div', dom.stdout)) == expected
+    assert dom.stdout.count('class="main-svg"') >= expected
+    assert "CONSOLE" not in dom.stderr, [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
+    screenshot = tmp_path / "report.png"
+    subprocess.run(flags + [f"--screenshot={screenshot}", report.as_uri()], capture_output=True, timeout=120)
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 20000
+
+
+def test_report_needs_induction_scores(tmp_path):
+    result = CliRunner().invoke(app, ["report", "--results", str(tmp_path)])
+    assert result.exit_code == 2 and "no induction_scores" in result.output
+
+
+def test_comparison_puts_models_side_by_side(tiny_results):
+    figure = comparison_figure([tiny_results, tiny_results], "prefix_matching")
+    assert len(figure.data) == 2 and figure.data[0].z.shape == (2, 4)
+    with pytest.raises(InterpError, match="no induction_scores"):
+        comparison_figure([tiny_results / "figures"])
+
+
+def test_head_attention_is_a_causal_distribution(tiny_models):
+    bridge, _ = tiny_models["llama"]
+    pattern = head_attention(bridge, layer=1, head=3)
+    length = 1 + 4 * 25  # BOS + four repeats of L = 25 (Olsson protocol)
+    assert len(pattern) == length * (length + 1) // 2 and (pattern["key"] <= pattern["query"]).all()
+    np.testing.assert_allclose(pattern.groupby("query")["weight"].sum(), 1.0, atol=1e-5)
+    with pytest.raises(InterpError, match="L5H0 does not exist"):
+        head_attention(bridge, layer=5, head=0)
+
+
+def test_ablated_loss_without_heads_is_the_clean_loss(tiny_models):
+    bridge, _ = tiny_models["opt"]
+    clean = repeated_sequence_loss(bridge, SMALL).sort_values(["seed", "position"]).reset_index(drop=True)
+    none = ablated_repeated_loss(bridge, [], SMALL).sort_values(["seed", "position"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(clean[["seed", "position", "repeat"]], none[["seed", "position", "repeat"]], check_dtype=False)
+    np.testing.assert_allclose(none["loss"], clean["loss"], rtol=1e-4, atol=1e-4)
+    ablated = ablated_repeated_loss(bridge, [(0, 0), (1, 2)], SMALL)
+    assert not np.allclose(ablated["loss"], none["loss"])
