@@ -595,6 +595,9 @@ def run_pruning(study: str, model: str, tasks: str | Sequence[str], shots: Seque
             write_table(frame, out / name)
         if figures:
             _write_figures(study, tables, out / "figures")
+        from interp.prune_sweeps import claims_table
+
+        claims_table(out)
     return tables
 
 

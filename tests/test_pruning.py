@@ -189,3 +189,64 @@ def test_cli_smoke(tiny_model_dirs, task_file, tmp_path):
     assert bad.exit_code == 2 and "150" in bad.output
     unknown = runner.invoke(app, ["prune", "everything", *common])
     assert unknown.exit_code == 2 and "everything" in unknown.output
+
+
+# --------------------------------------------------------------------------- layer dropping and LASER sweeps
+
+
+def test_layer_sweep_saves_a_pruned_model_equal_to_the_hooks_and_resumes(tiny_model_dirs, tiny_models, task_file, tmp_path):
+    from interp.prune_sweeps import LayerSweepConfig, run_layer_sweep
+
+    bridge, record = tiny_models["gpt2"]
+    config = LayerSweepConfig(max_items=3, n_choices=2, text_windows=3, text_length=24)
+    tables = run_layer_sweep(str(tiny_model_dirs["gpt2"]), [str(task_file)], [1], tmp_path, config,
+                             bridge_record=(bridge, record), figures=False, show_progress=False)
+    sweep = tables["layer_pruning"]
+    assert set(sweep["method"]) == {"angular", "baseline"} and set(sweep["n"]) == {0, 1}
+    assert sweep[sweep["n"] == 0]["accuracy"].nunique() == 1
+    saved = tables["layer_pruning_saved"].iloc[0]
+    assert saved["max_logprob_difference_reloaded_vs_hooks"] < 1e-4  # the cut model is the hooked one
+    assert saved["n_layers_pruned"] == record.n_layers - 1 and saved["parameters_pruned"] < saved["parameters_original"]
+    cells = sorted((tmp_path / "pruning" / "layers" / "cells").glob("*.json"))
+    stamps = [path.stat().st_mtime_ns for path in cells]
+    run_layer_sweep(str(tiny_model_dirs["gpt2"]), [str(task_file)], [1], tmp_path, config,
+                    bridge_record=(bridge, record), figures=False, show_progress=False)
+    assert [path.stat().st_mtime_ns for path in cells] == stamps  # nothing recomputed
+    assert (tmp_path / "pruning_claims.parquet").exists()
+
+
+def test_laser_cell_equals_a_plain_forward_with_the_swap(tiny_models, task_file):
+    from interp.evaluation import score_sequences
+    from interp.laser import laser_intervention
+    from interp.prune_sweeps import LaserSweepConfig, _laser_cell
+
+    bridge, record = tiny_models["llama"]
+    encoded = _encoded(bridge, task_file, items=3)
+    config = LaserSweepConfig(rhos=(0.5, 0.1), matrices=("mlp_gate",), batch_size=4)
+    got = _laser_cell(bridge, encoded, 1, "mlp_gate", config)
+    for index, rho in enumerate(config.rhos):
+        with laser_intervention(bridge, 1, "mlp_gate", rho):
+            reference = score_sequences(bridge, encoded, batch_size=6).logprob_sum
+        assert torch.allclose(got[index], reference, atol=TOLERANCE, rtol=0), rho
+    assert float((got[1] - score_sequences(bridge, encoded, batch_size=6).logprob_sum).abs().max()) > 1e-4
+
+
+def test_laser_sweep_selects_on_the_first_fifth_and_cli(tiny_model_dirs, task_file, tmp_path):
+    from interp.cli import app
+
+    runner = CliRunner()
+    common = ["--model", str(tiny_model_dirs["opt"]), "--tasks", str(task_file), "--shots", "1", "--out", str(tmp_path),
+              "--max-items", "10", "--n-choices", "2", "--no-figures"]
+    result = runner.invoke(app, ["prune", "laser", *common, "--rhos", "0.5,0.1", "--layers", "1"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(tmp_path / "laser.parquet")
+    assert len(table) == 1 + 2 * 2 and (table["n_select"] == 2).all() and (table["n_report"] == 8).all()
+    selected = pd.read_parquet(tmp_path / "laser_selected.parquet").iloc[0]
+    candidates = table.sort_values(["select_accuracy", "select_loss"], ascending=[False, True])
+    assert (selected["layer"], selected["matrix"], selected["rho"]) == tuple(candidates.iloc[0][["layer", "matrix", "rho"]])
+    for bad, word in ((["--rhos", "0.5,1.5"], "1.5"), (["--rhos", "0"], "rho=0.0"), (["--matrices", "mlp_x"], "mlp_x"),
+                      (["--layers", "7"], "7")):
+        failed = runner.invoke(app, ["prune", "laser", *common, *bad])
+        assert failed.exit_code == 2 and word in failed.output, failed.output
+    failed = runner.invoke(app, ["prune", "layers", *common, "--block-sizes", "5"])
+    assert failed.exit_code == 2 and "5" in failed.output
