@@ -31,7 +31,7 @@ from interp.errors import InterpError
 __all__ = ["FigureEntry", "PRUNING_PREFIXES", "collect_figures", "comparison_figure", "curve_columns",
            "pruning_tables", "regenerate_figures"]
 
-PRUNING_PREFIXES = ("pruning", "layer_pruning", "layer_drop", "layers_", "angular", "laser")  # names of pruning sweeps
+PRUNING_PREFIXES = ("pruning", "layer_pruning", "layer_distances", "layer_drop", "angular", "laser")  # names of pruning sweeps
 _X_COLUMNS = ("head_percent", "ffn_percent", "percent", "fraction_pruned", "fraction_removed", "pruned_fraction", "fraction",
               "n_layers_dropped", "layers_dropped", "n_dropped", "block_size", "n", "rho", "rank_fraction")
 _Y_COLUMNS = ("accuracy", "accuracy_norm", "relative_accuracy", "score", "loss", "retained", "value")
@@ -164,11 +164,54 @@ def curve_columns(table: pd.DataFrame) -> tuple[str, str, list[str]] | None:
     return x, y, group
 
 
+def _known_pruning(name: str, table: pd.DataFrame) -> list[FigureEntry] | None:
+    """Figures of the tables ``interp prune`` writes (names and columns as in interp.pruning / prune_sweeps)."""
+    from interp.figures import (angular_distance_figure, laser_heatmap_figure, layer_drop_figure, pruning_curves_figure,
+                                pruning_grid_figure, pruning_rankings_figure)
+
+    study = {"pruning_heads": ("head_percent", "heads"), "pruning_ffns": ("ffn_percent", "FFNs")}.get(name)
+    if study is not None and {"ranking", "task", "shots", "accuracy", study[0]} <= set(table.columns):
+        column, noun = study
+        entries = []
+        for shots, part in table.groupby("shots"):
+            own = part[part["ranking"] == "own"]
+            if not own.empty:
+                entries.append(FigureEntry("pruning", f"{name}_{shots}shot_tasks",
+                                           pruning_curves_figure(own, column, f"Accuracy vs % {noun} pruned (own importance), {shots}-shot"),
+                                           f"Accuracy of each task as {noun} are pruned, least important first; bold: the task average."))
+            if part["ranking"].nunique() > 1:
+                entries.append(FigureEntry("pruning", f"{name}_{shots}shot_rankings",
+                                           pruning_rankings_figure(part, column, f"Rankings compared: % {noun} pruned, {shots}-shot"),
+                                           f"Task-average accuracy as {noun} are pruned in the order of each ranking; grey band: random seeds."))
+        return entries
+    if name == "pruning_combined" and {"head_percent", "ffn_percent", "accuracy"} <= set(table.columns):
+        return [FigureEntry("pruning", name, pruning_grid_figure(table, "Accuracy with heads and FFNs pruned (mean over tasks)"),
+                            "Mean accuracy over tasks and shots with heads and FFNs pruned together.")]
+    if name.startswith("layer_distances") and {"layer", "n", "distance"} <= set(table.columns):
+        return [FigureEntry("pruning", name, angular_distance_figure(table, f"Angular distance d(l, n) ({name})"),
+                            "Angular distance between the residual stream before layer l and after l + n (Gromov et al.).")]
+    if name == "layer_pruning" and {"method", "n", "accuracy"} <= set(table.columns):
+        return [FigureEntry("pruning", name, layer_drop_figure(table, "Dropping blocks of layers: l* (angular distance) vs the deepest layers"),
+                            "Accuracy (mean over tasks) and text loss as blocks of layers are dropped.")]
+    if name == "laser" and {"layer", "matrix", "rho"} <= set(table.columns):
+        reduced = table[table["layer"] >= 0]
+        return [FigureEntry("pruning", f"laser_{matrix}", laser_heatmap_figure(reduced, matrix, f"LASER on {matrix}: change in answer log-loss"),
+                            f"Change in answer log-loss when {matrix} of one layer keeps a share rho of its rank; blue = lower loss.")
+                for matrix in sorted(reduced["matrix"].unique())]
+    return None
+
+
 def _pruning(folder: Path) -> list[FigureEntry]:
     from interp.figures import curve_figure
 
     entries = []
     for name, table in pruning_tables(folder).items():
+        if name.endswith(("_thresholds", "_claims", "_rankings", "_selected", "_saved")):
+            continue  # summaries: they go into the findings, not into figures
+        known = _known_pruning(name, table)
+        if known is not None:
+            entries += known
+            continue
         columns = curve_columns(table)
         if columns is None:
             continue

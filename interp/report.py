@@ -152,10 +152,29 @@ def _pruning_findings(folder: Path) -> tuple[list[str], dict[str, str]]:
             found, keys = _threshold_findings(name, table)
             sentences += found
             measured.update(keys)
+    layer_thresholds = tables.get("layer_pruning_thresholds")
+    if layer_thresholds is not None and {"method", "task", "prunable_n", "prunable_fraction"} <= set(layer_thresholds.columns):
+        texts = []
+        for row in layer_thresholds[layer_thresholds["task"] == "average"].itertuples():
+            text = (f"{row.method}, {getattr(row, 'shots', '?')}-shot: {row.prunable_n} layers ({row.prunable_fraction:.0%}) "
+                    f"within {getattr(row, 'tolerance_points', '?')} accuracy points, no healing")
+            sentences.append(f"Layer dropping ({text}).")
+            texts.append(text)
+        measured["layers"] = "; ".join(texts)
+    selected = tables.get("laser_selected")
+    if selected is not None and {"layer", "matrix", "rho", "report_accuracy_gain"} <= set(selected.columns):
+        best = selected.loc[selected["report_accuracy_gain"].idxmax()]
+        text = (f"{best['matrix']} of layer {int(best['layer'])} at rho = {best['rho']:g} on {best['task']} ({best['shots']}-shot): "
+                f"held-out accuracy {best['report_accuracy_gain']:+.3f}; mean change over tasks "
+                f"{selected['report_accuracy_gain'].mean():+.3f}")
+        sentences.append(f"Best LASER intervention: {text}.")
+        measured["laser"] = text
     summarised = {key for key in measured}
     for name, table in tables.items():
-        if "prunable_percent" in table.columns:
+        if "prunable_percent" in table.columns or name.endswith(("_thresholds", "_claims", "_rankings", "_selected", "_saved")):
             continue
+        if name in ("laser", "layer_pruning") or name.startswith("layer_distances"):
+            continue  # summarised from their selected / thresholds tables above
         columns = curve_columns(table)
         if columns is None:
             sentences.append(f"Table {name} has no recognised x/y columns; it is listed, not summarised.")
@@ -205,8 +224,25 @@ def paper_claims(folder: Path) -> pd.DataFrame:
         ("Induction heads are among the heads important for in-context learning",
          "Bansal et al. 2023: significant overlap of important heads with prefix-matching/copying heads", "induction"),
     ]
+    if folder.is_dir():
+        measured.update(_pruning_claims(folder))  # interp prune's own claims table, when written, has the last word
     return pd.DataFrame([{"claim": claim, "paper": paper, "this model": measured.get(key, "not measured")}
                          for claim, paper, key in rows])
+
+
+def _pruning_claims(folder: Path) -> dict[str, str]:
+    """Measured text per claim from ``pruning_claims`` (written by ``interp prune``), by shot count."""
+    table = _table(folder, "pruning_claims")
+    if table is None or not {"claim", "measured"} <= set(table.columns):
+        return {}
+    keys = {"heads": "of heads", "ffns": "of FFNs", "layers": "layers", "laser": "LASER"}
+    measured = {}
+    for key, marker in keys.items():
+        rows = table[table["claim"].str.contains(marker, regex=False)]
+        if not rows.empty:
+            measured[key] = "; ".join(f"{row.shots}-shot: {row.measured}" if "shots" in table.columns else str(row.measured)
+                                      for row in rows.itertuples())
+    return measured
 
 
 def findings(folder: Path) -> dict[str, list[str]]:

@@ -55,6 +55,13 @@ def tiny_results(tiny_models, tmp_path_factory):
                                "baseline_accuracy": 0.8, "prunable_percent": [70, 60, 10], "prunable_ci_low": [50, 40, 0],
                                "prunable_ci_high": [80, 70, 20], "n_items": 40, "tolerance_points": 1.0})
     write_table(thresholds, folder / "pruning_heads_thresholds")  # the layout of interp.pruning's threshold tables
+    percents = np.arange(0, 100, 10)
+    write_table(pd.DataFrame([{"ranking": ranking, "task": task, "shots": 1, "head_percent": percent, "ffn_percent": 0,
+                               "accuracy": 0.8 - percent / 200 * (ranking == "own") - percent / 150 * (ranking != "own"), "n_items": 40}
+                              for ranking in ("own", "random:0") for task in ("alpha", "beta") for percent in percents]),
+                folder / "pruning_heads")
+    write_table(pd.DataFrame({"task": ["alpha", "beta"], "shots": [1, 1], "layer": [1, 0], "matrix": ["mlp_in", "mlp_out"],
+                              "rho": [0.1, 0.5], "report_accuracy_gain": [0.05, -0.01]}), folder / "laser_selected")
     return folder
 
 
@@ -63,7 +70,8 @@ def test_figures_command_regenerates_html_png_pdf(tiny_results):
     assert result.exit_code == 0, result.output
     names = [entry.name for entry in collect_figures(tiny_results)]
     for expected in ("prefix_matching_mean", "copying_var", "prefix_vs_copying", "repeated_loss", "attention_pattern_L1H0",
-                     "crossref_correlations", "crossref_layers", "pruning_sweep"):
+                     "crossref_correlations", "crossref_layers", "pruning_sweep", "pruning_heads_1shot_tasks",
+                     "pruning_heads_1shot_rankings"):
         assert expected in names
     for name in names:
         stem = tiny_results / "figures" / name
@@ -102,7 +110,9 @@ def test_findings_and_claims_come_from_the_numbers(tiny_results):
     claims = paper_claims(tiny_results).set_index("paper")["this model"]
     assert claims.iloc[0].startswith("70% (95% CI 50-80%) 1-shot")  # heads: the threshold table wins over the sweep
     assert claims.iloc[1].startswith("20%")  # FFNs: accuracy holds up to 0.2 pruned in the synthetic sweep
-    assert claims.iloc[2] == "not measured" and claims.iloc[3] == "not measured"  # no layer dropping, no LASER
+    assert claims.iloc[2] == "not measured"  # no layer dropping
+    assert claims.iloc[3].startswith("mlp_in of layer 1 at rho = 0.1 on alpha (1-shot): held-out accuracy +0.050")
+    assert any(sentence.startswith("Best LASER intervention: mlp_in of layer 1") for sentence in sentences["pruning"])
     assert "permutation p" in claims.iloc[4]
 
 
