@@ -357,8 +357,9 @@ def select_laser(table: pd.DataFrame) -> pd.DataFrame:
     ...              report_accuracy=0.5, report_loss=2.0),
     ...         dict(task="t", shots=0, layer=3, matrix="mlp_out", rho=0.1, select_accuracy=0.6, select_loss=1.9,
     ...              report_accuracy=0.55, report_loss=1.95)]
-    >>> select_laser(pd.DataFrame(rows))[["layer", "rho", "report_accuracy_gain"]].values.tolist()
-    [[3, 0.1, 0.050000000000000044]]
+    >>> chosen = select_laser(pd.DataFrame(rows)).iloc[0]
+    >>> int(chosen["layer"]), chosen["matrix"], round(float(chosen["report_accuracy_gain"]), 3)
+    (3, 'mlp_out', 0.05)
     """
     rows = []
     for (task, shots), group in table.groupby(["task", "shots"]):
