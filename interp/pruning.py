@@ -381,16 +381,22 @@ def _summaries(logprob_sums: Tensor, encoded: EncodedPrompts) -> list[dict[str, 
 
 
 def _component_scores(bridge: "TransformerBridge", encoded: EncodedPrompts, config: PruningConfig,
-                      means: tuple[Tensor, Tensor] | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                      means: tuple[Tensor, Tensor] | None, components: Sequence[str] = ("head", "ffn")
+                      ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Own importance: {"head": (scores (layer, head), tiebreak), "ffn": (scores (layer,), tiebreak)}."""
     from interp.importance import _l2_normalise, gradient_importance
 
-    gradient = gradient_importance(bridge, encoded, config.batch_size)
-    heads = gradient["head_gradient"]
-    if config.head_importance == "gradient_l2":
-        heads = _l2_normalise(heads)
-    scores = {"head": (heads.numpy(), np.zeros(heads.shape))}
-    if config.ffn_importance == "gradient":
+    scores = {}
+    if "head" in components or config.ffn_importance == "gradient":
+        gradient = gradient_importance(bridge, encoded, config.batch_size)
+        heads = gradient["head_gradient"]
+        if config.head_importance == "gradient_l2":
+            heads = _l2_normalise(heads)
+        if "head" in components:
+            scores["head"] = (heads.numpy(), np.zeros(heads.shape))
+    if "ffn" not in components:
+        pass
+    elif config.ffn_importance == "gradient":
         scores["ffn"] = (gradient["ffn_gradient"].numpy(), np.zeros(len(gradient["ffn_gradient"])))
     else:  # Bansal's oracle: accuracy drop with one FFN removed, ties by the loss increase
         n_layers, n_heads = int(bridge.cfg.n_layers), int(bridge.cfg.n_heads)
@@ -539,9 +545,13 @@ def run_pruning(study: str, model: str, tasks: str | Sequence[str], shots: Seque
             columns=["task", "shots", "component", "layer", "head", "value", "tiebreak", "head_importance", "ffn_importance", "ablation"])
         stored = stored[(stored["head_importance"] == config.head_importance) & (stored["ffn_importance"] == config.ffn_importance)
                         & (stored["ablation"] == config.ablation)] if len(stored) else stored
-        needed = [key for key in encoded if stored[(stored["task"] == key[0]) & (stored["shots"] == key[1])].empty]
+        components = {"heads": ("head",), "ffns": ("ffn",), "combined": ("head", "ffn")}[study]
+        missing = {key: [component for component in components
+                         if stored[(stored["task"] == key[0]) & (stored["shots"] == key[1])
+                                   & (stored["component"] == component)].empty] for key in encoded}
+        needed = [key for key, parts in missing.items() if parts]
         for key in tqdm(needed, desc="importance rankings", disable=not show_progress or not needed):
-            rows = _ranking_rows(*key, _component_scores(bridge, encoded[key], config, means.get(key)))
+            rows = _ranking_rows(*key, _component_scores(bridge, encoded[key], config, means.get(key), missing[key]))
             rows[["head_importance", "ffn_importance", "ablation"]] = (config.head_importance, config.ffn_importance,
                                                                        config.ablation)
             stored = pd.concat([stored, rows], ignore_index=True) if len(stored) else rows
