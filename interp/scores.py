@@ -194,7 +194,9 @@ def ov_copying_scores(
     The vocab x vocab circuit shares its nonzero eigenvalues with the d_head x d_head product
     ``W_O (W_U W_E) W_V`` (eig(AB) = eig(BA) up to zeros), so only that is decomposed.
     """
-    vocabulary_core = unembed.double() @ embed.double()  # (d_model, d_model): the one vocab-sized contraction
+    # (d_model, d_model): the one vocabulary-sized contraction, in the weights' precision (float64
+    # here costs minutes for a 262k vocabulary on a CPU); the small eigenproblems run in float64.
+    vocabulary_core = (unembed @ embed).double()
     small = einsum(
         output_weight.double(), vocabulary_core, value_weight.double(),
         "layer head d_head_out d_model_out, d_model_out d_model_in, layer head d_model_in d_head_in"

@@ -25,6 +25,7 @@ are identical on every machine and device (the paper's code seeded torch but dre
 from __future__ import annotations
 
 import json
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
@@ -86,8 +87,25 @@ class SequenceConfig:
         return {**self.__dict__, "lengths": "L = 25 + 2 * seed" if self.protocol == "bansal" else "L = 25"}
 
 
+# Ranking a 262k-token vocabulary (Gemma 3) takes seconds: do it once per tokenizer object.
+_RANKINGS: "weakref.WeakKeyDictionary[PreTrainedTokenizerBase, tuple[list[int], str]]" = weakref.WeakKeyDictionary()
+
+
 def frequency_ranked_tokens(tokenizer: "PreTrainedTokenizerBase") -> tuple[list[int], str]:
     """Non-special token ids, most frequent first, and the name of the ranking used."""
+    try:
+        return _RANKINGS[tokenizer]
+    except (KeyError, TypeError):
+        pass
+    ranking = _rank_tokens(tokenizer)
+    try:
+        _RANKINGS[tokenizer] = ranking
+    except TypeError:  # not weak-referenceable: recompute next time
+        pass
+    return ranking
+
+
+def _rank_tokens(tokenizer: "PreTrainedTokenizerBase") -> tuple[list[int], str]:
     vocabulary: dict[str, int] = tokenizer.get_vocab()
     special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
     rank: dict[int, float] = {}
