@@ -497,7 +497,7 @@ def run_pruning(study: str, model: str, tasks: str | Sequence[str], shots: Seque
                 bridge_record: Any = None, figures: bool = True, show_progress: bool = True) -> dict[str, pd.DataFrame]:
     """Sweep (ranking, percentages, task, shots) of one study; write each cell as it finishes; resume.
 
-    Writes ``out/pruning/{study}/cells/*.json`` (one per cell), then ``out/pruning_{study}``
+    Writes ``out/pruning/{study}/{setting}/cells/*.json`` (one per cell), then ``out/pruning_{study}``
     (tidy table), ``out/pruning_{study}_thresholds`` and ``out/pruning_rankings`` (the
     importance scores used), and figures into ``out/figures``. ``results`` is the folder with
     ``induction_scores`` (default ``out``).
@@ -519,7 +519,10 @@ def run_pruning(study: str, model: str, tasks: str | Sequence[str], shots: Seque
         bad = next(name for name in rankings if name in INDUCTION_RANKINGS)
         raise InterpError(f"ranking {bad!r} scores heads only; FFN studies take own, aggregate, most_correlated, "
                           "least_correlated, task:NAME or random")
-    folder = out / "pruning" / study
+    # Cells made under other evaluation settings live in another folder and are never mixed in.
+    setting = (f"{config.ablation}_items{config.max_items or 'all'}_choices{config.n_choices}_seed{config.seed}_"
+               f"{config.head_importance}_{config.ffn_importance}")
+    folder = out / "pruning" / study / setting
     grid = _cells(study, config)
     todo = [(name, label, k, ranking, head, ffn) for name, label in zip(names, labels) for k in shots
             for ranking in rankings for head, ffn in grid
@@ -542,9 +545,8 @@ def run_pruning(study: str, model: str, tasks: str | Sequence[str], shots: Seque
             means = {key: activation_means(bridge, value, config.batch_size) for key, value in encoded.items()}
         ranking_stem = out / "pruning_rankings"
         stored = read_table(ranking_stem) if ranking_stem.with_suffix(".parquet").exists() else pd.DataFrame(
-            columns=["task", "shots", "component", "layer", "head", "value", "tiebreak", "head_importance", "ffn_importance", "ablation"])
-        stored = stored[(stored["head_importance"] == config.head_importance) & (stored["ffn_importance"] == config.ffn_importance)
-                        & (stored["ablation"] == config.ablation)] if len(stored) else stored
+            columns=["task", "shots", "component", "layer", "head", "value", "tiebreak", "setting"])
+        stored = stored[stored["setting"] == setting] if len(stored) else stored
         components = {"heads": ("head",), "ffns": ("ffn",), "combined": ("head", "ffn")}[study]
         missing = {key: [component for component in components
                          if stored[(stored["task"] == key[0]) & (stored["shots"] == key[1])
@@ -552,10 +554,10 @@ def run_pruning(study: str, model: str, tasks: str | Sequence[str], shots: Seque
         needed = [key for key, parts in missing.items() if parts]
         for key in tqdm(needed, desc="importance rankings", disable=not show_progress or not needed):
             rows = _ranking_rows(*key, _component_scores(bridge, encoded[key], config, means.get(key), missing[key]))
-            rows[["head_importance", "ffn_importance", "ablation"]] = (config.head_importance, config.ffn_importance,
-                                                                       config.ablation)
+            rows["setting"] = setting
             stored = pd.concat([stored, rows], ignore_index=True) if len(stored) else rows
-            write_table(stored, ranking_stem)
+            others = read_table(ranking_stem) if ranking_stem.with_suffix(".parquet").exists() else stored.iloc[:0]
+            write_table(pd.concat([others[others["setting"] != setting], stored], ignore_index=True), ranking_stem)
         ranker = _Rankings(stored, {"head": (n_layers, n_heads), "ffn": (n_layers,)}, induction)
         groups: dict[tuple, list] = {}
         for name, label, k, ranking, head, ffn in todo:

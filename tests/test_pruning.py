@@ -105,7 +105,7 @@ def test_sweep_resumes_without_recomputing(tiny_models, task_file, tmp_path, mon
     config = PruningConfig(max_items=3, n_choices=2, rankings=("own",), percents=(0, 25, 50))
     first = run_pruning("ffns", "tiny", [str(task_file)], [1], tmp_path, config, bridge_record=(bridge, record),
                         figures=False, show_progress=False)["pruning_ffns"]
-    cells = sorted((tmp_path / "pruning" / "ffns" / "cells").glob("*.json"))
+    cells = sorted((tmp_path / "pruning" / "ffns").glob("*/cells/*.json"))
     assert len(cells) == 3
     cells[1].unlink()  # as if the run had stopped before this cell
     import interp.pruning as pruning
@@ -126,6 +126,10 @@ def test_sweep_resumes_without_recomputing(tiny_models, task_file, tmp_path, mon
     run_pruning("ffns", "tiny", [str(task_file)], [1], tmp_path, config, bridge_record=None, figures=False,
                 show_progress=False)  # nothing to do: no model is loaded
     assert calls == []
+    other = PruningConfig(max_items=2, n_choices=2, rankings=("own",), percents=(0, 25, 50))
+    changed = run_pruning("ffns", "tiny", [str(task_file)], [1], tmp_path, other, bridge_record=(bridge, record),
+                          figures=False, show_progress=False)["pruning_ffns"]
+    assert len(calls) == 2 and (changed["n_items"] == 2).all()  # other settings: ranking and cells recomputed
 
 
 @pytest.mark.parametrize("percents, accuracy, tolerance, expected", [
