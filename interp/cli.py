@@ -297,6 +297,8 @@ def prune(
     block_sizes: Optional[str] = typer.Option(None, help="layers: numbers of layers dropped (default 1..n_layers-2)"),
     distance_source: str = typer.Option("tasks", help="layers: angular distances on the task prompts (tasks) or a text sample (text)"),
     save_pruned: bool = typer.Option(True, help="layers: save one pruned model in HF format, reload it and compare"),
+    text_windows: int = typer.Option(16, help="layers: windows of held-out text for the text loss"),
+    text_length: int = typer.Option(128, help="layers: tokens per text window"),
     layers: Optional[str] = typer.Option(None, help="laser: layers to reduce (default the later half)"),
     matrices: str = typer.Option("mlp_in,mlp_out", help="laser: q, k, v, o, mlp_in, mlp_gate, mlp_out"),
     rhos: str = typer.Option("0.9,0.8,0.6,0.4,0.2,0.1,0.05,0.01", help="laser: shares of the rank kept"),
@@ -330,6 +332,7 @@ def prune(
 
             config = LayerSweepConfig(block_sizes=_number_list("--block-sizes", block_sizes, int), distance_source=distance_source,
                                       save_pruned=save_pruned, tolerance=tolerance, batch_size=batch_size,
+                                      text_windows=text_windows, text_length=text_length,
                                       max_items=max_items, seed=seed, n_choices=n_choices)
             tables = run_layer_sweep(model, tasks, shot_list, out, config, device=device, figures=figures)
         else:

@@ -522,6 +522,8 @@ def run_pruning(study: str, model: str, tasks: str | Sequence[str], shots: Seque
     # Cells made under other evaluation settings live in another folder and are never mixed in.
     setting = (f"{config.ablation}_items{config.max_items or 'all'}_choices{config.n_choices}_seed{config.seed}_"
                f"{config.head_importance}_{config.ffn_importance}")
+    if len(labels) == 1:  # no other task to transfer from
+        rankings = tuple(name for name in rankings if name not in ("most_correlated", "least_correlated"))
     folder = out / "pruning" / study / setting
     grid = _cells(study, config)
     todo = [(name, label, k, ranking, head, ffn) for name, label in zip(names, labels) for k in shots
