@@ -548,6 +548,8 @@ def run_pruning(study: str, model: str, tasks: str | Sequence[str], shots: Seque
         ranking_stem = out / "pruning_rankings"
         stored = read_table(ranking_stem) if ranking_stem.with_suffix(".parquet").exists() else pd.DataFrame(
             columns=["task", "shots", "component", "layer", "head", "value", "tiebreak", "setting"])
+        if "setting" not in stored.columns:  # a table from before settings were recorded: start afresh
+            stored = pd.DataFrame(columns=["task", "shots", "component", "layer", "head", "value", "tiebreak", "setting"])
         stored = stored[stored["setting"] == setting] if len(stored) else stored
         components = {"heads": ("head",), "ffns": ("ffn",), "combined": ("head", "ffn")}[study]
         missing = {key: [component for component in components
@@ -559,6 +561,7 @@ def run_pruning(study: str, model: str, tasks: str | Sequence[str], shots: Seque
             rows["setting"] = setting
             stored = pd.concat([stored, rows], ignore_index=True) if len(stored) else rows
             others = read_table(ranking_stem) if ranking_stem.with_suffix(".parquet").exists() else stored.iloc[:0]
+            others = others if "setting" in others.columns else stored.iloc[:0]
             write_table(pd.concat([others[others["setting"] != setting], stored], ignore_index=True), ranking_stem)
         ranker = _Rankings(stored, {"head": (n_layers, n_heads), "ffn": (n_layers,)}, induction)
         groups: dict[tuple, list] = {}
