@@ -51,6 +51,15 @@ def _safe(text: Any) -> str:
     return "".join(character if character.isalnum() or character in "-_." else "_" for character in str(text))
 
 
+def _setting(config: Any, labels: Sequence[str] = (), shots: Sequence[int] = ()) -> str:
+    """A folder name for the evaluation setting, so that cells made under other settings are never mixed in."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha1(json.dumps([sorted(labels), sorted(shots)]).encode()).hexdigest()[:8] if labels else "any"
+    return f"items{config.max_items or 'all'}_choices{config.n_choices}_seed{config.seed}_{digest}"
+
+
 def _check_shots(shots: Sequence[Any]) -> list[int]:
     for k in shots:
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
@@ -193,9 +202,10 @@ def run_layer_sweep(model: str, tasks: str | Sequence[str], shots: Sequence[Any]
         if size > n_layers - 1:
             raise InterpError(f"block size {size} is outside 1..{n_layers - 1} for a {n_layers}-layer model "
                               "(the baseline keeps the final layer)")
-    folder = out / "pruning" / "layers" / "cells"
+    setting = out / "pruning" / "layers" / (_setting(config, labels, shots) + f"_text{config.text_windows}x{config.text_length}")
+    folder = setting / "cells"
     windows = _text_windows(bridge, config)
-    distance_stem = out / f"layer_distances_{config.distance_source}"
+    distance_stem = setting / f"layer_distances_{config.distance_source}"
     if distance_stem.with_suffix(".parquet").exists():
         table = read_table(distance_stem)
         distances = torch.full((n_layers + 1, n_layers + 1), float("nan"), dtype=torch.float64)
@@ -209,6 +219,7 @@ def run_layer_sweep(model: str, tasks: str | Sequence[str], shots: Sequence[Any]
                                                     bridge.cfg.device, pad_id_of(bridge.tokenizer))]
         distances = angular_distances(bridge, samples)
         write_table(distance_table(distances).assign(source=config.distance_source), distance_stem)
+    write_table(distance_table(distances).assign(source=config.distance_source), out / f"layer_distances_{config.distance_source}")
     plans = [("unpruned", 0, [])]
     for size in sizes:
         plans.append(("angular", size, pruned_layers(distances, size)))
@@ -241,7 +252,7 @@ def run_layer_sweep(model: str, tasks: str | Sequence[str], shots: Sequence[Any]
     tables["layer_pruning_thresholds"] = _layer_thresholds(sweep, config.tolerance, n_layers)
     for name, frame in tables.items():
         write_table(frame, out / name)
-    saved_path = out / "layer_pruning_saved.json"
+    saved_path = setting / "layer_pruning_saved.json"
     if config.save_pruned and not saved_path.exists():
         angular = tables["layer_pruning_thresholds"]
         best = angular[(angular["method"] == "angular") & (angular["task"] == "average")]["prunable_n"]
@@ -392,7 +403,7 @@ def run_laser_sweep(model: str, tasks: str | Sequence[str], shots: Sequence[Any]
             raise InterpError(f"layer {layer} is outside 0..{n_layers - 1}")
     for matrix in config.matrices:
         _matrix_target(bridge, layers[0], matrix)  # an architecture without the matrix fails before the sweep
-    folder = out / "pruning" / "laser" / "cells"
+    folder = out / "pruning" / "laser" / _setting(config) / "cells"
     rho_tag = "_".join(_safe(rho) for rho in config.rhos)
     path = lambda label, k, layer, matrix: folder / f"{_safe(label)}__{k}shot__L{layer}__{matrix}__{rho_tag}.json"  # noqa: E731
     todo = [(key, layer, matrix) for key in encoded for layer in [-1, *layers] for matrix in (["none"] if layer < 0 else config.matrices)

@@ -211,7 +211,8 @@ def test_layer_sweep_saves_a_pruned_model_equal_to_the_hooks_and_resumes(tiny_mo
     saved = tables["layer_pruning_saved"].iloc[0]
     assert saved["max_logprob_difference_reloaded_vs_hooks"] < 1e-4  # the cut model is the hooked one
     assert saved["n_layers_pruned"] == record.n_layers - 1 and saved["parameters_pruned"] < saved["parameters_original"]
-    cells = sorted((tmp_path / "pruning" / "layers" / "cells").glob("*.json"))
+    cells = sorted((tmp_path / "pruning" / "layers").glob("*/cells/*.json"))
+    assert len(cells) == 3  # unpruned, angular n=1, baseline n=1
     stamps = [path.stat().st_mtime_ns for path in cells]
     run_layer_sweep(str(tiny_model_dirs["gpt2"]), [str(task_file)], [1], tmp_path, config,
                     bridge_record=(bridge, record), figures=False, show_progress=False)
