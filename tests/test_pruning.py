@@ -255,3 +255,28 @@ def test_laser_sweep_selects_on_the_first_fifth_and_cli(tiny_model_dirs, task_fi
         assert failed.exit_code == 2 and word in failed.output, failed.output
     failed = runner.invoke(app, ["prune", "layers", *common, "--block-sizes", "5"])
     assert failed.exit_code == 2 and "5" in failed.output
+
+
+def test_combined_grid_removes_both_and_figures_build(tiny_models, task_file, tmp_path):
+    from interp.figures import (angular_distance_figure, laser_heatmap_figure, layer_drop_figure, pruning_curves_figure,
+                                pruning_grid_figure, pruning_rankings_figure)
+
+    bridge, record = tiny_models["opt"]
+    config = PruningConfig(max_items=3, n_choices=2, head_percents=(0, 50), ffn_percents=(0, 50))
+    table = run_pruning("combined", "tiny", [str(task_file)], [1], tmp_path, config, bridge_record=(bridge, record),
+                        figures=False, show_progress=False)["pruning_combined"]
+    assert len(table) == 4
+    both = table[(table["head_percent"] == 50) & (table["ffn_percent"] == 50)].iloc[0]
+    assert both["heads_removed"] == record.n_heads * record.n_layers // 2 and both["ffns_removed"] == record.n_layers // 2
+    assert pruning_grid_figure(table, "grid").data[0].z.shape == (2, 2)
+    curves = pd.DataFrame({"task": ["a", "a", "b", "b"] * 2, "ranking": ["own"] * 4 + ["random:0"] * 4,
+                           "head_percent": [0, 10] * 4, "accuracy": [0.8, 0.7, 0.6, 0.5, 0.8, 0.75, 0.6, 0.55]})
+    assert len(pruning_curves_figure(curves[curves["ranking"] == "own"], "head_percent", "t").data) == 3  # 2 tasks + average
+    assert len(pruning_rankings_figure(curves, "head_percent", "t").data) == 2
+    distances = pd.DataFrame({"layer": [0, 1, 0], "n": [1, 1, 2], "distance": [0.2, 0.1, 0.3]})
+    assert angular_distance_figure(distances, "d").data[0].z.shape == (2, 2)
+    drops = pd.DataFrame({"method": ["angular", "baseline"], "fraction_dropped": [0.5, 0.5], "accuracy": [0.5, 0.4],
+                          "text_loss": [3.0, 4.0]})
+    assert len(layer_drop_figure(drops, "l").data) == 4
+    laser = pd.DataFrame({"matrix": "mlp_out", "layer": [1, 1], "rho": [0.5, 0.1], "loss_delta": [0.1, -0.2]})
+    assert laser_heatmap_figure(laser, "mlp_out", "h").data[0].z.shape == (1, 2)
