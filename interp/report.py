@@ -173,7 +173,7 @@ def _pruning_findings(folder: Path) -> tuple[list[str], dict[str, str]]:
     for name, table in tables.items():
         if "prunable_percent" in table.columns or name.endswith(("_thresholds", "_claims", "_rankings", "_selected", "_saved")):
             continue
-        if name in ("laser", "layer_pruning") or name.startswith("layer_distances"):
+        if name in ("laser", "layer_pruning") or name.startswith("layer_distances") or f"{name}_thresholds" in tables:
             continue  # summarised from their selected / thresholds tables above
         columns = curve_columns(table)
         if columns is None:
@@ -240,8 +240,9 @@ def _pruning_claims(folder: Path) -> dict[str, str]:
     for key, marker in keys.items():
         rows = table[table["claim"].str.contains(marker, regex=False)]
         if not rows.empty:
-            measured[key] = "; ".join(f"{row.shots}-shot: {row.measured}" if "shots" in table.columns else str(row.measured)
-                                      for row in rows.itertuples())
+            detail = lambda row: f" ({row.detail})" if "detail" in table.columns else ""  # noqa: E731
+            measured[key] = "; ".join(f"{row.shots}-shot: {row.measured}{detail(row)}" if "shots" in table.columns
+                                      else f"{row.measured}{detail(row)}" for row in rows.itertuples())
     return measured
 
 
