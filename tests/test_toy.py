@@ -1,0 +1,218 @@
+"""Toy attention-only models: the shipped ones have (or lack) induction heads; training and dynamics run."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from interp.errors import InterpError
+from interp.sequences import SequenceConfig, make_batches
+from interp.toy import PRESETS, ToyConfig, checkpoint_steps, default_corpus, latest_checkpoint, list_checkpoints
+
+OLSSON = SequenceConfig(protocol="olsson", num_seeds=10)
+
+# The shipped 2-layer model was trained within a CPU budget of minutes and stayed on the loss
+# plateau that precedes induction-head formation (see data/models/toy-attn-2l/TRAINING.md):
+# these tests state the requirement and will pass once a longer-trained model is shipped.
+NEEDS_LONGER_TRAINING = pytest.mark.xfail(
+    reason="shipped toy-attn-2l has no induction head yet (trained 2,000 CPU steps; still on the plateau)", strict=False
+)
+
+
+def _mean_scores(bridge, metrics=("prefix_matching", "previous_token")) -> pd.DataFrame:
+    from interp.scores import score_heads
+
+    table = score_heads(bridge, OLSSON, metrics=metrics)
+    return table.groupby(["metric", "layer", "head"], as_index=False)["value"].mean()
+
+
+@pytest.fixture(scope="module")
+def shipped_scores():
+    from interp.models import load_model
+
+    return {name: _mean_scores(load_model(name, device="cpu")[0]) for name in ("toy-attn-1l", "toy-attn-2l")}
+
+
+@NEEDS_LONGER_TRAINING
+def test_shipped_two_layer_model_has_an_induction_head_in_layer_1(shipped_scores):
+    prefix = shipped_scores["toy-attn-2l"].query("metric == 'prefix_matching'")
+    top = prefix.loc[prefix["value"].idxmax()]
+    assert top["layer"] == 1
+    assert top["value"] > 0.5  # attention mass on the token after the earlier occurrence
+    previous = shipped_scores["toy-attn-2l"].query("metric == 'previous_token' and layer == 0")
+    assert previous["value"].max() > 0.5  # the layer-0 half of the circuit
+
+
+def test_shipped_one_layer_model_has_no_prefix_matching_head(shipped_scores):
+    # Uniform attention over Olsson's 101 tokens gives about 0.03; an induction head gives > 0.3.
+    assert shipped_scores["toy-attn-1l"].query("metric == 'prefix_matching'")["value"].max() < 0.1
+
+
+@NEEDS_LONGER_TRAINING
+def test_shipped_one_layer_model_has_no_induction_head(shipped_scores):
+    best_one_layer = shipped_scores["toy-attn-1l"].query("metric == 'prefix_matching'")["value"].max()
+    best_two_layer = shipped_scores["toy-attn-2l"].query("metric == 'prefix_matching'")["value"].max()
+    assert best_one_layer < 0.25 * best_two_layer
+
+
+@NEEDS_LONGER_TRAINING
+def test_layer_0_previous_token_head_feeds_the_induction_head(shipped_scores):
+    """Zeroing the best previous-token head's output collapses the induction head (K-composition)."""
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    from interp.models import KNOWN_MODELS
+    from interp.scores import prefix_matching_scores
+
+    scores = shipped_scores["toy-attn-2l"]
+    previous_head = int(scores.query("metric == 'previous_token' and layer == 0").nlargest(1, "value")["head"].iloc[0])
+    induction_head = int(scores.query("metric == 'prefix_matching' and layer == 1").nlargest(1, "value")["head"].iloc[0])
+    directory = KNOWN_MODELS["toy-attn-2l"].locate()
+    model = GPT2LMHeadModel.from_pretrained(directory, attn_implementation="eager").eval()
+    batch = make_batches(AutoTokenizer.from_pretrained(directory), OLSSON, "repeated")[0]
+    d_head = model.config.n_embd // model.config.n_head
+
+    def prefix_matching(ablate: bool) -> float:
+        def zero_head(module, inputs):
+            mixed = inputs[0].clone()  # (batch, position, head * d_head), before the output projection
+            mixed[..., previous_head * d_head:(previous_head + 1) * d_head] = 0
+            return (mixed,)
+
+        handle = model.transformer.h[0].attn.c_proj.register_forward_pre_hook(zero_head) if ablate else None
+        with torch.no_grad():
+            attentions = model(batch.tokens, output_attentions=True).attentions
+        if handle is not None:
+            handle.remove()
+        return float(prefix_matching_scores(attentions[1], batch.tokens, batch.lengths)[:, induction_head].mean())
+
+    clean, ablated = prefix_matching(False), prefix_matching(True)
+    assert ablated < 0.5 * clean
+
+
+def test_shipped_models_are_attention_only():
+    from safetensors.torch import load_file
+
+    from interp.models import KNOWN_MODELS
+
+    for name in ("toy-attn-1l", "toy-attn-2l"):
+        weights = load_file(str(KNOWN_MODELS[name].locate() / "model.safetensors"))
+        mlp = [tensor for key, tensor in weights.items() if ".mlp." in key]
+        assert mlp and all(bool((tensor == 0).all()) for tensor in mlp)
+
+
+def test_checkpoint_steps_are_log_spaced_and_include_both_ends():
+    steps = checkpoint_steps(1000, per_octave=2)
+    assert steps[0] == 0 and steps[-1] == 1000 and steps == sorted(set(steps))
+    assert 512 in steps and 724 in steps and 900 not in steps
+
+
+@pytest.mark.parametrize("field, value", [("n_layers", 4), ("steps", -5), ("repeat_fraction", 1.5)])
+def test_bad_training_config_names_the_value(field, value):
+    with pytest.raises(InterpError, match=str(value)):
+        ToyConfig(**{field: value})
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    """The first 40 chapters of the shipped corpus: enough text for a 512-token BPE in a second."""
+    with gzip.open(default_corpus(), "rt", encoding="utf-8") as handle:
+        chapters = [next(handle) for _ in range(40)]
+    path = tmp_path_factory.mktemp("corpus") / "genesis.txt"
+    path.write_text("".join(chapters))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, small_corpus):
+    from interp.toy import train
+
+    config = dataclasses.replace(PRESETS["tiny"], corpus=str(small_corpus))
+    run_dir = tmp_path_factory.mktemp("tiny_run")
+    train(config, run_dir, progress=False, threads=1)
+    return config, run_dir
+
+
+def test_training_writes_hf_checkpoints_at_the_scheduled_steps(tiny_run):
+    from interp.models import load_model
+
+    config, run_dir = tiny_run
+    assert [step for step, _ in list_checkpoints(run_dir)] == checkpoint_steps(config.steps)
+    bridge, record = load_model(str(latest_checkpoint(run_dir)[1]), device="cpu")
+    assert (record.n_layers, record.n_heads, record.d_vocab) == (2, 2, 512)
+    losses = pd.read_parquet(run_dir / "train_loss.parquet")
+    assert losses["step"].tolist() == list(range(1, config.steps + 1)) and losses["loss"].notna().all()
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tiny_run, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    import interp.toy as toy
+
+    config, full_run = tiny_run
+    original = toy._save_checkpoint
+
+    def save_then_stop(directory, *args):
+        original(directory, *args)
+        if directory.name == "step_000004":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(toy, "_save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        toy.train(config, tmp_path, progress=False, threads=1)
+    assert latest_checkpoint(tmp_path)[0] == 4
+    monkeypatch.setattr(toy, "_save_checkpoint", original)
+    final = toy.train(config, tmp_path, progress=False, threads=1)
+    resumed = load_file(str(final / "model.safetensors"))
+    uninterrupted = load_file(str(latest_checkpoint(full_run)[1] / "model.safetensors"))
+    for key, tensor in uninterrupted.items():
+        torch.testing.assert_close(resumed[key], tensor, rtol=0, atol=1e-6)
+    assert json.loads((final / "training_state.json").read_text())["step"] == config.steps
+
+
+def test_dynamics_on_a_tiny_run_writes_one_row_per_checkpoint_head_and_metric(tiny_run, tmp_path):
+    from interp.dynamics import DynamicsConfig, run_dynamics
+    from interp.results import read_json, read_table
+
+    config, run_dir = tiny_run
+    dynamics = DynamicsConfig(num_seeds=2, icl_examples=4)
+    run_dynamics(tmp_path, dynamics, run=run_dir, device="cpu", figures=False, progress=False)
+    steps = checkpoint_steps(config.steps)
+    heads = read_table(tmp_path / "head_scores")
+    assert len(heads) == len(steps) * config.n_layers * config.n_heads * len(dynamics.metrics)
+    assert sorted(heads["step"].unique()) == steps and heads["value"].between(0, 1).all()
+    summary = read_table(tmp_path / "summary").pivot(index="step", columns="metric", values="value")
+    assert summary.index.tolist() == steps and summary.notna().all().all()
+    assert {"icl_score", "repeated_loss_repeat_1", "repeated_loss_repeat_4"} <= set(summary.columns)
+    late, early = dynamics.icl_positions(config.n_ctx)
+    difference = summary[f"text_loss_token_{late}"] - summary[f"text_loss_token_{early}"]
+    torch.testing.assert_close(torch.tensor(summary["icl_score"].to_numpy()), torch.tensor(difference.to_numpy()))
+    assert read_json(tmp_path / "dynamics.json")["checkpoints"][-1] == f"step_{config.steps:06d}"
+
+
+def test_dynamics_figure_has_one_line_per_head_and_metric():
+    from interp.figures import dynamics_figure
+
+    heads = pd.DataFrame([(step, layer, head, metric, 0.1 * step) for step in (1, 2, 4) for layer in (0, 1)
+                          for head in (0, 1) for metric in ("prefix_matching", "copying")],
+                         columns=["step", "layer", "head", "metric", "value"])
+    summary = pd.DataFrame([(step, metric, 1.0) for step in (1, 2, 4) for metric in ("icl_score", "repeated_loss_repeat_1")],
+                           columns=["step", "metric", "value"])
+    figure = dynamics_figure(heads, summary, "toy")
+    assert len(figure.data) == 4 * 2 + 1 + 1
+    assert figure.layout.xaxis.type == "log"
+
+
+def test_cli_rejects_bad_layer_count_and_missing_run(tmp_path):
+    from typer.testing import CliRunner
+
+    from interp.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "--run", str(tmp_path / "run"), "--layers", "5"])
+    assert result.exit_code == 2 and "n_layers 5" in result.output
+    result = runner.invoke(app, ["dynamics", "--run", str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "missing" in result.output
