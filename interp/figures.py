@@ -479,13 +479,15 @@ def layer_drop_figure(table: pd.DataFrame, title: str) -> go.Figure:
     from plotly.subplots import make_subplots
 
     figure = make_subplots(rows=1, cols=2, subplot_titles=("task accuracy (mean over tasks)", "loss on text"))
-    for method, part in table.groupby("method", sort=True):
+    colours = ("#0072B2", "#D55E00", "#009E73", "#CC79A7")  # Okabe-Ito: colour-blind safe, one per method
+    for index, (method, part) in enumerate(table.groupby("method", sort=True)):
         accuracy = part.groupby("fraction_dropped")["accuracy"].mean().reset_index()
         loss = part.groupby("fraction_dropped")["text_loss"].mean().reset_index()
+        line = dict(color=colours[index % len(colours)])
         figure.add_trace(go.Scatter(x=accuracy["fraction_dropped"], y=accuracy["accuracy"], mode="lines+markers",
-                                    name=method, legendgroup=method), row=1, col=1)
+                                    name=method, legendgroup=method, line=line), row=1, col=1)
         figure.add_trace(go.Scatter(x=loss["fraction_dropped"], y=loss["text_loss"], mode="lines+markers",
-                                    name=method, legendgroup=method, showlegend=False), row=1, col=2)
+                                    name=method, legendgroup=method, showlegend=False, line=line), row=1, col=2)
     figure.update_xaxes(title="fraction of layers dropped")
     figure.update_yaxes(title="accuracy", row=1, col=1)
     figure.update_yaxes(title="nats per token", row=1, col=2)
