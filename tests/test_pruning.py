@@ -280,3 +280,24 @@ def test_combined_grid_removes_both_and_figures_build(tiny_models, task_file, tm
     assert len(layer_drop_figure(drops, "l").data) == 4
     laser = pd.DataFrame({"matrix": "mlp_out", "layer": [1, 1], "rho": [0.5, 0.1], "loss_delta": [0.1, -0.2]})
     assert laser_heatmap_figure(laser, "mlp_out", "h").data[0].z.shape == (1, 2)
+
+
+def test_cross_task_rankings_use_the_other_task(tiny_models, task_file, tmp_path):
+    from interp.results import read_table
+
+    other = tmp_path / "skip.jsonl"
+    other.write_text("".join(json.dumps({"input": f"w{i}", "answer": f"w{i + 3}"}) + "\n" for i in range(0, 90, 3)))
+    bridge, record = tiny_models["gpt2"]
+    config = PruningConfig(max_items=2, n_choices=2, percents=(0, 50),
+                           rankings=("own", "aggregate", "most_correlated", "least_correlated", "task:skip"))
+    table = run_pruning("heads", "tiny", [str(task_file), str(other)], [0], tmp_path, config,
+                        bridge_record=(bridge, record), figures=False, show_progress=False)["pruning_heads"]
+    succ = table[table["task"] == "succ"].set_index("ranking")
+    assert succ.loc["most_correlated", "ranking_source"].iloc[0] == "skip"  # the only other task
+    assert succ.loc["task:skip", "ranking_source"].iloc[0] == "skip"
+    rankings = read_table(tmp_path / "pruning_rankings")
+    heads = rankings[rankings["component"] == "head"].pivot_table(index=["layer", "head"], columns="task", values="value")
+    expected = pruning_mask(heads.mean(axis=1).to_numpy(), 50)  # aggregate: mean of the raw scores
+    assert int(expected.sum()) == succ[succ.index == "aggregate"]["heads_removed"].max()
+    skip_half = table[(table["task"] == "skip") & (table["head_percent"] == 50)].set_index("ranking")
+    assert skip_half.loc["task:skip", "accuracy"] == skip_half.loc["own", "accuracy"]  # same ranking, same cell value
