@@ -209,7 +209,8 @@ def run_layer_sweep(model: str, tasks: str | Sequence[str], shots: Sequence[Any]
     if distance_stem.with_suffix(".parquet").exists():
         table = read_table(distance_stem)
         distances = torch.full((n_layers + 1, n_layers + 1), float("nan"), dtype=torch.float64)
-        distances[table["layer"].to_numpy(), table["n"].to_numpy()] = torch.tensor(table["distance"].to_numpy().copy())
+        distances[torch.tensor(table["layer"].to_numpy().copy()), torch.tensor(table["n"].to_numpy().copy())] = torch.tensor(
+            table["distance"].to_numpy().copy())
     else:
         if config.distance_source == "text":
             samples: Any = windows
