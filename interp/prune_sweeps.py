@@ -264,6 +264,7 @@ def run_layer_sweep(model: str, tasks: str | Sequence[str], shots: Sequence[Any]
     if saved_path.exists():
         tables["layer_pruning_saved"] = pd.DataFrame([{key: value for key, value in read_json(saved_path).items()
                                                        if not isinstance(value, (dict, list))}])
+        write_table(tables["layer_pruning_saved"], out / "layer_pruning_saved")
     write_json(run_metadata(record, tasks=labels, shots=shots, config=asdict(config)), out / "layer_pruning.json")
     if figures:
         from interp.figures import angular_distance_figure, layer_drop_figure, save_figure

@@ -217,7 +217,7 @@ def test_layer_sweep_saves_a_pruned_model_equal_to_the_hooks_and_resumes(tiny_mo
     run_layer_sweep(str(tiny_model_dirs["gpt2"]), [str(task_file)], [1], tmp_path, config,
                     bridge_record=(bridge, record), figures=False, show_progress=False)
     assert [path.stat().st_mtime_ns for path in cells] == stamps  # nothing recomputed
-    assert (tmp_path / "pruning_claims.parquet").exists()
+    assert (tmp_path / "pruning_claims.parquet").exists() and (tmp_path / "layer_pruning_saved.parquet").exists()
 
 
 def test_laser_cell_equals_a_plain_forward_with_the_swap(tiny_models, task_file):
