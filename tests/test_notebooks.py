@@ -54,6 +54,7 @@ def test_notebook_runs_on_small_settings(name, tmp_path, monkeypatch, tiny_model
     notebook.cells.insert(index + 1, nbformat.v4.new_code_cell("\n".join(overrides)))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    monkeypatch.setenv("PLOTLY_RENDERER", "json")  # figures as JSON outputs: no plotly.js inlined per notebook
     client = NotebookClient(notebook, timeout=300, kernel_name="python3",
                             resources={"metadata": {"path": str(NOTEBOOKS.parent)}})
     client.execute()
