@@ -40,7 +40,7 @@ from torch import Tensor
 
 from interp.errors import InterpError, check_choice
 from interp.evaluation import (Batch, EncodedPrompts, encode_prompts, iterate_batches, make_batch,
-                               multiple_choice_metrics, pad_id_of, sum_by_row, summarise, target_logprobs)
+                               multiple_choice_metrics, pad_id_of, sum_by_row, summarise)
 from interp.tasks import PromptConfig, build_prompts, load_task, resolve_task_names
 
 if TYPE_CHECKING:

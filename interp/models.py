@@ -330,7 +330,6 @@ def load_model(
     ``device_map="auto"`` is passed to transformers/accelerate to shard a model that does not
     fit one GPU (the paper's OPT-66B ran this way); ``device`` is then ignored.
     """
-    import torch
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

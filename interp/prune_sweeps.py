@@ -452,7 +452,7 @@ def run_laser_sweep(model: str, tasks: str | Sequence[str], shots: Sequence[Any]
 
 def claims_table(out: Path) -> pd.DataFrame:
     """The papers' claims beside what this model shows, from whatever sweeps ``out`` holds; written as ``pruning_claims``."""
-    from interp.results import read_json, read_table, write_table
+    from interp.results import read_table, write_table
 
     out = Path(out)
     rows = []

@@ -48,7 +48,7 @@ from einops import einsum, rearrange, repeat
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from interp.errors import InterpError, check_choice
+from interp.errors import check_choice
 from interp.sequences import SequenceBatch, SequenceConfig, make_batches
 
 if TYPE_CHECKING:

@@ -108,3 +108,22 @@ def smollm2(device):
     from interp.models import load_model
 
     return load_model("smollm2-135m", device=device)
+
+
+@pytest.fixture(scope="module")
+def task_file(tmp_path_factory):
+    """A tiny task in the workbench's JSONL schema whose words exist in the tiny tokenizer."""
+    import json
+
+    path = tmp_path_factory.mktemp("task") / "succ.jsonl"
+    path.write_text("".join(json.dumps({"input": f"w{i} w{i + 1}", "answer": f"w{i + 2}"}) + "\n" for i in range(0, 60, 2)))
+    return path
+
+
+def encode_tiny_task(bridge, task_file, shots=2, items=3, choices=2):
+    """The prompts of ``task_file`` with ``shots`` demonstrations, tokenised for ``bridge``."""
+    from interp.evaluation import encode_prompts
+    from interp.tasks import PromptConfig, build_prompts, read_task_file
+
+    prompts = build_prompts(read_task_file(task_file), shots, PromptConfig(max_items=items, n_choices=choices))
+    return encode_prompts(bridge.tokenizer, prompts)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pandas as pd
@@ -17,24 +16,16 @@ from interp.evaluation import encode_prompts
 from interp.importance import (ABLATIONS, ImportanceConfig, ablation_importance, activation_means, gradient_importance,
                                run_importance, single_ablation_scores)
 from interp.results import read_table, write_table
-from interp.tasks import PromptConfig, build_prompts, read_task_file
+from interp.tasks import PromptConfig, build_prompts
+
+from conftest import encode_tiny_task
 
 
-@pytest.fixture(scope="module")
-def task_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("task") / "succ.jsonl"
-    path.write_text("".join(json.dumps({"input": f"w{i} w{i + 1}", "answer": f"w{i + 2}"}) + "\n" for i in range(0, 60, 2)))
-    return path
-
-
-def _encoded(bridge, task_file, shots=2, items=3, choices=2):
-    prompts = build_prompts(read_task_file(task_file), shots, PromptConfig(max_items=items, n_choices=choices))
-    return encode_prompts(bridge.tokenizer, prompts)
 
 
 def test_exact_ablation_equals_one_ablation_per_forward(tiny_model, task_file):
     bridge, _ = tiny_model
-    encoded = _encoded(bridge, task_file)
+    encoded = encode_tiny_task(bridge, task_file)
     means = activation_means(bridge, encoded, batch_size=3)
     results = ablation_importance(bridge, encoded, ImportanceConfig(batch_size=5, ablations_per_forward=3), means=means)
     changed = 0.0
@@ -76,7 +67,7 @@ def _plain_gradient(bridge, encoded):
 
 def test_gradient_importance_matches_plain_loop(tiny_model, task_file):
     bridge, _ = tiny_model
-    encoded = _encoded(bridge, task_file, items=3)
+    encoded = encode_tiny_task(bridge, task_file, items=3)
     scores = gradient_importance(bridge, encoded, batch_size=2)
     head, ffn = _plain_gradient(bridge, encoded)
     assert np.allclose(scores["head_gradient"].numpy(), head, rtol=1e-4, atol=1e-7)
@@ -86,7 +77,7 @@ def test_gradient_importance_matches_plain_loop(tiny_model, task_file):
 
 def test_attribution_tracks_exact_mean_ablation(tiny_models, task_file):
     bridge, _ = tiny_models["llama"]
-    encoded = _encoded(bridge, task_file, items=6, choices=4)
+    encoded = encode_tiny_task(bridge, task_file, items=6, choices=4)
     scores = gradient_importance(bridge, encoded, batch_size=4)
     results = ablation_importance(bridge, encoded, ImportanceConfig(ablations=("mean",), batch_size=8))["mean"]
     gold = encoded.gold_sequence

@@ -8,7 +8,6 @@ then executes the notebook with nbclient on the virtualenv's own ipykernel (noth
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest

@@ -11,24 +11,16 @@ import torch
 from typer.testing import CliRunner
 
 from interp.errors import InterpError
-from interp.evaluation import encode_prompts, evaluate_prompts
+from interp.evaluation import evaluate_prompts
 from interp.pruning import (PruningConfig, masked_scores, masked_scores_reference, prunable_percent, prune_count,
                             pruning_mask, run_pruning, threshold_table)
-from interp.tasks import PromptConfig, build_prompts, read_task_file
+from interp.tasks import build_prompts, read_task_file
+
+from conftest import encode_tiny_task
 
 TOLERANCE = 1e-5  # float32 forwards; stacking copies in one batch changes summation order only
 
 
-@pytest.fixture(scope="module")
-def task_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("task") / "succ.jsonl"
-    path.write_text("".join(json.dumps({"input": f"w{i} w{i + 1}", "answer": f"w{i + 2}"}) + "\n" for i in range(0, 60, 2)))
-    return path
-
-
-def _encoded(bridge, task_file, shots=2, items=4, choices=2):
-    prompts = build_prompts(read_task_file(task_file), shots, PromptConfig(max_items=items, n_choices=choices))
-    return encode_prompts(bridge.tokenizer, prompts)
 
 
 def _loop_mask(scores, percent):
@@ -65,7 +57,7 @@ def test_prune_count_and_tiebreak():
 
 def test_masked_scores_equal_one_forward_per_mask(tiny_model, task_file):
     bridge, record = tiny_model
-    encoded = _encoded(bridge, task_file, items=3)
+    encoded = encode_tiny_task(bridge, task_file, items=3)
     generator = torch.Generator().manual_seed(1)
     head_masks = torch.rand(5, record.n_layers, record.n_heads, generator=generator) < 0.4
     ffn_masks = torch.rand(5, record.n_layers, generator=generator) < 0.5
@@ -167,7 +159,7 @@ def test_bad_inputs_name_the_value(tiny_models, task_file, tmp_path):
     with pytest.raises(InterpError, match="shape"):
         pruning_mask(np.ones(4), 10, tiebreak=np.ones(3))
     bridge, record = tiny_models["gpt2"]
-    encoded = _encoded(bridge, task_file, items=2)
+    encoded = encode_tiny_task(bridge, task_file, items=2)
     with pytest.raises(InterpError, match=r"\(3, 2, 3\)"):
         masked_scores(bridge, encoded, torch.zeros(3, 2, 3, dtype=torch.bool), torch.zeros(3, 2, dtype=torch.bool))
     with pytest.raises(InterpError, match="heads only"):
@@ -226,7 +218,7 @@ def test_laser_cell_equals_a_plain_forward_with_the_swap(tiny_models, task_file)
     from interp.prune_sweeps import LaserSweepConfig, _laser_cell
 
     bridge, record = tiny_models["llama"]
-    encoded = _encoded(bridge, task_file, items=3)
+    encoded = encode_tiny_task(bridge, task_file, items=3)
     config = LaserSweepConfig(rhos=(0.5, 0.1), matrices=("mlp_gate",), batch_size=4)
     got = _laser_cell(bridge, encoded, 1, "mlp_gate", config)
     for index, rho in enumerate(config.rhos):

@@ -17,7 +17,7 @@ from interp.cli import app
 from interp.errors import InterpError
 from interp.figures_all import collect_figures, comparison_figure, regenerate_figures
 from interp.induction import InductionConfig, run_induction
-from interp.report import findings, paper_claims, write_report
+from interp.report import findings, paper_claims
 from interp.results import write_table
 from interp.scores import repeated_sequence_loss
 from interp.sequences import SequenceConfig
