@@ -94,6 +94,13 @@ def train(
     lr: float = typer.Option(1e-3, help="peak AdamW learning rate (warm-up then cosine decay)"),
     vocab_size: int = typer.Option(4096, help="BPE vocabulary size, trained on the corpus"),
     repeat_fraction: float = typer.Option(0.25, help="share of rows with a random-token chunk repeated at random places"),
+    repeat_min: int = typer.Option(8, help="shortest repeated chunk"),
+    repeat_max: int = typer.Option(40, help="longest repeated chunk"),
+    repeat_copies: int = typer.Option(2, help="copies of the chunk in a repeat row, at random places"),
+    repeat_tokens: str = typer.Option("all", help="chunk tokens: all (non-special) or middle (the scorer's pool)"),
+    text_loss_fraction: float = typer.Option(1.0, help="share of positions outside later copies whose loss counts"),
+    weight_decay: float = typer.Option(0.01, help="AdamW weight decay"),
+    warmup_steps: int = typer.Option(100, help="linear warm-up steps"),
     corpus: Path | None = typer.Option(None, help="a .txt or .txt.gz file, one document a line; default the shipped King James Bible"),
     seed: int = typer.Option(0, help="seeds weights, batches and repeats"),
     threads: int | None = typer.Option(None, help="torch CPU threads (default: torch's choice)"),
@@ -107,6 +114,8 @@ def train(
         config = ToyConfig(
             n_layers=layers, d_model=d_model, n_heads=heads, n_ctx=context, steps=steps, batch_size=batch_size,
             learning_rate=lr, vocab_size=vocab_size, repeat_fraction=repeat_fraction, seed=seed,
+            repeat_length=(repeat_min, repeat_max), repeat_copies=repeat_copies, repeat_tokens=repeat_tokens,
+            text_loss_fraction=text_loss_fraction, weight_decay=weight_decay, warmup_steps=warmup_steps,
             corpus=str(corpus) if corpus else None,
         )
         final = train_toy(config, run, threads=threads)

@@ -85,6 +85,9 @@ class ToyConfig:
     warmup_steps: int = 100  # linear warm-up, then cosine decay to 10% of the rate
     repeat_fraction: float = 0.25  # share of rows with a random-token chunk repeated at random places
     repeat_length: tuple[int, int] = (8, 40)  # chunk lengths drawn uniformly from this range
+    repeat_copies: int = 2  # copies of the chunk in a repeat row, each at a random place after the previous one
+    repeat_tokens: str = "all"  # chunk tokens: "all" non-special tokens, or "middle": the scorer's pool (no most/least frequent 4%)
+    text_loss_fraction: float = 1.0  # share of positions outside later copies whose loss counts (< 1: cheaper, repeat-weighted)
     checkpoints_per_octave: int = 2  # log-spaced checkpoints: steps 2^(k/2), plus 0 and the last
     seed: int = 0  # seeds the weights, the batches and the repeats
     corpus: str | None = None  # a text file (.txt or .txt.gz); None: the shipped King James Bible
@@ -105,8 +108,14 @@ class ToyConfig:
         if not 0 <= self.repeat_fraction <= 1:
             raise InterpError(f"repeat_fraction must be in [0, 1], got {self.repeat_fraction!r}")
         low, high = self.repeat_length
-        if not 2 <= low <= high or 2 * high + 2 > self.n_ctx:
-            raise InterpError(f"repeat_length {self.repeat_length} must satisfy 2 <= low <= high and fit twice in n_ctx {self.n_ctx}")
+        if not isinstance(self.repeat_copies, int) or self.repeat_copies < 2:
+            raise InterpError(f"repeat_copies must be an integer >= 2, got {self.repeat_copies!r}")
+        if not 2 <= low <= high or self.repeat_copies * high + 2 > self.n_ctx:
+            raise InterpError(f"repeat_length {self.repeat_length} must satisfy 2 <= low <= high and fit "
+                              f"{self.repeat_copies} times in n_ctx {self.n_ctx}")
+        check_choice("repeat_tokens", self.repeat_tokens, ("all", "middle"))
+        if not 0 < self.text_loss_fraction <= 1:
+            raise InterpError(f"text_loss_fraction must be in (0, 1], got {self.text_loss_fraction!r}")
         check_choice("position_init", self.position_init, ("sinusoidal", "random"))
         if not 0 < self.held_out_fraction < 0.5:
             raise InterpError(f"held_out_fraction must be in (0, 0.5), got {self.held_out_fraction!r}")
@@ -239,8 +248,11 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
     return found[-1] if found else None
 
 
-def _sample_batch(stream: "Tensor", config: ToyConfig, vocab: "Tensor", bos: int, generator) -> "Tensor":
-    """``batch_size`` rows: ``<bos>`` + a random window of text, some with a repeated random chunk."""
+def _sample_batch(stream: "Tensor", config: ToyConfig, vocab: "Tensor", bos: int, generator) -> tuple["Tensor", "Tensor"]:
+    """``batch_size`` rows: ``<bos>`` + a random window of text, some with a repeated random chunk.
+
+    Also returns a mask of the positions inside the second and later copies (the induction targets).
+    """
     import torch
 
     length = config.n_ctx - 1
@@ -248,16 +260,32 @@ def _sample_batch(stream: "Tensor", config: ToyConfig, vocab: "Tensor", bos: int
     offsets = torch.arange(length)
     text = stream[starts[:, None] + offsets[None, :]]  # (batch, position)
     rows = torch.cat([torch.full((config.batch_size, 1), bos, dtype=torch.long), text], dim=1)
+    later_copies = torch.zeros_like(rows, dtype=torch.bool)
     repeated = torch.rand(config.batch_size, generator=generator) < config.repeat_fraction
     low, high = config.repeat_length
     for row in torch.nonzero(repeated).flatten().tolist():
         size = int(torch.randint(low, high + 1, (1,), generator=generator))
         chunk = vocab[torch.randint(0, len(vocab), (size,), generator=generator)]
-        first = int(torch.randint(1, config.n_ctx - 2 * size + 1, (1,), generator=generator))
-        second = int(torch.randint(first + size, config.n_ctx - size + 1, (1,), generator=generator))
-        rows[row, first:first + size] = chunk
-        rows[row, second:second + size] = chunk
-    return rows
+        start = 1
+        for copy in range(config.repeat_copies):  # each copy at a random place that leaves room for the rest
+            left = config.repeat_copies - copy
+            start = int(torch.randint(start, config.n_ctx - left * size + 1, (1,), generator=generator))
+            rows[row, start:start + size] = chunk
+            later_copies[row, start:start + size] = copy > 0
+            start += size
+    return rows, later_copies
+
+
+def _loss(model, rows: "Tensor", later_copies: "Tensor", config: ToyConfig, generator) -> "Tensor":
+    """Next-token loss; with ``text_loss_fraction < 1`` only on later copies and a random share of the rest."""
+    import torch
+
+    if config.text_loss_fraction >= 1:
+        return model(input_ids=rows, labels=rows).loss
+    hidden = model.transformer(input_ids=rows).last_hidden_state[:, :-1]
+    targets, counted = rows[:, 1:], later_copies[:, 1:]
+    counted = counted | (torch.rand(counted.shape, generator=generator) < config.text_loss_fraction)
+    return torch.nn.functional.cross_entropy(model.lm_head(hidden[counted]), targets[counted])
 
 
 def _learning_rate(config: ToyConfig, step: int) -> float:
@@ -366,6 +394,10 @@ def train(config: ToyConfig, run_dir: str | Path, *, progress: bool = True, thre
     generator = torch.Generator().manual_seed(config.seed)
     special = set(tokenizer.all_special_ids)
     vocab = torch.tensor([index for index in range(len(tokenizer)) if index not in special])
+    if config.repeat_tokens == "middle":  # the tokens the prefix-matching score draws from
+        from interp.sequences import token_pool
+
+        vocab = token_pool(tokenizer)[0]
     schedule = checkpoint_steps(config.steps, config.checkpoints_per_octave)
     step, losses = 0, []
     resume = latest_checkpoint(run_dir)
@@ -387,8 +419,8 @@ def train(config: ToyConfig, run_dir: str | Path, *, progress: bool = True, thre
     while step < config.steps:
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(config, step)
-        rows = _sample_batch(stream, config, vocab, tokenizer.bos_token_id, generator)
-        loss = model(input_ids=rows, labels=rows).loss
+        rows, later_copies = _sample_batch(stream, config, vocab, tokenizer.bos_token_id, generator)
+        loss = _loss(model, rows, later_copies, config, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)

@@ -216,3 +216,35 @@ def test_cli_rejects_bad_layer_count_and_missing_run(tmp_path):
     assert result.exit_code == 2 and "n_layers 5" in result.output
     result = runner.invoke(app, ["dynamics", "--run", str(tmp_path / "missing")])
     assert result.exit_code == 2 and "missing" in result.output
+
+
+def test_repeat_rows_hold_every_copy_of_the_chunk_and_mark_the_later_ones():
+    from interp.toy import _loss, _sample_batch, build_model
+
+    config = ToyConfig(n_layers=2, d_model=32, n_heads=2, n_ctx=128, batch_size=6, repeat_fraction=1.0,
+                       repeat_length=(10, 30), repeat_copies=3, text_loss_fraction=0.25)
+    stream = torch.randint(600, 700, (5000,))  # text tokens disjoint from the chunk tokens
+    vocab = torch.arange(3, 500)
+    rows, later = _sample_batch(stream, config, vocab, 0, torch.Generator().manual_seed(1))
+    assert rows.shape == later.shape == (6, 128) and bool((rows[:, 0] == 0).all())
+    for row, mask in zip(rows, later):
+        chunk_positions = torch.nonzero(row[1:] < 500).flatten() + 1  # after <bos>
+        size = len(chunk_positions) // 3
+        assert 10 <= size <= 30 and len(chunk_positions) == 3 * size
+        copies = row[chunk_positions].view(3, size)
+        assert bool((copies == copies[0]).all())
+        assert mask.sum() == 2 * size and not bool(mask[chunk_positions[:size]].any())
+
+    class Tokenizer:  # build_model only reads these
+        bos_token_id, eos_token_id, pad_token_id = 0, 1, 2
+
+        def __len__(self):
+            return 1024
+
+    model = build_model(config, Tokenizer())
+    loss = _loss(model, rows, later, config, torch.Generator().manual_seed(0))
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    with pytest.raises(InterpError, match="repeat_copies"):
+        ToyConfig(repeat_copies=1)
+    with pytest.raises(InterpError, match="text_loss_fraction"):
+        ToyConfig(text_loss_fraction=0.0)
