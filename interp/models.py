@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
-import json
 import os
 import shutil
 import socket
@@ -376,7 +375,3 @@ def load_model(
         source=description,
     )
     return bridge, record
-
-
-def record_json(record: ModelRecord) -> str:
-    return json.dumps(record.to_dict(), indent=2)
