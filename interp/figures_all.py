@@ -48,12 +48,9 @@ class FigureEntry:
 
 
 def _table(folder: Path, name: str) -> pd.DataFrame | None:
-    from interp.results import read_table
+    from interp.results import read_table_if_present
 
-    stem = folder / name
-    if not stem.with_suffix(".parquet").exists() and not stem.with_suffix(".csv").exists():
-        return None
-    return read_table(stem)
+    return read_table_if_present(folder / name)
 
 
 def _induction(folder: Path) -> list[FigureEntry]:

@@ -358,30 +358,40 @@ def ablation_replacements(bridge: "TransformerBridge", encoded: EncodedPrompts, 
     )
 
 
-def _head_hook(heads: Tensor, replacement: Tensor, copies: int) -> Callable:
-    """Replace head ``heads[c]`` in copy ``c`` (a head index of -1 leaves the copy alone)."""
+def _mask_heads_hook(removed: Tensor, replacement: Tensor | None, copies: int) -> Callable:
+    """``removed`` (copies, head): in copy ``c`` those heads' ``z`` becomes 0 or ``replacement``.
+
+    ``replacement`` broadcasts against one copy's (batch, pos, head, d_head): a mean (head,
+    d_head) or a resampled donor (batch, pos, head, d_head).  Shared by exact ablation and pruning.
+    """
 
     def hook(z: Tensor, hook: Any) -> Tensor:
         stacked = einops.rearrange(z, "(copies batch) pos head d_head -> copies batch pos head d_head", copies=copies)
-        head_index = torch.arange(stacked.shape[3], device=z.device)
-        chosen = (head_index.unsqueeze(0) == heads.to(z.device).unsqueeze(1))  # (copies, head)
-        chosen = einops.rearrange(chosen, "copies head -> copies 1 1 head 1")
-        replaced = torch.where(chosen, replacement.to(z.device, z.dtype).expand_as(stacked[0]).unsqueeze(0), stacked)
+        chosen = einops.rearrange(removed.to(z.device), "copies head -> copies 1 1 head 1")
+        fill = torch.zeros((), dtype=z.dtype, device=z.device) if replacement is None else replacement.to(z.device, z.dtype)
+        replaced = torch.where(chosen, fill, stacked)
         return einops.rearrange(replaced, "copies batch pos head d_head -> (copies batch) pos head d_head")
 
     return hook
 
 
-def _ffn_hook(ffn_copies: Tensor, replacement: Tensor, copies: int) -> Callable:
-    """Replace the FFN output in the copies where ``ffn_copies`` is true."""
+def _mask_ffn_hook(removed: Tensor, replacement: Tensor | None, copies: int) -> Callable:
+    """``removed`` (copies,): the FFN output of those copies becomes 0 or ``replacement``."""
 
     def hook(mlp_out: Tensor, hook: Any) -> Tensor:
         stacked = einops.rearrange(mlp_out, "(copies batch) pos d_model -> copies batch pos d_model", copies=copies)
-        chosen = einops.rearrange(ffn_copies.to(mlp_out.device), "copies -> copies 1 1 1")
-        replaced = torch.where(chosen, replacement.to(mlp_out.device, mlp_out.dtype).expand_as(stacked[0]).unsqueeze(0), stacked)
+        chosen = einops.rearrange(removed.to(mlp_out.device), "copies -> copies 1 1 1")
+        fill = (torch.zeros((), dtype=mlp_out.dtype, device=mlp_out.device) if replacement is None
+                else replacement.to(mlp_out.device, mlp_out.dtype))
+        replaced = torch.where(chosen, fill, stacked)
         return einops.rearrange(replaced, "copies batch pos d_model -> (copies batch) pos d_model")
 
     return hook
+
+
+def _one_head_per_copy(heads: Tensor, n_heads: int) -> Tensor:
+    """Head index per copy (-1: none) -> (copies, head) mask."""
+    return heads.unsqueeze(1) == torch.arange(n_heads, device=heads.device)
 
 
 def ablation_importance(bridge: "TransformerBridge", encoded: EncodedPrompts, config: ImportanceConfig = ImportanceConfig(),
@@ -420,8 +430,8 @@ def ablation_importance(bridge: "TransformerBridge", encoded: EncodedPrompts, co
                 for start in range(0, len(components), per_forward):
                     heads = components[start : start + per_forward]
                     copies = len(heads)
-                    hooks = [(_z_name(layer), _head_hook(heads, replacements.head(layer), copies)),
-                             (_mlp_name(layer), _ffn_hook(heads == -1, replacements.ffn(layer), copies))]
+                    hooks = [(_z_name(layer), _mask_heads_hook(_one_head_per_copy(heads, n_heads), replacements.head(layer), copies)),
+                             (_mlp_name(layer), _mask_ffn_hook(heads == -1, replacements.ffn(layer), copies))]
                     sums = sum_by_row(run.resume(layer, copies, hooks), batch).double().cpu()  # (copies, batch)
                     for copy, head in enumerate(heads.tolist()):
                         if head >= 0:
@@ -445,9 +455,10 @@ def single_ablation_scores(bridge: "TransformerBridge", encoded: EncodedPrompts,
                                  pad_id_of(bridge.tokenizer)):
         replacements = ablation_replacements(bridge, encoded, batch, kind, means, seed)
         if head is None:
-            hooks = [(_mlp_name(layer), _ffn_hook(torch.tensor([True]), replacements.ffn(layer), 1))]
+            hooks = [(_mlp_name(layer), _mask_ffn_hook(torch.tensor([True]), replacements.ffn(layer), 1))]
         else:
-            hooks = [(_z_name(layer), _head_hook(torch.tensor([head]), replacements.head(layer), 1))]
+            head_mask = _one_head_per_copy(torch.tensor([head]), int(bridge.cfg.n_heads))
+            hooks = [(_z_name(layer), _mask_heads_hook(head_mask, replacements.head(layer), 1))]
         with torch.no_grad():
             logits = bridge.run_with_hooks(batch.tokens, fwd_hooks=hooks, return_type="logits")
         values = torch.log_softmax(logits[batch.target_rows, batch.target_positions].float(), -1).gather(

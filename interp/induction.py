@@ -29,7 +29,7 @@ import pandas as pd
 
 from interp.errors import InterpError, check_choice
 from interp.figures import layer_head_heatmap, save_figure, scatter_with_labels
-from interp.results import read_json, read_table, run_metadata, write_json, write_table
+from interp.results import read_json, read_table, read_table_if_present, run_metadata, write_json, write_table
 from interp.scores import COPYING_SOURCES, COPYING_VARIANTS, METRICS, score_heads
 from interp.sequences import PROTOCOLS, SequenceConfig
 from interp.stats import summarise_seeds
@@ -96,10 +96,6 @@ def _cache_key(record: "ModelRecord", config: InductionConfig, sequences: Sequen
         "metrics": sorted(config.metrics),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def _load_cached(path: Path) -> pd.DataFrame | None:
-    return pd.read_parquet(path) if path.exists() else None
 
 
 def _with_loss_summary(scores: pd.DataFrame, loss: pd.DataFrame) -> pd.DataFrame:
@@ -171,7 +167,7 @@ def run_induction(
     out = Path(out)
     key = _cache_key(record, config, sequences)
     per_seed_path, loss_path = out / "cache" / f"per_seed-{key}.parquet", out / "cache" / f"loss-{key}.parquet"
-    per_seed, loss = _load_cached(per_seed_path), _load_cached(loss_path)
+    per_seed, loss = read_table_if_present(per_seed_path.with_suffix("")), read_table_if_present(loss_path.with_suffix(""))
     done = set() if per_seed is None else set(per_seed["seed"].unique()) & set(loss["seed"].unique())
     todo = [seed for seed in sequences.seeds() if seed not in done]
     if done:

@@ -23,14 +23,13 @@ import dataclasses
 import hashlib
 import importlib.util
 import os
-import shutil
 import socket
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from interp.errors import InterpError
+from interp.results import atomic_directory
 
 if TYPE_CHECKING:  # heavy imports stay inside the functions so `interp --help` is fast
     import torch
@@ -208,21 +207,6 @@ def _file_key(path: Path) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _atomic_directory(final: Path, write: Callable[[Path], None]) -> None:
-    """Write a directory under a temporary name, then rename it into place."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
-    try:
-        write(staging)
-        if final.exists():
-            shutil.rmtree(staging)  # another process won the race; its copy is as good
-        else:
-            staging.rename(final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
 def _gguf_to_hf_dir(spec: str, gguf_path: Path) -> Path:
     """Dequantise a GGUF once into a safetensors Hugging Face directory, cached."""
     cached = cache_dir() / "models" / f"{gguf_path.stem}-{_file_key(gguf_path)}"
@@ -257,7 +241,7 @@ def _gguf_to_hf_dir(spec: str, gguf_path: Path) -> Path:
         save_model(model, str(directory / "model.safetensors"))  # handles tied embeddings
         tokenizer.save_pretrained(directory)
 
-    _atomic_directory(cached, write)
+    atomic_directory(cached, write)
     return cached
 
 

@@ -40,7 +40,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-import einops
 import numpy as np
 import pandas as pd
 import torch
@@ -50,6 +49,7 @@ from torch import Tensor
 from interp.errors import InterpError, check_choice
 from interp.evaluation import (EncodedPrompts, encode_prompts, iterate_batches, multiple_choice_metrics, pad_id_of,
                                sum_by_row, summarise, wilson_interval)
+from interp.importance import _mask_ffn_hook, _mask_heads_hook, _mlp_name, _z_name  # one masking mechanism for both
 from interp.tasks import PromptConfig, build_prompts, load_task, resolve_task_names
 
 if TYPE_CHECKING:
@@ -248,50 +248,15 @@ def threshold_table(table: pd.DataFrame, percent_column: str = "percent", tolera
 # --------------------------------------------------------------------------- masked evaluation
 
 
-def _z_name(layer: int) -> str:
-    return f"blocks.{layer}.attn.hook_z"
-
-
-def _mlp_name(layer: int) -> str:
-    return f"blocks.{layer}.hook_mlp_out"
-
-
-def _head_mask_hook(removed: Tensor, replacement: Tensor | None, copies: int) -> Callable:
-    """``removed`` (copies, head): those heads' z becomes 0 or ``replacement`` (head, d_head)."""
-
-    def hook(z: Tensor, hook: Any) -> Tensor:
-        stacked = einops.rearrange(z, "(copies batch) pos head d_head -> copies batch pos head d_head", copies=copies)
-        chosen = einops.rearrange(removed.to(z.device), "copies head -> copies 1 1 head 1")
-        fill = torch.zeros((), dtype=z.dtype, device=z.device) if replacement is None else replacement.to(z.device, z.dtype)
-        replaced = torch.where(chosen, fill, stacked)
-        return einops.rearrange(replaced, "copies batch pos head d_head -> (copies batch) pos head d_head")
-
-    return hook
-
-
-def _ffn_mask_hook(removed: Tensor, replacement: Tensor | None, copies: int) -> Callable:
-    """``removed`` (copies,): the FFN output of those copies becomes 0 or ``replacement`` (d_model,)."""
-
-    def hook(mlp_out: Tensor, hook: Any) -> Tensor:
-        stacked = einops.rearrange(mlp_out, "(copies batch) pos d_model -> copies batch pos d_model", copies=copies)
-        chosen = einops.rearrange(removed.to(mlp_out.device), "copies -> copies 1 1 1")
-        fill = (torch.zeros((), dtype=mlp_out.dtype, device=mlp_out.device) if replacement is None
-                else replacement.to(mlp_out.device, mlp_out.dtype))
-        replaced = torch.where(chosen, fill, stacked)
-        return einops.rearrange(replaced, "copies batch pos d_model -> (copies batch) pos d_model")
-
-    return hook
-
-
 def _mask_hooks(head_masks: Tensor, ffn_masks: Tensor, means: tuple[Tensor, Tensor] | None,
                 start: int = 0) -> list[tuple[str, Callable]]:
     copies, n_layers = ffn_masks.shape
     hooks = []
     for layer in range(start, n_layers):
         if head_masks[:, layer].any():
-            hooks.append((_z_name(layer), _head_mask_hook(head_masks[:, layer], None if means is None else means[0][layer], copies)))
+            hooks.append((_z_name(layer), _mask_heads_hook(head_masks[:, layer], None if means is None else means[0][layer], copies)))
         if ffn_masks[:, layer].any():
-            hooks.append((_mlp_name(layer), _ffn_mask_hook(ffn_masks[:, layer], None if means is None else means[1][layer], copies)))
+            hooks.append((_mlp_name(layer), _mask_ffn_hook(ffn_masks[:, layer], None if means is None else means[1][layer], copies)))
     return hooks
 
 

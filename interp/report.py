@@ -32,10 +32,9 @@ _SECTIONS = {"induction": "Induction heads", "importance": "Task importance and 
 
 
 def _table(folder: Path, name: str) -> pd.DataFrame | None:
-    from interp.results import read_table
+    from interp.results import read_table_if_present
 
-    stem = folder / name
-    return read_table(stem) if stem.with_suffix(".parquet").exists() or stem.with_suffix(".csv").exists() else None
+    return read_table_if_present(folder / name)
 
 
 def _json(path: Path) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -27,10 +28,12 @@ import pandas as pd
 from interp.errors import InterpError
 
 __all__ = [
+    "atomic_directory",
     "atomic_write",
     "package_versions",
     "read_json",
     "read_table",
+    "read_table_if_present",
     "run_metadata",
     "write_json",
     "write_table",
@@ -53,6 +56,27 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def atomic_directory(final: Path, write: Callable[[Path], None], replace: bool = False) -> None:
+    """Call ``write(staging_directory)``, then rename the directory onto ``final``.
+
+    With ``replace=False`` an existing ``final`` wins (another process made the same thing);
+    with ``replace=True`` it is swapped out (a newer checkpoint).
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+    try:
+        write(staging)
+        if final.exists() and not replace:
+            shutil.rmtree(staging)
+            return
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def write_table(table: pd.DataFrame, stem: Path, csv: bool = True) -> None:
     """Write ``stem.parquet`` (and ``stem.csv``) atomically."""
     stem = Path(stem)
@@ -69,6 +93,14 @@ def read_table(stem: Path) -> pd.DataFrame:
         if path.exists():
             return reader(path)
     raise InterpError(f"no results table {stem}.parquet (or .csv); run the command that makes it first")
+
+
+def read_table_if_present(stem: Path) -> pd.DataFrame | None:
+    """Like :func:`read_table`, but None when the table has not been made."""
+    stem = Path(stem)
+    if not stem.with_suffix(".parquet").exists() and not stem.with_suffix(".csv").exists():
+        return None
+    return read_table(stem)
 
 
 def write_json(data: Any, path: Path) -> None:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from interp.errors import InterpError, check_choice
+from interp.results import atomic_directory
 
 if TYPE_CHECKING:  # torch and transformers load inside the functions so `interp --help` is fast
     from torch import Tensor
@@ -302,20 +303,20 @@ def _save_checkpoint(directory: Path, model, tokenizer, optimizer, generator, st
 
     from transformers.utils import logging as hf_logging
 
-    staging = directory.with_name(f".{directory.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
     hf_logging.disable_progress_bar()  # one bar per run (ours), not one per checkpoint shard
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
     tensors = {"generator_state": generator.get_state()}
     state = optimizer.state_dict()
     for index, slots in state["state"].items():
         for name, value in slots.items():
             tensors[f"optimizer.{index}.{name}"] = torch.as_tensor(value).clone()
-    save_file(tensors, str(staging / "training_state.safetensors"))
-    (staging / "training_state.json").write_text(json.dumps({"step": step, "losses": losses}) + "\n")
-    shutil.rmtree(directory, ignore_errors=True)
-    staging.rename(directory)
+
+    def write(staging: Path) -> None:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        save_file(tensors, str(staging / "training_state.safetensors"))
+        (staging / "training_state.json").write_text(json.dumps({"step": step, "losses": losses}) + "\n")
+
+    atomic_directory(directory, write, replace=True)
 
 
 def _restore(directory: Path, optimizer, generator) -> tuple[int, list]:
