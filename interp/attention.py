@@ -102,24 +102,12 @@ def ablated_repeated_loss(bridge: "TransformerBridge", heads: Sequence[tuple[int
         _check_head(bridge, int(layer), int(head))
         by_layer.setdefault(int(layer), []).append(int(head))
 
-    def ablate(chosen: list[int]):
-        def hook(z: Tensor, hook) -> Tensor:  # z: (batch, position, head, d_head)
-            z = z.clone()
-            z[:, :, chosen] = 0.0
-            return z
-        return hook
+    from interp.importance import _mask_heads_hook
+    from interp.scores import repeated_sequence_loss
 
-    hooks = [(f"blocks.{layer}.attn.hook_z", ablate(chosen)) for layer, chosen in by_layer.items()]
-    rows = []
-    for batch in make_batches(bridge.tokenizer, config, "repeated"):
-        tokens = batch.tokens.to(bridge.cfg.device or "cpu")
-        with torch.no_grad():
-            logits = bridge.run_with_hooks(tokens, fwd_hooks=hooks)
-        loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), tokens[:, 1:], reduction="none")
-        for row, seed in enumerate(batch.seeds):
-            period, length = int(batch.periods[row]), int(batch.lengths[row])
-            position = torch.arange(1, length)
-            rows.append(pd.DataFrame({"seed": seed, "position": position.numpy(),
-                                      "repeat": ((position - 1) // period + 1).numpy(),
-                                      "loss": loss[row, : length - 1].cpu().numpy()}))
-    return pd.concat(rows, ignore_index=True)
+    hooks = []
+    for layer, chosen in by_layer.items():
+        removed = torch.zeros(1, int(bridge.cfg.n_heads), dtype=torch.bool)
+        removed[0, chosen] = True
+        hooks.append((f"blocks.{layer}.attn.hook_z", _mask_heads_hook(removed, None, copies=1)))
+    return repeated_sequence_loss(bridge, config, extra_hooks=hooks)

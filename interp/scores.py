@@ -260,7 +260,9 @@ class _BatchScores:
     values: dict[str, Tensor]  # metric -> (layer, batch, head)
 
 
-def _attention_pass(bridge: "TransformerBridge", batch: SequenceBatch, with_loss: bool) -> tuple[Tensor, Tensor | None]:
+def _attention_pass(
+    bridge: "TransformerBridge", batch: SequenceBatch, with_loss: bool, extra_hooks: Sequence = ()
+) -> tuple[Tensor, Tensor | None]:
     """One forward over repeated sequences: attention metrics (metric, layer, batch, head), loss."""
     targets, queries = attention_masks(batch.tokens, batch.lengths)
     per_layer: list[Tensor] = []
@@ -268,7 +270,7 @@ def _attention_pass(bridge: "TransformerBridge", batch: SequenceBatch, with_loss
     def score_pattern(pattern: Tensor, hook) -> None:
         per_layer.append(_masked_mean_attention(pattern, targets.to(pattern.dtype), queries.to(pattern.dtype)))
 
-    hooks = [(f"blocks.{layer}.attn.hook_pattern", score_pattern) for layer in range(bridge.cfg.n_layers)]
+    hooks = list(extra_hooks) + [(f"blocks.{layer}.attn.hook_pattern", score_pattern) for layer in range(bridge.cfg.n_layers)]
     loss = None
     if with_loss:
         logits = bridge.run_with_hooks(batch.tokens, fwd_hooks=hooks)
@@ -431,13 +433,15 @@ def score_heads(
     max_batch_tokens: int = 4096,
     progress: bool = False,
     loss: bool = False,
+    extra_hooks: Sequence = (),
 ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Score every head of ``bridge`` on the sequences of ``config``.
 
     Returns a long table with columns ``seed, layer, head, metric, value`` (``ov_copying``
     depends on the weights alone: one row per head, under the first seed).  With
     ``loss=True`` also returns the per-token loss on the repeated sequences (columns ``seed,
-    position, repeat, loss``), computed in the same forward passes.
+    position, repeat, loss``), computed in the same forward passes.  ``extra_hooks`` join the
+    repeated-sequence passes (an ablation, say).
 
     >>> from interp.models import load_model                         # doctest: +SKIP
     >>> bridge, _ = load_model("smollm2-135m")                       # doctest: +SKIP
@@ -463,7 +467,7 @@ def score_heads(
     for kind, batch in batches:
         batch = batch.to(device)
         if kind == "repeated":
-            values, batch_loss = _attention_pass(bridge, batch, with_loss=loss)
+            values, batch_loss = _attention_pass(bridge, batch, with_loss=loss, extra_hooks=extra_hooks)
             for metric in wanted_attention:
                 tables.append(_rows(values[ATTENTION_METRICS.index(metric)], metric, batch.seeds))
             if batch_loss is not None:
