@@ -160,9 +160,11 @@ def target_logprobs(bridge: "TransformerBridge", final_residual: Float[Tensor, "
     return logits_to_target_logprobs(logits, batch)
 
 
-def logits_to_target_logprobs(logits: Float[Tensor, "target vocab"], batch: Batch) -> Float[Tensor, " target"]:
+def logits_to_target_logprobs(logits: Float[Tensor, "*copies target vocab"], batch: Batch) -> Float[Tensor, "*copies target"]:
+    """Log-probability of each target token from the logits at the positions that predict it."""
     log_probs = torch.log_softmax(logits.float(), dim=-1)
-    return log_probs.gather(-1, batch.target_tokens.unsqueeze(-1)).squeeze(-1)
+    index = batch.target_tokens.expand(*log_probs.shape[:-1]).unsqueeze(-1)
+    return log_probs.gather(-1, index).squeeze(-1)
 
 
 def sum_by_row(values: Float[Tensor, "*copies target"], batch: Batch) -> Float[Tensor, "*copies batch"]:

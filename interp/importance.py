@@ -39,8 +39,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.errors import InterpError, check_choice
-from interp.evaluation import (Batch, EncodedPrompts, encode_prompts, iterate_batches, make_batch,
-                               multiple_choice_metrics, pad_id_of, sum_by_row, summarise)
+from interp.evaluation import (Batch, EncodedPrompts, encode_prompts, iterate_batches, logits_to_target_logprobs,
+                               make_batch, multiple_choice_metrics, pad_id_of, sum_by_row, summarise)
 from interp.tasks import PromptConfig, build_prompts, load_task, resolve_task_names
 
 if TYPE_CHECKING:
@@ -156,8 +156,7 @@ def gradient_importance(bridge: "TransformerBridge", encoded: EncodedPrompts,
         with torch.enable_grad():
             logits = bridge.run_with_hooks(batch.tokens, fwd_hooks=[(name, keeper(name)) for name in names],
                                            return_type="logits")
-            values = torch.log_softmax(logits[batch.target_rows, batch.target_positions].float(), dim=-1)
-            values = values.gather(-1, batch.target_tokens.unsqueeze(-1)).squeeze(-1)
+            values = logits_to_target_logprobs(logits[batch.target_rows, batch.target_positions], batch)
             loss = _gold_loss_per_target(values, batch).sum()
             gradients = torch.autograd.grad(loss, [stored[name] for name in names])
         valid = batch.valid  # (batch, pos)
@@ -234,8 +233,7 @@ class _ResumableRun:
         finally:
             for handle in handles:
                 handle.remove()
-        self.clean_logprobs = torch.log_softmax(logits[batch.target_rows, batch.target_positions].float(), -1).gather(
-            -1, batch.target_tokens.unsqueeze(-1)).squeeze(-1)
+        self.clean_logprobs = logits_to_target_logprobs(logits[batch.target_rows, batch.target_positions], batch)
 
     def resume(self, layer: int, copies: int, fwd_hooks: Sequence[tuple[str, Callable]]) -> Float[Tensor, "copies target"]:
         """Target log-probabilities of ``copies`` stacked copies, run from block ``layer`` on."""
@@ -254,9 +252,7 @@ class _ResumableRun:
             final = einops.rearrange(hidden, "(copies batch) pos d_model -> copies batch pos d_model", copies=copies)
             picked = final[:, self.batch.target_rows, self.batch.target_positions]  # (copies, target, d_model)
             logits = self.bridge.unembed(self.bridge.ln_final(picked))
-            log_probs = torch.log_softmax(logits.float(), dim=-1)
-            index = self.batch.target_tokens.expand(copies, -1).unsqueeze(-1)
-            return log_probs.gather(-1, index).squeeze(-1)
+            return logits_to_target_logprobs(logits, self.batch)
 
 
 def _collect_activations(bridge: "TransformerBridge", tokens: Tensor) -> tuple[list[Tensor], list[Tensor]]:
@@ -461,8 +457,7 @@ def single_ablation_scores(bridge: "TransformerBridge", encoded: EncodedPrompts,
             hooks = [(_z_name(layer), _mask_heads_hook(head_mask, replacements.head(layer), 1))]
         with torch.no_grad():
             logits = bridge.run_with_hooks(batch.tokens, fwd_hooks=hooks, return_type="logits")
-        values = torch.log_softmax(logits[batch.target_rows, batch.target_positions].float(), -1).gather(
-            -1, batch.target_tokens.unsqueeze(-1)).squeeze(-1)
+        values = logits_to_target_logprobs(logits[batch.target_rows, batch.target_positions], batch)
         out[batch.sequence_ids.cpu()] = sum_by_row(values, batch).double().cpu()
     return out
 

@@ -47,8 +47,8 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from interp.errors import InterpError, check_choice
-from interp.evaluation import (EncodedPrompts, encode_prompts, iterate_batches, multiple_choice_metrics, pad_id_of,
-                               sum_by_row, summarise, wilson_interval)
+from interp.evaluation import (EncodedPrompts, encode_prompts, iterate_batches, logits_to_target_logprobs,
+                               multiple_choice_metrics, pad_id_of, sum_by_row, summarise, wilson_interval)
 from interp.importance import _mask_ffn_hook, _mask_heads_hook, _mlp_name, _z_name  # one masking mechanism for both
 from interp.tasks import PromptConfig, build_prompts, load_task, resolve_task_names
 
@@ -326,8 +326,7 @@ def masked_scores_reference(bridge: "TransformerBridge", encoded: EncodedPrompts
         for batch in iterate_batches(encoded, list(range(encoded.n_sequences)), batch_size, bridge.cfg.device,
                                      pad_id_of(bridge.tokenizer)):
             logits = bridge.run_with_hooks(batch.tokens, fwd_hooks=hooks, return_type="logits")
-            values = torch.log_softmax(logits[batch.target_rows, batch.target_positions].float(), -1).gather(
-                -1, batch.target_tokens.unsqueeze(-1)).squeeze(-1)
+            values = logits_to_target_logprobs(logits[batch.target_rows, batch.target_positions], batch)
             out[batch.sequence_ids.cpu()] = sum_by_row(values, batch).double().cpu()
     return out
 
