@@ -136,7 +136,7 @@ def scatter_with_labels(
 
 
 def save_figure(figure: go.Figure, stem: Path, formats: Sequence[str] = ("html", "png")) -> list[Path]:
-    """Write ``stem.html`` (interactive, plotly.js from a CDN) and static images.
+    """Write ``stem.html`` (interactive; plotly.min.js is written once beside it) and static images.
 
     Static export uses kaleido 1.x, which drives a Chromium (Debian's ``chromium`` here). A
     failure raises :class:`InterpError` naming the file: rendering never silently skips.
@@ -148,7 +148,8 @@ def save_figure(figure: go.Figure, stem: Path, formats: Sequence[str] = ("html",
     for fmt in formats:
         path = stem.with_suffix(f".{fmt}")
         if fmt == "html":
-            atomic_write(path, lambda temporary: figure.write_html(temporary, include_plotlyjs="cdn", full_html=True))
+            # "directory": one plotly.min.js beside the figures, so the HTML opens offline.
+            atomic_write(path, lambda temporary: figure.write_html(temporary, include_plotlyjs="directory", full_html=True))
         elif fmt in {"png", "pdf", "svg"}:
             try:
                 atomic_write(path, lambda temporary: figure.write_image(temporary, format=fmt, scale=2 if fmt == "png" else 1))
