@@ -15,6 +15,9 @@ from typing import Callable, Optional
 import typer
 
 from interp.errors import InterpError
+from interp.toy import ToyConfig
+
+_TOY = ToyConfig()  # `interp train` defaults are the training config's defaults (the shipped recipe)
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -85,24 +88,27 @@ def induction(
 @app.command()
 def train(
     run: Path = typer.Option(..., help="run folder: checkpoints/step_NNNNNN/, train_loss table, train.json; an existing run resumes"),
-    layers: int = typer.Option(2, help="attention-only layers: 1, 2 or 3"),
-    d_model: int = typer.Option(128, help="residual stream width"),
-    heads: int = typer.Option(4, help="attention heads per layer"),
-    context: int = typer.Option(256, help="context length in tokens (>= 101 for the prefix-matching score)"),
-    steps: int = typer.Option(2000, help="optimizer steps"),
-    batch_size: int = typer.Option(16, help="rows of `context` tokens per step"),
-    lr: float = typer.Option(1e-3, help="peak AdamW learning rate (warm-up then cosine decay)"),
-    vocab_size: int = typer.Option(4096, help="BPE vocabulary size, trained on the corpus"),
-    repeat_fraction: float = typer.Option(0.25, help="share of rows with a random-token chunk repeated at random places"),
-    repeat_min: int = typer.Option(8, help="shortest repeated chunk"),
-    repeat_max: int = typer.Option(40, help="longest repeated chunk"),
-    repeat_copies: int = typer.Option(2, help="copies of the chunk in a repeat row, at random places"),
-    repeat_tokens: str = typer.Option("all", help="chunk tokens: all (non-special) or middle (the scorer's pool)"),
-    text_loss_fraction: float = typer.Option(1.0, help="share of positions outside later copies whose loss counts"),
-    weight_decay: float = typer.Option(0.01, help="AdamW weight decay"),
-    warmup_steps: int = typer.Option(100, help="linear warm-up steps"),
+    layers: int = typer.Option(_TOY.n_layers, help="attention-only layers: 1, 2 or 3"),
+    d_model: int = typer.Option(_TOY.d_model, help="residual stream width"),
+    heads: int = typer.Option(_TOY.n_heads, help="attention heads per layer"),
+    context: int = typer.Option(_TOY.n_ctx, help="context length in tokens (>= 101 for the prefix-matching score)"),
+    steps: int = typer.Option(_TOY.steps, help="optimizer steps"),
+    batch_size: int = typer.Option(_TOY.batch_size, help="rows of `context` tokens per step"),
+    lr: float = typer.Option(_TOY.learning_rate, help="peak AdamW learning rate (warm-up then cosine decay)"),
+    vocab_size: int = typer.Option(_TOY.vocab_size, help="BPE vocabulary size, trained on the corpus"),
+    positions: str = typer.Option(_TOY.positions, help="rotary (Llama class), or GPT-2 learned positions: sinusoidal (init) or learned"),
+    repeat_fraction: float = typer.Option(_TOY.repeat_fraction, help="share of rows of repeated random tokens (the rest is text)"),
+    repeat_layout: str = typer.Option(_TOY.repeat_layout, help="periodic (a chunk repeated to the row's end, random period and phase) or scattered (copies pasted into text)"),
+    repeat_min: int = typer.Option(_TOY.repeat_length[0], help="shortest repeated chunk"),
+    repeat_max: int = typer.Option(_TOY.repeat_length[1], help="longest repeated chunk"),
+    repeat_copies: int = typer.Option(_TOY.repeat_copies, help="scattered layout: copies of the chunk, at random places"),
+    repeat_tokens: str = typer.Option(_TOY.repeat_tokens, help="chunk tokens: middle (the scorer's pool) or all (non-special)"),
+    text_loss_fraction: float = typer.Option(_TOY.text_loss_fraction, help="share of positions outside later copies whose loss counts"),
+    weight_decay: float = typer.Option(_TOY.weight_decay, help="AdamW weight decay"),
+    warmup_steps: int = typer.Option(_TOY.warmup_steps, help="linear warm-up steps"),
+    checkpoints_per_octave: int = typer.Option(_TOY.checkpoints_per_octave, help="log-spaced checkpoints per doubling of the step"),
     corpus: Path | None = typer.Option(None, help="a .txt or .txt.gz file, one document a line; default the shipped King James Bible"),
-    seed: int = typer.Option(0, help="seeds weights, batches and repeats"),
+    seed: int = typer.Option(_TOY.seed, help="seeds weights, batches and repeats"),
     threads: int | None = typer.Option(None, help="torch CPU threads (default: torch's choice)"),
     export: Path | None = typer.Option(None, help="also copy the final model here as a HF directory with TRAINING.md"),
 ) -> None:
@@ -116,6 +122,7 @@ def train(
             learning_rate=lr, vocab_size=vocab_size, repeat_fraction=repeat_fraction, seed=seed,
             repeat_length=(repeat_min, repeat_max), repeat_copies=repeat_copies, repeat_tokens=repeat_tokens,
             text_loss_fraction=text_loss_fraction, weight_decay=weight_decay, warmup_steps=warmup_steps,
+            positions=positions, repeat_layout=repeat_layout, checkpoints_per_octave=checkpoints_per_octave,
             corpus=str(corpus) if corpus else None,
         )
         final = train_toy(config, run, threads=threads)

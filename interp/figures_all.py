@@ -218,15 +218,23 @@ def _pruning(folder: Path) -> list[FigureEntry]:
     return entries
 
 
-def _dynamics(folder: Path) -> list[FigureEntry]:
-    from interp.figures import dynamics_figure
-
+def dynamics_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """``(head_scores, summary)`` of ``interp dynamics``, in ``folder`` or ``folder/dynamics``."""
     for place in (folder, folder / "dynamics"):
         heads, summary = _table(place, "head_scores"), _table(place, "summary")
         if heads is not None and summary is not None:
-            return [FigureEntry("dynamics", "dynamics", dynamics_figure(heads, summary, "Training dynamics"),
-                                "Head scores, loss on repeats and in-context-learning score at every checkpoint.")]
-    return []
+            return heads, summary
+    return None
+
+
+def _dynamics(folder: Path) -> list[FigureEntry]:
+    from interp.figures import dynamics_figure
+
+    tables = dynamics_tables(folder)
+    if tables is None:
+        return []
+    return [FigureEntry("dynamics", "dynamics", dynamics_figure(*tables, "Training dynamics"),
+                        "Head scores, loss on repeats and in-context-learning score at every checkpoint.")]
 
 
 def collect_figures(folder: Path) -> list[FigureEntry]:

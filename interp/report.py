@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from interp.errors import InterpError
-from interp.figures_all import FigureEntry, collect_figures, curve_columns, pruning_tables
+from interp.figures_all import FigureEntry, collect_figures, curve_columns, dynamics_tables, pruning_tables
 
 __all__ = ["DEFAULT_TOLERANCE", "findings", "paper_claims", "write_report"]
 
@@ -251,7 +251,45 @@ def findings(folder: Path) -> dict[str, list[str]]:
     metadata = _json(folder / "induction_metadata.json")
     n_layers = metadata.get("model", {}).get("n_layers") if isinstance(metadata.get("model"), dict) else None
     return {"induction": _induction_findings(folder, n_layers), "importance": _importance_findings(folder)[0],
-            "pruning": _pruning_findings(folder)[0]}
+            "pruning": _pruning_findings(folder)[0], "dynamics": _dynamics_findings(folder)}
+
+
+def _dynamics_findings(folder: Path) -> list[str]:
+    """When the best prefix-matching head formed, and what the losses did across that jump."""
+    tables = dynamics_tables(folder)
+    if tables is None:
+        return ["No training dynamics in this folder (run `interp dynamics`): not measured."]
+    heads, summary = tables
+    means = heads.groupby(["step", "layer", "head", "metric"], as_index=False)["value"].mean()
+    prefix = means[means["metric"] == "prefix_matching"]
+    if prefix.empty:
+        return ["The dynamics tables hold no prefix-matching scores."]
+    final_step = prefix["step"].max()
+    final = prefix[prefix["step"] == final_step].nlargest(1, "value").iloc[0]
+    layer, head = int(final["layer"]), int(final["head"])
+    curve = prefix[(prefix["layer"] == layer) & (prefix["head"] == head)].sort_values("step")
+    jumps = curve["value"].diff()
+    at = int(jumps.idxmax()) if jumps.notna().any() else curve.index[0]
+    before, after = curve.loc[:at].iloc[-2] if len(curve.loc[:at]) > 1 else curve.loc[at], curve.loc[at]
+    sentences = [f"The final best prefix-matching head, L{layer}H{head} ({final['value']:.3f} at step {int(final_step)}), "
+                 f"made its largest jump between checkpoints {int(before['step'])} and {int(after['step'])}: "
+                 f"{before['value']:.3f} -> {after['value']:.3f}."]
+    wide = summary.pivot_table(index="step", columns="metric", values="value")
+    steps = [int(before["step"]), int(after["step"])]
+    if {"repeated_loss_repeat_1", "icl_score"} <= set(wide.columns) and set(steps) <= set(wide.index):
+        later = [column for column in wide.columns if column.startswith("repeated_loss_repeat_") and column != "repeated_loss_repeat_1"]
+        repeats = wide[later].mean(axis=1)
+        sentences.append(f"Across that jump the loss on repeats 2+ went {repeats[steps[0]]:.2f} -> {repeats[steps[1]]:.2f} nats "
+                         f"(repeat 1: {wide.loc[steps[0], 'repeated_loss_repeat_1']:.2f} -> "
+                         f"{wide.loc[steps[1], 'repeated_loss_repeat_1']:.2f}) and the in-context-learning score "
+                         f"{wide.loc[steps[0], 'icl_score']:.2f} -> {wide.loc[steps[1], 'icl_score']:.2f} "
+                         f"(final {wide['icl_score'].iloc[-1]:.2f}; more negative = more in-context learning).")
+    previous = means[(means["metric"] == "previous_token") & (means["layer"] == 0)]
+    if not previous.empty and layer > 0:
+        best = previous.groupby("step")["value"].max()
+        sentences.append(f"The best layer-0 previous-token score went {best.get(steps[0], float('nan')):.3f} -> "
+                         f"{best.get(steps[1], float('nan')):.3f} over the same checkpoints (final {best.iloc[-1]:.3f}).")
+    return sentences
 
 
 def _definition_list(data: dict[str, Any]) -> str:

@@ -1,17 +1,31 @@
 """Train small attention-only transformers on CPU and watch induction heads form.
 
-The model is a Hugging Face ``GPT2LMHeadModel`` whose MLP weights and biases are zeroed and
-frozen (``requires_grad=False``): GELU(0) = 0, so every MLP adds exactly zero to the residual
-stream and the network is attention-only, as in Elhage et al. (2021) and Olsson et al. (2022).
-Keeping the stock GPT-2 class (instead of a custom module) means a trained model is an ordinary
-Hugging Face directory that :func:`interp.models.load_model` opens like any other model.
+The model is a stock Hugging Face decoder whose MLP weights are zeroed and frozen
+(``requires_grad=False``): the MLP of zeros adds exactly zero to the residual stream, so the
+network is attention-only, as in Elhage et al. (2021) and Olsson et al. (2022).  Keeping a stock
+class (instead of a custom module) means a trained model is an ordinary Hugging Face directory
+that :func:`interp.models.load_model` opens like any other model.
+
+Positions (``positions``): by default rotary embeddings (a ``LlamaForCausalLM``).  Rotary
+positions enter only the query-key product, never the residual stream, which is the property of
+Anthropic's toy models (positions added to queries and keys only) that matters here: a
+previous-token head is a fixed rotation, and the residual stream is left to token identities.
+On the shipped recipe the 2-layer rotary model forms its induction head after a few hundred
+steps (minutes on one CPU core), while the same model with GPT-2's learned positions
+(``positions="sinusoidal"`` or ``"learned"``) stayed on the plateau for 2,000-4,000 steps in
+every run tried (see ``data/models/toy-attn-2l/TRAINING.md``).
 
 Training data is the King James Bible shipped in ``data/corpus/`` (public domain; see its
 README), tokenized with a byte-level BPE built from the same text, with an optional share of
-rows where a chunk of random tokens is inserted at a random place and repeated at a later
-random place.  Text (and repeats at random offsets) reward the offset-one induction circuit;
-random repeated sequences alone would let a model with learned positions copy from a fixed
-offset instead, which is not an induction head.
+synthetic rows of random tokens (``repeat_layout``):
+
+- ``"periodic"``: a random prefix shorter than the period, then a random chunk repeated to the
+  end of the row, like Olsson's test sequences but with a period drawn per row (``repeat_length``)
+  and a random phase.  Because the period and phase change from row to row, no fixed offset
+  predicts the repeats: only "find the earlier occurrence of this token, copy the one after it"
+  does, i.e. an induction head.  (With one fixed period a model with learned positions can
+  instead copy from a fixed distance, which predicts just as well and is not an induction head.)
+- ``"scattered"``: text with ``repeat_copies`` copies of a random chunk pasted at random places.
 
 Checkpoints are written at log-spaced steps as HF directories ``RUN/checkpoints/step_000128/``;
 the latest one also holds the optimizer and sampler state (safetensors + JSON, no pickle), so
@@ -43,7 +57,7 @@ from interp.results import atomic_directory
 
 if TYPE_CHECKING:  # torch and transformers load inside the functions so `interp --help` is fast
     from torch import Tensor
-    from transformers import GPT2LMHeadModel, PreTrainedTokenizerFast
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 __all__ = [
     "PRESETS",
@@ -63,6 +77,9 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPECIAL_TOKENS = ("<bos>", "<eos>", "<pad>")  # ids 0, 1, 2: the same layout as the test fixtures
 LAYER_COUNTS = (1, 2, 3)
+POSITIONS = ("rotary", "sinusoidal", "learned")
+_ARCHITECTURE = {"rotary": "Llama (rotary positions)", "sinusoidal": "GPT-2 (learned positions, sinusoidal start)",
+                 "learned": "GPT-2 (learned positions)"}
 
 
 def default_corpus() -> Path:
@@ -75,25 +92,26 @@ class ToyConfig:
     """What to train; every default is what the shipped models used unless TRAINING.md says otherwise."""
 
     n_layers: int = 2  # 1 layer cannot make an induction head: it needs a previous-token head before it
-    d_model: int = 128  # wide enough for a 4096-token vocabulary, small enough for CPU
-    n_heads: int = 4  # d_head = 32; a handful of heads keeps the head tables readable
-    n_ctx: int = 256  # > 101 tokens, the length of Olsson's prefix-matching sequences
-    vocab_size: int = 4096  # "a few thousand" BPE tokens, incl. <bos>, <eos>, <pad>
-    steps: int = 2000  # induction heads form within a few hundred steps at this size
-    batch_size: int = 16  # rows of n_ctx tokens per step
-    learning_rate: float = 1e-3  # AdamW; small models tolerate a large rate
-    weight_decay: float = 0.01  # light regularisation, the GPT-2 recipe's order of magnitude
-    warmup_steps: int = 100  # linear warm-up, then cosine decay to 10% of the rate
-    repeat_fraction: float = 0.25  # share of rows with a random-token chunk repeated at random places
-    repeat_length: tuple[int, int] = (8, 40)  # chunk lengths drawn uniformly from this range
-    repeat_copies: int = 2  # copies of the chunk in a repeat row, each at a random place after the previous one
-    repeat_tokens: str = "all"  # chunk tokens: "all" non-special tokens, or "middle": the scorer's pool (no most/least frequent 4%)
+    d_model: int = 64  # enough for a 2,048-token vocabulary; small enough for one CPU core
+    n_heads: int = 4  # d_head = 16; a handful of heads keeps the head tables readable
+    n_ctx: int = 128  # > 101 tokens, the length of Olsson's prefix-matching sequences
+    vocab_size: int = 2048  # a small byte-level BPE, incl. <bos>, <eos>, <pad>
+    steps: int = 2000  # the 2-layer induction head forms near step 500 at these settings; the rest sharpens it
+    batch_size: int = 32  # rows of n_ctx tokens per step
+    learning_rate: float = 2e-3  # AdamW peak; small models tolerate a large rate
+    weight_decay: float = 0.0  # none: with a few thousand steps there is nothing to regularise
+    warmup_steps: int = 50  # linear warm-up, then cosine decay to 10% of the rate
+    positions: str = "rotary"  # "rotary" (Llama class), or GPT-2 learned positions: "sinusoidal" (init) / "learned"
+    repeat_fraction: float = 0.5  # share of rows made of repeated random tokens (the rest is text)
+    repeat_layout: str = "periodic"  # "periodic": one chunk repeated to the row's end; "scattered": copies pasted into text
+    repeat_length: tuple[int, int] = (5, 30)  # chunk lengths (periods) drawn uniformly from this range
+    repeat_copies: int = 2  # "scattered" only: copies of the chunk, each at a random place after the previous one
+    repeat_tokens: str = "middle"  # chunk tokens: "middle": the scorer's pool (no most/least frequent 4%), or "all"
     text_loss_fraction: float = 1.0  # share of positions outside later copies whose loss counts (< 1: cheaper, repeat-weighted)
-    checkpoints_per_octave: int = 2  # log-spaced checkpoints: steps 2^(k/2), plus 0 and the last
+    checkpoints_per_octave: int = 4  # log-spaced checkpoints: steps 2^(k/4), plus 0 and the last; resolves the jump
     seed: int = 0  # seeds the weights, the batches and the repeats
     corpus: str | None = None  # a text file (.txt or .txt.gz); None: the shipped King James Bible
     held_out_fraction: float = 0.05  # the corpus tail kept out of training, for the in-context-learning score
-    position_init: str = "sinusoidal"  # start learned positions as scaled sinusoids: "offset -1" is then a linear QK map
 
     def __post_init__(self) -> None:
         check_choice("n_layers", self.n_layers, LAYER_COUNTS)
@@ -111,13 +129,15 @@ class ToyConfig:
         low, high = self.repeat_length
         if not isinstance(self.repeat_copies, int) or self.repeat_copies < 2:
             raise InterpError(f"repeat_copies must be an integer >= 2, got {self.repeat_copies!r}")
-        if not 2 <= low <= high or self.repeat_copies * high + 2 > self.n_ctx:
+        copies = self.repeat_copies if self.repeat_layout == "scattered" else 2
+        if not 2 <= low <= high or copies * high + 2 > self.n_ctx:
             raise InterpError(f"repeat_length {self.repeat_length} must satisfy 2 <= low <= high and fit "
-                              f"{self.repeat_copies} times in n_ctx {self.n_ctx}")
+                              f"{copies} times in n_ctx {self.n_ctx}")
         check_choice("repeat_tokens", self.repeat_tokens, ("all", "middle"))
         if not 0 < self.text_loss_fraction <= 1:
             raise InterpError(f"text_loss_fraction must be in (0, 1], got {self.text_loss_fraction!r}")
-        check_choice("position_init", self.position_init, ("sinusoidal", "random"))
+        check_choice("positions", self.positions, POSITIONS)
+        check_choice("repeat_layout", self.repeat_layout, ("periodic", "scattered"))
         if not 0 < self.held_out_fraction < 0.5:
             raise InterpError(f"held_out_fraction must be in (0, 0.5), got {self.held_out_fraction!r}")
 
@@ -131,6 +151,8 @@ PRESETS: dict[str, ToyConfig] = {
     "toy-attn-3l": ToyConfig(n_layers=3),
     # For tests and smoke runs: seconds, not minutes.
     "tiny": ToyConfig(n_layers=2, d_model=32, n_heads=2, n_ctx=128, vocab_size=512, steps=8, batch_size=4),
+    "tiny-gpt2": ToyConfig(n_layers=2, d_model=32, n_heads=2, n_ctx=128, vocab_size=512, steps=8, batch_size=4,
+                           positions="sinusoidal", repeat_layout="scattered"),
 }
 
 
@@ -189,27 +211,42 @@ def encode_text(tokenizer: "PreTrainedTokenizerFast", documents: list[str]) -> "
     return torch.tensor(stream, dtype=torch.long)
 
 
-def build_model(config: ToyConfig, tokenizer: "PreTrainedTokenizerFast") -> "GPT2LMHeadModel":
-    """A freshly initialised attention-only GPT-2: MLPs zeroed and frozen, embeddings tied."""
+def build_model(config: ToyConfig, tokenizer: "PreTrainedTokenizerFast") -> "PreTrainedModel":
+    """A freshly initialised attention-only decoder: MLPs zeroed and frozen, embeddings tied.
+
+    ``positions="rotary"`` gives a ``LlamaForCausalLM`` (rotary positions in queries and keys
+    only), otherwise a ``GPT2LMHeadModel`` with learned positions.
+    """
     import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(config.seed)
-    hf_config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=config.n_ctx, n_embd=config.d_model, n_layer=config.n_layers,
-        n_head=config.n_heads,
-        n_inner=4,  # the MLP must exist in GPT-2; it is all zeros, so keep it tiny
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,  # small models on plenty of data: no dropout
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, architectures=["GPT2LMHeadModel"],
-    )
-    model = GPT2LMHeadModel(hf_config)
-    if config.position_init == "sinusoidal":
-        # With random learned positions a previous-token head (the first half of an induction
-        # circuit) took >1,000 steps to reach 0.25 here; sinusoids (Vaswani et al. 2017, sec. 3.5)
-        # make any fixed offset a rotation, so it forms early. Scaled to the token embeddings' std.
-        with torch.no_grad():
-            model.transformer.wpe.weight.copy_(_sinusoids(config.n_ctx, config.d_model) * hf_config.initializer_range / 0.7071)
+    special = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                   pad_token_id=tokenizer.pad_token_id)
+    if config.positions == "rotary":
+        hf_config = LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=config.d_model, num_hidden_layers=config.n_layers,
+            num_attention_heads=config.n_heads, num_key_value_heads=config.n_heads,  # no GQA: one key per head
+            intermediate_size=4,  # the MLP must exist in Llama; it is all zeros, so keep it tiny
+            max_position_embeddings=config.n_ctx, rope_theta=10000.0, tie_word_embeddings=True,
+            architectures=["LlamaForCausalLM"], **special,
+        )
+        model = LlamaForCausalLM(hf_config)
+    else:
+        hf_config = GPT2Config(
+            vocab_size=len(tokenizer), n_positions=config.n_ctx, n_embd=config.d_model, n_layer=config.n_layers,
+            n_head=config.n_heads, n_inner=4,  # zero MLP, kept tiny
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,  # small models on plenty of data: no dropout
+            architectures=["GPT2LMHeadModel"], **special,
+        )
+        model = GPT2LMHeadModel(hf_config)
+        if config.positions == "sinusoidal":
+            # Sinusoids (Vaswani et al. 2017, sec. 3.5) make any fixed offset a rotation, so a
+            # previous-token head forms earlier than from random positions. Scaled to the token
+            # embeddings' std.
+            with torch.no_grad():
+                table = _sinusoids(config.n_ctx, config.d_model) * hf_config.initializer_range / 0.7071
+                model.transformer.wpe.weight.copy_(table)
     _freeze_mlps(model)
     return model
 
@@ -224,14 +261,15 @@ def _sinusoids(length: int, width: int) -> "Tensor":
     return table  # (position, d_model), entries of std 1/sqrt(2)
 
 
-def _freeze_mlps(model: "GPT2LMHeadModel") -> None:
+def _freeze_mlps(model: "PreTrainedModel") -> None:
     import torch
 
     with torch.no_grad():
-        for block in model.transformer.h:
-            for parameter in block.mlp.parameters():
-                parameter.zero_()
-                parameter.requires_grad_(False)
+        for name, module in model.named_modules():
+            if name.endswith(".mlp"):  # GPT-2's transformer.h.N.mlp and Llama's model.layers.N.mlp
+                for parameter in module.parameters():
+                    parameter.zero_()
+                    parameter.requires_grad_(False)
 
 
 def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
@@ -250,9 +288,10 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
 
 
 def _sample_batch(stream: "Tensor", config: ToyConfig, vocab: "Tensor", bos: int, generator) -> tuple["Tensor", "Tensor"]:
-    """``batch_size`` rows: ``<bos>`` + a random window of text, some with a repeated random chunk.
+    """``batch_size`` rows of ``<bos>`` + tokens: a random window of text or repeated random tokens.
 
-    Also returns a mask of the positions inside the second and later copies (the induction targets).
+    A ``repeat_fraction`` share of rows holds repeated random tokens (``repeat_layout``).  Also
+    returns a mask of the positions inside the second and later copies (the induction targets).
     """
     import torch
 
@@ -262,18 +301,29 @@ def _sample_batch(stream: "Tensor", config: ToyConfig, vocab: "Tensor", bos: int
     text = stream[starts[:, None] + offsets[None, :]]  # (batch, position)
     rows = torch.cat([torch.full((config.batch_size, 1), bos, dtype=torch.long), text], dim=1)
     later_copies = torch.zeros_like(rows, dtype=torch.bool)
-    repeated = torch.rand(config.batch_size, generator=generator) < config.repeat_fraction
+    repeated = torch.nonzero(torch.rand(config.batch_size, generator=generator) < config.repeat_fraction).flatten()
     low, high = config.repeat_length
-    for row in torch.nonzero(repeated).flatten().tolist():
-        size = int(torch.randint(low, high + 1, (1,), generator=generator))
-        chunk = vocab[torch.randint(0, len(vocab), (size,), generator=generator)]
-        start = 1
-        for copy in range(config.repeat_copies):  # each copy at a random place that leaves room for the rest
-            left = config.repeat_copies - copy
-            start = int(torch.randint(start, config.n_ctx - left * size + 1, (1,), generator=generator))
-            rows[row, start:start + size] = chunk
-            later_copies[row, start:start + size] = copy > 0
-            start += size
+    if config.repeat_layout == "periodic" and len(repeated):
+        count = len(repeated)
+        period = torch.randint(low, high + 1, (count, 1), generator=generator)
+        phase = (torch.rand(count, 1, generator=generator) * period).long()  # prefix length in [0, period)
+        chunk = vocab[torch.randint(0, len(vocab), (count, high), generator=generator)]
+        prefix = vocab[torch.randint(0, len(vocab), (count, length), generator=generator)]
+        index = offsets[None, :]
+        in_chunk = torch.remainder(index - phase, period)  # chunk position each token repeats
+        rows[repeated, 1:] = torch.where(index < phase, prefix, chunk.gather(1, in_chunk))
+        later_copies[repeated, 1:] = index >= phase + period
+    elif config.repeat_layout == "scattered":
+        for row in repeated.tolist():
+            size = int(torch.randint(low, high + 1, (1,), generator=generator))
+            chunk = vocab[torch.randint(0, len(vocab), (size,), generator=generator)]
+            start = 1
+            for copy in range(config.repeat_copies):  # each copy at a random place that leaves room for the rest
+                left = config.repeat_copies - copy
+                start = int(torch.randint(start, config.n_ctx - left * size + 1, (1,), generator=generator))
+                rows[row, start:start + size] = chunk
+                later_copies[row, start:start + size] = copy > 0
+                start += size
     return rows, later_copies
 
 
@@ -283,10 +333,10 @@ def _loss(model, rows: "Tensor", later_copies: "Tensor", config: ToyConfig, gene
 
     if config.text_loss_fraction >= 1:
         return model(input_ids=rows, labels=rows).loss
-    hidden = model.transformer(input_ids=rows).last_hidden_state[:, :-1]
+    hidden = model.base_model(input_ids=rows).last_hidden_state[:, :-1]
     targets, counted = rows[:, 1:], later_copies[:, 1:]
     counted = counted | (torch.rand(counted.shape, generator=generator) < config.text_loss_fraction)
-    return torch.nn.functional.cross_entropy(model.lm_head(hidden[counted]), targets[counted])
+    return torch.nn.functional.cross_entropy(model.get_output_embeddings()(hidden[counted]), targets[counted])
 
 
 def _learning_rate(config: ToyConfig, step: int) -> float:
@@ -403,9 +453,9 @@ def train(config: ToyConfig, run_dir: str | Path, *, progress: bool = True, thre
     step, losses = 0, []
     resume = latest_checkpoint(run_dir)
     if resume is not None:
-        from transformers import GPT2LMHeadModel
+        from transformers import AutoModelForCausalLM
 
-        model = GPT2LMHeadModel.from_pretrained(resume[1])
+        model = AutoModelForCausalLM.from_pretrained(resume[1])
         _freeze_mlps(model)  # already zero; freezing is not saved in the weights
         trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98))
@@ -464,7 +514,8 @@ def export_model(run_dir: str | Path, target: str | Path, command: str) -> Path:
     config = json.loads((run_dir / "config.json").read_text())
     lines = [
         f"# {target.name}", "",
-        "Attention-only GPT-2 (MLP weights and biases zeroed and frozen) trained by `interp train`.", "",
+        f"Attention-only {_ARCHITECTURE[config.get('positions', 'sinusoidal')]} (MLP weights zeroed and frozen) "
+        "trained by `interp train`.", "",
         "Made with:", "", "```", command, "```", "",
         f"Seed {config['seed']}, {final[0]} steps, {meta.get('train_seconds', float('nan')):.0f} s on "
         f"{meta.get('threads', '?')} CPU thread(s); torch {meta.get('versions', {}).get('torch', '?')}.", "",

@@ -16,14 +16,6 @@ from interp.toy import PRESETS, ToyConfig, checkpoint_steps, default_corpus, lat
 
 OLSSON = SequenceConfig(protocol="olsson", num_seeds=10)
 
-# The shipped 2-layer model was trained within a CPU budget of minutes and stayed on the loss
-# plateau that precedes induction-head formation (see data/models/toy-attn-2l/TRAINING.md):
-# these tests state the requirement and will pass once a longer-trained model is shipped.
-NEEDS_LONGER_TRAINING = pytest.mark.xfail(
-    reason="shipped toy-attn-2l has no induction head yet (trained 2,000 CPU steps; still on the plateau)", strict=False
-)
-
-
 def _mean_scores(bridge, metrics=("prefix_matching", "previous_token")) -> pd.DataFrame:
     from interp.scores import score_heads
 
@@ -38,7 +30,6 @@ def shipped_scores():
     return {name: _mean_scores(load_model(name, device="cpu")[0]) for name in ("toy-attn-1l", "toy-attn-2l")}
 
 
-@NEEDS_LONGER_TRAINING
 def test_shipped_two_layer_model_has_an_induction_head_in_layer_1(shipped_scores):
     prefix = shipped_scores["toy-attn-2l"].query("metric == 'prefix_matching'")
     top = prefix.loc[prefix["value"].idxmax()]
@@ -53,44 +44,33 @@ def test_shipped_one_layer_model_has_no_prefix_matching_head(shipped_scores):
     assert shipped_scores["toy-attn-1l"].query("metric == 'prefix_matching'")["value"].max() < 0.1
 
 
-@NEEDS_LONGER_TRAINING
 def test_shipped_one_layer_model_has_no_induction_head(shipped_scores):
     best_one_layer = shipped_scores["toy-attn-1l"].query("metric == 'prefix_matching'")["value"].max()
     best_two_layer = shipped_scores["toy-attn-2l"].query("metric == 'prefix_matching'")["value"].max()
     assert best_one_layer < 0.25 * best_two_layer
 
 
-@NEEDS_LONGER_TRAINING
 def test_layer_0_previous_token_head_feeds_the_induction_head(shipped_scores):
     """Zeroing the best previous-token head's output collapses the induction head (K-composition)."""
-    from transformers import AutoTokenizer, GPT2LMHeadModel
-
-    from interp.models import KNOWN_MODELS
-    from interp.scores import prefix_matching_scores
+    from interp.importance import _mask_heads_hook
+    from interp.models import load_model
+    from interp.scores import score_heads
 
     scores = shipped_scores["toy-attn-2l"]
     previous_head = int(scores.query("metric == 'previous_token' and layer == 0").nlargest(1, "value")["head"].iloc[0])
     induction_head = int(scores.query("metric == 'prefix_matching' and layer == 1").nlargest(1, "value")["head"].iloc[0])
-    directory = KNOWN_MODELS["toy-attn-2l"].locate()
-    model = GPT2LMHeadModel.from_pretrained(directory, attn_implementation="eager").eval()
-    batch = make_batches(AutoTokenizer.from_pretrained(directory), OLSSON, "repeated")[0]
-    d_head = model.config.n_embd // model.config.n_head
+    bridge, _ = load_model("toy-attn-2l", device="cpu")
+    removed = torch.zeros(1, bridge.cfg.n_heads, dtype=torch.bool)
+    removed[0, previous_head] = True
+    ablation = [("blocks.0.attn.hook_z", _mask_heads_hook(removed, None, copies=1))]
 
-    def prefix_matching(ablate: bool) -> float:
-        def zero_head(module, inputs):
-            mixed = inputs[0].clone()  # (batch, position, head * d_head), before the output projection
-            mixed[..., previous_head * d_head:(previous_head + 1) * d_head] = 0
-            return (mixed,)
+    def prefix_matching(hooks) -> float:
+        table = score_heads(bridge, OLSSON, metrics=("prefix_matching",), extra_hooks=hooks)
+        return float(table[(table["layer"] == 1) & (table["head"] == induction_head)]["value"].mean())
 
-        handle = model.transformer.h[0].attn.c_proj.register_forward_pre_hook(zero_head) if ablate else None
-        with torch.no_grad():
-            attentions = model(batch.tokens, output_attentions=True).attentions
-        if handle is not None:
-            handle.remove()
-        return float(prefix_matching_scores(attentions[1], batch.tokens, batch.lengths)[:, induction_head].mean())
-
-    clean, ablated = prefix_matching(False), prefix_matching(True)
-    assert ablated < 0.5 * clean
+    clean, ablated = prefix_matching(()), prefix_matching(ablation)
+    print(f"L1H{induction_head} prefix matching {clean:.3f}; with L0H{previous_head} zeroed {ablated:.3f}")
+    assert clean > 0.5 and ablated < 0.5 * clean
 
 
 def test_shipped_models_are_attention_only():
@@ -140,7 +120,7 @@ def test_training_writes_hf_checkpoints_at_the_scheduled_steps(tiny_run):
     from interp.models import load_model
 
     config, run_dir = tiny_run
-    assert [step for step, _ in list_checkpoints(run_dir)] == checkpoint_steps(config.steps)
+    assert [step for step, _ in list_checkpoints(run_dir)] == checkpoint_steps(config.steps, config.checkpoints_per_octave)
     bridge, record = load_model(str(latest_checkpoint(run_dir)[1]), device="cpu")
     assert (record.n_layers, record.n_heads, record.d_vocab) == (2, 2, 512)
     losses = pd.read_parquet(run_dir / "train_loss.parquet")
@@ -180,7 +160,7 @@ def test_dynamics_on_a_tiny_run_writes_one_row_per_checkpoint_head_and_metric(ti
     config, run_dir = tiny_run
     dynamics = DynamicsConfig(num_seeds=2, icl_examples=4)
     run_dynamics(tmp_path, dynamics, run=run_dir, device="cpu", figures=False, progress=False)
-    steps = checkpoint_steps(config.steps)
+    steps = checkpoint_steps(config.steps, config.checkpoints_per_octave)
     heads = read_table(tmp_path / "head_scores")
     assert len(heads) == len(steps) * config.n_layers * config.n_heads * len(dynamics.metrics)
     assert sorted(heads["step"].unique()) == steps and heads["value"].between(0, 1).all()
@@ -218,11 +198,32 @@ def test_cli_rejects_bad_layer_count_and_missing_run(tmp_path):
     assert result.exit_code == 2 and "missing" in result.output
 
 
+def test_periodic_rows_repeat_one_chunk_with_a_random_period_and_phase():
+    from interp.toy import _sample_batch
+
+    config = ToyConfig(n_ctx=128, batch_size=64, repeat_fraction=0.5, repeat_length=(5, 30))
+    stream = torch.randint(600, 700, (5000,))  # text tokens disjoint from the chunk tokens
+    rows, later = _sample_batch(stream, config, torch.arange(3, 500), 0, torch.Generator().manual_seed(2))
+    assert bool((rows[:, 0] == 0).all())
+    periods, phases = set(), set()
+    for row, mask in zip(rows[:, 1:], later[:, 1:]):  # after <bos>
+        if bool((row >= 600).all()):  # a text row: nothing to predict from a copy
+            assert not bool(mask.any())
+            continue
+        start = int(torch.nonzero(mask)[0])  # the second copy begins here and runs to the row's end
+        assert bool(mask[start:].all()) and not bool(mask[:start].any())
+        period = next(p for p in range(5, 31) if bool((row[start:] == row[start - p:len(row) - p]).all()))
+        assert 0 <= start - period < period  # the random prefix is shorter than one period
+        periods.add(period), phases.add(start - period)
+    assert 8 <= len([row for row in rows if not bool((row[1:] >= 600).all())]) <= 56  # about half the rows
+    assert len(periods) > 5 and len(phases) > 5  # no fixed offset predicts the repeats
+
+
 def test_repeat_rows_hold_every_copy_of_the_chunk_and_mark_the_later_ones():
     from interp.toy import _loss, _sample_batch, build_model
 
     config = ToyConfig(n_layers=2, d_model=32, n_heads=2, n_ctx=128, batch_size=6, repeat_fraction=1.0,
-                       repeat_length=(10, 30), repeat_copies=3, text_loss_fraction=0.25)
+                       repeat_layout="scattered", repeat_length=(10, 30), repeat_copies=3, text_loss_fraction=0.25)
     stream = torch.randint(600, 700, (5000,))  # text tokens disjoint from the chunk tokens
     vocab = torch.arange(3, 500)
     rows, later = _sample_batch(stream, config, vocab, 0, torch.Generator().manual_seed(1))
