@@ -142,7 +142,7 @@ def dynamics(
     out: Path | None = typer.Option(None, help="results folder; default RUN/dynamics"),
     protocol: str = typer.Option("olsson", help="olsson (L = 25, fits small contexts) or bansal (L = 25 + 2s)"),
     seeds: int = typer.Option(10, help="random sequences per checkpoint (Olsson et al.: 10)"),
-    icl_examples: int = typer.Option(32, help="held-out text windows for the in-context-learning score"),
+    icl_examples: int = typer.Option(256, help="held-out text windows for the in-context-learning score (DynamicsConfig default)"),
     icl_length: int | None = typer.Option(None, help="text window length; default min(512, context): token 500 vs 50 at 512, scaled"),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     figures: bool = typer.Option(True, help="write the HTML and PNG figure"),

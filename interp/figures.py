@@ -202,7 +202,7 @@ def dynamics_figure(head_scores: pd.DataFrame, summary: pd.DataFrame, title: str
     """Head scores and losses against training step, stacked on one shared log-scaled step axis.
 
     ``head_scores`` has columns ``step, layer, head, metric, value``; ``summary`` has ``step,
-    metric, value`` (``repeated_loss_repeat_N`` and ``icl_score`` rows are plotted). Step 0
+    metric, value`` (``repeated_loss_repeat_N``, ``icl_score`` and ``icl_score_band`` rows are plotted). Step 0
     cannot sit on a log axis; it stays in the tables.
 
     >>> heads = pd.DataFrame({"step": [1, 2], "layer": [1, 1], "head": [0, 0],
@@ -242,10 +242,14 @@ def dynamics_figure(head_scores: pd.DataFrame, summary: pd.DataFrame, title: str
                                     line=dict(color="grey", width=1 + repeated.index(metric)),
                                     hovertemplate=f"{name}<br>step %{{x}}<br>loss = %{{y:.3f}}<extra></extra>"),
                          row=len(metrics) + 1, col=1)
-    series = summary[summary["metric"] == "icl_score"].sort_values("step")
-    figure.add_trace(go.Scatter(x=series["step"], y=series["value"], mode="lines+markers", name="ICL score",
-                                line=dict(color="black"), hovertemplate="step %{x}<br>ICL score = %{y:.3f}<extra></extra>"),
-                     row=len(panels), col=1)
+    for metric, name, width in (("icl_score", "ICL score (one late, one early token)", 1), ("icl_score_band", "ICL score (bands of tokens)", 3)):
+        series = summary[summary["metric"] == metric].sort_values("step")
+        if series.empty:
+            continue
+        figure.add_trace(go.Scatter(x=series["step"], y=series["value"], mode="lines+markers", name=name,
+                                    line=dict(color="black", width=width),
+                                    hovertemplate=f"step %{{x}}<br>{name} = %{{y:.3f}}<extra></extra>"),
+                         row=len(panels), col=1)
     figure.update_xaxes(type="log")
     figure.update_xaxes(title="training step (log scale)", row=len(panels), col=1)
     figure.update_yaxes(title="nats", row=len(metrics) + 1, col=1)

@@ -61,7 +61,7 @@ def _induction_findings(folder: Path, n_layers: int | None) -> list[str]:
         top = rows.nlargest(5, "mean")
         seeds = int(rows["n_seeds"].max())
         sentences.append(f"The strongest {metric.replace('_', ' ')} heads (mean over {seeds} seeds) are {_heads(top)}.")
-        top10 = rows.nlargest(min(10, len(rows)), "mean")["layer"].astype(int)
+        top10 = rows.nlargest(min(10, max(1, len(rows) // 4)), "mean")["layer"].astype(int)  # a quarter of a small model
         depth = n_layers or int(heads["layer"].max()) + 1
         sentences.append(f"The top {len(top10)} {metric.replace('_', ' ')} heads sit in layers {top10.min()}-{top10.max()} "
                          f"(median layer {top10.median():.0f} of {depth}, i.e. {top10.median() / max(depth - 1, 1):.0%} of the depth).")
@@ -276,14 +276,19 @@ def _dynamics_findings(folder: Path) -> list[str]:
                  f"{before['value']:.3f} -> {after['value']:.3f}."]
     wide = summary.pivot_table(index="step", columns="metric", values="value")
     steps = [int(before["step"]), int(after["step"])]
-    if {"repeated_loss_repeat_1", "icl_score"} <= set(wide.columns) and set(steps) <= set(wide.index):
+    if "repeated_loss_repeat_1" in wide.columns and set(steps) <= set(wide.index):
         later = [column for column in wide.columns if column.startswith("repeated_loss_repeat_") and column != "repeated_loss_repeat_1"]
         repeats = wide[later].mean(axis=1)
         sentences.append(f"Across that jump the loss on repeats 2+ went {repeats[steps[0]]:.2f} -> {repeats[steps[1]]:.2f} nats "
                          f"(repeat 1: {wide.loc[steps[0], 'repeated_loss_repeat_1']:.2f} -> "
-                         f"{wide.loc[steps[1], 'repeated_loss_repeat_1']:.2f}) and the in-context-learning score "
-                         f"{wide.loc[steps[0], 'icl_score']:.2f} -> {wide.loc[steps[1], 'icl_score']:.2f} "
-                         f"(final {wide['icl_score'].iloc[-1]:.2f}; more negative = more in-context learning).")
+                         f"{wide.loc[steps[1], 'repeated_loss_repeat_1']:.2f}).")
+    for column, name in (("icl_score", "in-context-learning score (token 500 - token 50, scaled)"),
+                         ("icl_score_band", "banded in-context-learning score")):
+        if column in wide.columns and set(steps) <= set(wide.index):
+            series = wide[column].dropna()
+            sentences.append(f"The {name} went {series[steps[0]]:.2f} -> {series[steps[1]]:.2f} across the jump; "
+                             f"{series.iloc[0]:.2f} at step {int(series.index[0])}, {series.iloc[-1]:.2f} at the end "
+                             "(more negative = more in-context learning).")
     previous = means[(means["metric"] == "previous_token") & (means["layer"] == 0)]
     if not previous.empty and layer > 0:
         best = previous.groupby("step")["value"].max()

@@ -62,6 +62,17 @@ def tiny_results(tiny_models, tmp_path_factory):
                 folder / "pruning_heads")
     write_table(pd.DataFrame({"task": ["alpha", "beta"], "shots": [1, 1], "layer": [1, 0], "matrix": ["mlp_in", "mlp_out"],
                               "rho": [0.1, 0.5], "report_accuracy_gain": [0.05, -0.01]}), folder / "laser_selected")
+    # Training dynamics with a known jump: L1H0 forms between steps 4 and 8, fed by L0H1.
+    steps = [0, 1, 2, 4, 8, 16]
+    curves = {("prefix_matching", 1, 0): [0.03, 0.03, 0.03, 0.10, 0.70, 0.80], ("prefix_matching", 0, 1): [0.03] * 6,
+              ("previous_token", 0, 1): [0.04, 0.04, 0.05, 0.20, 0.75, 0.85], ("previous_token", 1, 0): [0.04] * 6}
+    write_table(pd.DataFrame([(step, metric, layer, head, values[index]) for (metric, layer, head), values in curves.items()
+                              for index, step in enumerate(steps)], columns=["step", "metric", "layer", "head", "value"]),
+                folder / "dynamics" / "head_scores")
+    write_table(pd.DataFrame([(step, metric, value) for index, step in enumerate(steps) for metric, value in (
+        ("repeated_loss_repeat_1", 7.6), ("repeated_loss_repeat_2", [7.6, 7.6, 7.5, 7.0, 1.5, 0.5][index]),
+        ("icl_score", [0.0, 0.0, 0.0, -0.02, -0.1, -0.15][index]))], columns=["step", "metric", "value"]),
+        folder / "dynamics" / "summary")
     return folder
 
 
@@ -114,6 +125,12 @@ def test_findings_and_claims_come_from_the_numbers(tiny_results):
     assert claims.iloc[3].startswith("mlp_in of layer 1 at rho = 0.1 on alpha (1-shot): held-out accuracy +0.050")
     assert any(sentence.startswith("Best LASER intervention: mlp_in of layer 1") for sentence in sentences["pruning"])
     assert "permutation p" in claims.iloc[4]
+    dynamics = sentences["dynamics"]
+    assert dynamics[0].startswith("The final best prefix-matching head, L1H0 (0.800 at step 16)")
+    assert "between checkpoints 4 and 8: 0.100 -> 0.700" in dynamics[0]
+    assert "repeats 2+ went 7.00 -> 1.50 nats" in dynamics[1]
+    assert any("-0.02 -> -0.10 across the jump" in sentence for sentence in dynamics)
+    assert dynamics[-1].startswith("The best layer-0 previous-token score went 0.200 -> 0.750")
 
 
 def test_report_opens_offline_in_chromium_with_every_plot_drawn(tiny_results, tmp_path):

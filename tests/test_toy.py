@@ -123,6 +123,7 @@ def test_training_writes_hf_checkpoints_at_the_scheduled_steps(tiny_run):
     assert [step for step, _ in list_checkpoints(run_dir)] == checkpoint_steps(config.steps, config.checkpoints_per_octave)
     bridge, record = load_model(str(latest_checkpoint(run_dir)[1]), device="cpu")
     assert (record.n_layers, record.n_heads, record.d_vocab) == (2, 2, 512)
+    assert json.loads((latest_checkpoint(run_dir)[1] / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
     losses = pd.read_parquet(run_dir / "train_loss.parquet")
     assert losses["step"].tolist() == list(range(1, config.steps + 1)) and losses["loss"].notna().all()
 
@@ -170,6 +171,14 @@ def test_dynamics_on_a_tiny_run_writes_one_row_per_checkpoint_head_and_metric(ti
     late, early = dynamics.icl_positions(config.n_ctx)
     difference = summary[f"text_loss_token_{late}"] - summary[f"text_loss_token_{early}"]
     torch.testing.assert_close(torch.tensor(summary["icl_score"].to_numpy()), torch.tensor(difference.to_numpy()))
+    # The band score, recomputed token by token from the saved per-position loss curve.
+    curve = read_table(tmp_path / "icl_curve")
+    late_band, early_band = dynamics.icl_band_positions(config.n_ctx)
+    for step in steps:
+        at_step = curve[curve["step"] == step].set_index("position")["loss"]
+        expected = (sum(at_step[token] for token in late_band) / len(late_band)
+                    - sum(at_step[token] for token in early_band) / len(early_band))
+        assert abs(summary.loc[step, "icl_score_band"] - expected) < 1e-5
     assert read_json(tmp_path / "dynamics.json")["checkpoints"][-1] == f"step_{config.steps:06d}"
 
 
@@ -249,3 +258,19 @@ def test_repeat_rows_hold_every_copy_of_the_chunk_and_mark_the_later_ones():
         ToyConfig(repeat_copies=1)
     with pytest.raises(InterpError, match="text_loss_fraction"):
         ToyConfig(text_loss_fraction=0.0)
+
+
+def test_gpt2_positions_train_and_load_through_the_same_loader(tmp_path, small_corpus):
+    """The learned-position (GPT-2) variant kept for comparison: trains, stays attention-only, loads."""
+    from safetensors.torch import load_file
+
+    from interp.models import load_model
+    from interp.toy import train
+
+    config = dataclasses.replace(PRESETS["tiny-gpt2"], corpus=str(small_corpus))
+    final = train(config, tmp_path, progress=False, threads=1)
+    assert json.loads((final / "config.json").read_text())["architectures"] == ["GPT2LMHeadModel"]
+    weights = load_file(str(final / "model.safetensors"))
+    assert all(bool((tensor == 0).all()) for key, tensor in weights.items() if ".mlp." in key)
+    bridge, record = load_model(str(final), device="cpu")
+    assert (record.n_layers, record.n_heads) == (2, 2)
