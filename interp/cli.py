@@ -171,6 +171,7 @@ def importance(
     ablations: str = typer.Option("zero,mean,resample", help="ablation kinds for --method ablation"),
     batch_size: int = typer.Option(8, help="sequences per forward"),
     seed: int = typer.Option(0, help="demo split, demonstrations, distractors, resampling donors"),
+    layers: Optional[str] = typer.Option(None, help="--method ablation only: layers to ablate, e.g. 0-3,10 (default all; the rest stay NaN)"),
     device: str = typer.Option("auto", help=DEVICE_HELP),
 ) -> None:
     """Task importance of every head and FFN per (task, shots); resumes where it stopped."""
@@ -183,11 +184,25 @@ def importance(
         except ValueError:
             raise InterpError(f"--shots {shots!r} must be comma-separated integers, e.g. 0,1,5") from None
         config = ImportanceConfig(ablations=tuple(kind.strip() for kind in ablations.split(",") if kind.strip()),
-                                  batch_size=batch_size, max_items=max_items, seed=seed)
+                                  batch_size=batch_size, max_items=max_items, seed=seed,
+                                  layers=_parse_layers(layers) if layers else None)
         table = run_importance(model, tasks, shot_list, method, out, config, device=device)
         typer.echo(f"wrote {out / 'importance.parquet'} ({len(table)} rows) and {out / 'task_accuracy.parquet'}")
 
     _run(job)
+
+
+def _parse_layers(text: str) -> tuple[int, ...]:
+    """``"0-3,10"`` -> ``(0, 1, 2, 3, 10)``; a clear error for anything else."""
+    chosen: list[int] = []
+    for part in (piece.strip() for piece in text.split(",") if piece.strip()):
+        low, _, high = part.partition("-")
+        if not low.isdigit() or (high and not high.isdigit()) or (high and int(high) < int(low)):
+            raise InterpError(f"--layers {text!r}: {part!r} is not a layer or an increasing range; use e.g. 0-3,10")
+        chosen.extend(range(int(low), int(high or low) + 1))
+    if not chosen:
+        raise InterpError(f"--layers {text!r} names no layer; use e.g. 0-3,10")
+    return tuple(sorted(set(chosen)))
 
 
 @app.command()

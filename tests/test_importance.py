@@ -110,7 +110,9 @@ def test_sweep_writes_resumes_and_cli_reports_bad_input(tiny_model_dirs, tiny_mo
     runner = CliRunner()
     for arguments, message in ((["--method", "magic"], "choose one of: gradient, ablation, attribution"),
                                (["--tasks", "nope"], "unknown task 'nope'"),
-                               (["--shots", "30"], "too few for 30 shots")):
+                               (["--shots", "30"], "too few for 30 shots"),
+                               (["--method", "ablation", "--layers", "1-0"], "'1-0' is not a layer or an increasing range"),
+                               (["--method", "ablation", "--layers", "5", "--shots", "0"], "layer 5 does not exist")):
         result = runner.invoke(app, ["importance", "--model", str(tiny_model_dirs["gpt2"]), "--tasks", str(task_file),
                                      "--out", str(tmp_path / "cli"), *arguments])
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
@@ -118,6 +120,13 @@ def test_sweep_writes_resumes_and_cli_reports_bad_input(tiny_model_dirs, tiny_mo
                                  "--shots", "0", "--method", "gradient", "--max-items", "3", "--out", str(tmp_path / "cli")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "cli" / "importance.parquet").exists()
+    result = runner.invoke(app, ["importance", "--model", str(tiny_model_dirs["gpt2"]), "--tasks", str(task_file), "--shots", "0",
+                                 "--method", "ablation", "--ablations", "zero", "--layers", "1", "--max-items", "2",
+                                 "--out", str(tmp_path / "one_layer")])
+    assert result.exit_code == 0, result.output
+    ablated = read_table(tmp_path / "one_layer" / "importance").query("metric == 'zero_loss_delta'")
+    assert ablated.dropna(subset=["value"])["layer"].unique().tolist() == [1]  # layer 0 left unmeasured (NaN)
+    assert ablated.query("layer == 0")["value"].isna().all()
 
 
 def _fake_results(folder, n_layers=4, n_heads=5, seed=0):

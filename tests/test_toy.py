@@ -274,3 +274,32 @@ def test_gpt2_positions_train_and_load_through_the_same_loader(tmp_path, small_c
     assert all(bool((tensor == 0).all()) for key, tensor in weights.items() if ".mlp." in key)
     bridge, record = load_model(str(final), device="cpu")
     assert (record.n_layers, record.n_heads) == (2, 2)
+
+
+def test_hub_revisions_path_measures_each_revision_by_its_step(tiny_run, tmp_path, monkeypatch):
+    """The Pythia path offline: snapshot_download stands in for the hub, serving the tiny run's checkpoints."""
+    import huggingface_hub
+
+    from interp.dynamics import DynamicsConfig, run_dynamics
+    from interp.results import read_json, read_table
+
+    _, run_dir = tiny_run
+    served = {f"step{step}": str(directory) for step, directory in list_checkpoints(run_dir)}
+    requests = []
+
+    def snapshot_download(repo_id, revision, allow_patterns):
+        requests.append((repo_id, revision))
+        return served[revision]
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    revisions = ["step8", "step2", "step4"]  # out of order on purpose: results come back by step
+    run_dynamics(tmp_path, DynamicsConfig(num_seeds=2, icl_examples=4), model="org/toy", revisions=revisions,
+                 device="cpu", figures=False, progress=False)
+    assert requests == [("org/toy", revision) for revision in revisions]
+    summary = read_table(tmp_path / "summary")
+    assert sorted(summary["step"].unique()) == [2, 4, 8]
+    assert read_json(tmp_path / "dynamics.json")["checkpoints"] == ["step2", "step4", "step8"]
+    with pytest.raises(InterpError, match="step1000,step8000"):
+        run_dynamics(tmp_path, DynamicsConfig(num_seeds=2), model="org/toy", revisions=[], figures=False)
+    with pytest.raises(InterpError, match="'main'"):
+        run_dynamics(tmp_path, DynamicsConfig(num_seeds=2), model="org/toy", revisions=["main"], figures=False)
