@@ -161,7 +161,7 @@ def curve_columns(table: pd.DataFrame) -> tuple[str, str, list[str]] | None:
     return x, y, group
 
 
-def _known_pruning(name: str, table: pd.DataFrame) -> list[FigureEntry] | None:
+def known_pruning_figures(name: str, table: pd.DataFrame) -> list[FigureEntry] | None:
     """Figures of the tables ``interp prune`` writes (names and columns as in interp.pruning / prune_sweeps)."""
     from interp.figures import (angular_distance_figure, laser_heatmap_figure, layer_drop_figure, pruning_curves_figure,
                                 pruning_grid_figure, pruning_rankings_figure)
@@ -176,9 +176,17 @@ def _known_pruning(name: str, table: pd.DataFrame) -> list[FigureEntry] | None:
                 entries.append(FigureEntry("pruning", f"{name}_{shots}shot_tasks",
                                            pruning_curves_figure(own, column, f"Accuracy vs % {noun} pruned (own importance), {shots}-shot"),
                                            f"Accuracy of each task as {noun} are pruned, least important first; bold: the task average."))
-            if part["ranking"].nunique() > 1:
+            transfer = part[part["ranking"].isin(["own", "aggregate", "most_correlated", "least_correlated"])
+                            | part["ranking"].str.startswith("task:")]
+            if transfer["ranking"].nunique() > 1:
+                entries.append(FigureEntry("pruning", f"{name}_{shots}shot_transfer",
+                                           pruning_rankings_figure(transfer, column, f"Cross-task transfer: % {noun} pruned, {shots}-shot"),
+                                           f"Task-average accuracy as {noun} are pruned by the task's own ranking, the mean ranking "
+                                           "over tasks, or the ranking of the most / least correlated other task."))
+            versus = part[part["ranking"].isin(["own", "prefix_matching", "copying"]) | part["ranking"].str.startswith("random")]
+            if versus["ranking"].nunique() > 1:
                 entries.append(FigureEntry("pruning", f"{name}_{shots}shot_rankings",
-                                           pruning_rankings_figure(part, column, f"Rankings compared: % {noun} pruned, {shots}-shot"),
+                                           pruning_rankings_figure(versus, column, f"Induction vs importance vs random: % {noun} pruned, {shots}-shot"),
                                            f"Task-average accuracy as {noun} are pruned in the order of each ranking; grey band: random seeds."))
         return entries
     if name == "pruning_combined" and {"head_percent", "ffn_percent", "accuracy"} <= set(table.columns):
@@ -205,7 +213,7 @@ def _pruning(folder: Path) -> list[FigureEntry]:
     for name, table in pruning_tables(folder).items():
         if name.endswith(("_thresholds", "_claims", "_rankings", "_selected", "_saved")):
             continue  # summaries: they go into the findings, not into figures
-        known = _known_pruning(name, table)
+        known = known_pruning_figures(name, table)
         if known is not None:
             entries += known
             continue

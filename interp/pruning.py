@@ -583,25 +583,10 @@ def run_pruning(study: str, model: str, tasks: str | Sequence[str], shots: Seque
 
 
 def _write_figures(study: str, tables: dict[str, pd.DataFrame], folder: Path) -> None:
-    from interp.figures import pruning_curves_figure, pruning_grid_figure, pruning_rankings_figure, save_figure
+    """The same figures the report draws from these tables (one definition, in figures_all)."""
+    from interp.figures import save_figure
+    from interp.figures_all import known_pruning_figures
 
-    table = tables[f"pruning_{study}"]
-    if study == "combined":
-        save_figure(pruning_grid_figure(table, "Accuracy with heads and FFNs pruned (mean over tasks)"),
-                    folder / "pruning_combined_grid")
-        return
-    column, noun = ("head_percent", "heads") if study == "heads" else ("ffn_percent", "FFNs")
-    for shots, part in table.groupby("shots"):
-        own = part[part["ranking"] == "own"]
-        if not own.empty:
-            save_figure(pruning_curves_figure(own, column, f"Accuracy vs % {noun} pruned (own importance), {shots}-shot"),
-                        folder / f"pruning_{study}_{shots}shot_tasks")
-        transfer = part[part["ranking"].isin(["own", "aggregate", "most_correlated", "least_correlated"])
-                        | part["ranking"].str.startswith("task:")]
-        if transfer["ranking"].nunique() > 1:
-            save_figure(pruning_rankings_figure(transfer, column, f"Cross-task transfer: % {noun} pruned, {shots}-shot"),
-                        folder / f"pruning_{study}_{shots}shot_transfer")
-        versus = part[part["ranking"].isin(["own", *INDUCTION_RANKINGS]) | part["ranking"].str.startswith("random")]
-        if versus["ranking"].nunique() > 1:
-            save_figure(pruning_rankings_figure(versus, column, f"Induction vs importance vs random: % {noun} pruned, {shots}-shot"),
-                        folder / f"pruning_{study}_{shots}shot_rankings")
+    name = f"pruning_{study}"
+    for entry in known_pruning_figures(name, tables[name]) or []:
+        save_figure(entry.figure, folder / (f"{name}_grid" if study == "combined" else entry.name))

@@ -293,3 +293,11 @@ def test_cross_task_rankings_use_the_other_task(tiny_models, task_file, tmp_path
     assert int(expected.sum()) == succ[succ.index == "aggregate"]["heads_removed"].max()
     skip_half = table[(table["task"] == "skip") & (table["head_percent"] == 50)].set_index("ranking")
     assert skip_half.loc["task:skip", "accuracy"] == skip_half.loc["own", "accuracy"]  # same ranking, same cell value
+    # Figures: the sweep writes the same cross-task transfer figure the report draws.
+    from interp.figures_all import collect_figures
+    from interp.pruning import _write_figures
+
+    _write_figures("heads", {"pruning_heads": table}, tmp_path / "figures")
+    assert (tmp_path / "figures" / "pruning_heads_0shot_transfer.html").exists()
+    names = [entry.name for entry in collect_figures(tmp_path)]
+    assert "pruning_heads_0shot_transfer" in names and "pruning_heads_0shot_tasks" in names
