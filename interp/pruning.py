@@ -34,6 +34,7 @@ its group is done; a rerun skips the cells already on disk.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -452,7 +453,13 @@ def _cells(study: str, config: PruningConfig) -> list[tuple[Any, Any]]:
     return [(head, ffn) for head in config.head_percents for ffn in config.ffn_percents]
 
 
-def _cell_path(folder: Path, task: str, shots: int, ranking: str, head: Any, ffn: Any) -> Path:
+_CROSS_TASK = ("aggregate", "most_correlated", "least_correlated")  # rankings that depend on the run's task set
+
+
+def _cell_path(folder: Path, task: str, shots: int, ranking: str, head: Any, ffn: Any, tasks: Sequence[str]) -> Path:
+    """One cell's file. Cross-task rankings also key on the task set: the aggregate of {A} is not that of {A, B}."""
+    if ranking in _CROSS_TASK:
+        ranking = f"{ranking}-{hashlib.sha256(','.join(sorted(tasks)).encode()).hexdigest()[:8]}"
     return folder / "cells" / f"{_safe(task)}__{shots}shot__{_safe(ranking)}__h{head}_f{ffn}.json"
 
 
@@ -492,7 +499,7 @@ def run_pruning(study: str, model: str, tasks: str | Sequence[str], shots: Seque
     grid = _cells(study, config)
     todo = [(name, label, k, ranking, head, ffn) for name, label in zip(names, labels) for k in shots
             for ranking in rankings for head, ffn in grid
-            if not _cell_path(folder, label, k, ranking, head, ffn).exists()]
+            if not _cell_path(folder, label, k, ranking, head, ffn, labels).exists()]
     if todo:
         prompt_sets = {(label, k): build_prompts(loaded[name], k, config.prompt_config())
                        for name, label in zip(names, labels) for k in shots}  # bad input fails before the model loads
@@ -556,14 +563,13 @@ def run_pruning(study: str, model: str, tasks: str | Sequence[str], shots: Seque
                         "task": label, "shots": k, "head_percent": head, "ffn_percent": ffn,
                         "heads_removed": int(head_mask.sum()), "ffns_removed": int(ffn_mask.sum()),
                         "ablation": config.ablation, **summary, "seconds": seconds}
-                write_json(cell, _cell_path(folder, label, k, ranking, head, ffn))
+                write_json(cell, _cell_path(folder, label, k, ranking, head, ffn, labels))
         bar.close()
         write_json(run_metadata(record, study=study, tasks=labels, shots=list(shots), config=asdict(config)),
                    out / f"pruning_{study}.json")
-    wanted = {(label, k, ranking, head, ffn) for label in labels for k in shots for ranking in rankings for head, ffn in grid}
-    cells = [read_json(path) for path in sorted((folder / "cells").glob("*.json"))] if (folder / "cells").exists() else []
-    table = pd.DataFrame([cell for cell in cells if (cell["task"], cell["shots"], cell["ranking"], cell["head_percent"],
-                                                      cell["ffn_percent"]) in wanted])
+    wanted = [_cell_path(folder, label, k, ranking, head, ffn, labels)
+              for label in labels for k in shots for ranking in rankings for head, ffn in grid]
+    table = pd.DataFrame([read_json(path) for path in wanted if path.exists()])
     tables = {f"pruning_{study}": table}
     if not table.empty:
         table = table.sort_values(["ranking", "task", "shots", "head_percent", "ffn_percent"]).reset_index(drop=True)

@@ -293,6 +293,13 @@ def test_cross_task_rankings_use_the_other_task(tiny_models, task_file, tmp_path
     assert int(expected.sum()) == succ[succ.index == "aggregate"]["heads_removed"].max()
     skip_half = table[(table["task"] == "skip") & (table["head_percent"] == 50)].set_index("ranking")
     assert skip_half.loc["task:skip", "accuracy"] == skip_half.loc["own", "accuracy"]  # same ranking, same cell value
+    # Rerun on one task: its aggregate is its own ranking, not the two-task mean kept on disk.
+    alone = run_pruning("heads", "tiny", [str(task_file)], [0], tmp_path, config, bridge_record=(bridge, record),
+                        figures=False, show_progress=False)["pruning_heads"].set_index("ranking")
+    assert alone.loc["aggregate", "ranking_source"].iloc[0] == "mean over succ"
+    assert succ.loc["aggregate", "ranking_source"].iloc[0] == "mean over succ,skip"
+    assert (alone["task"] == "succ").all() and sorted(set(alone.index)) == ["aggregate", "own", "task:skip"]  # no transfer: one task
+    assert len(alone) == 3 * 2  # three rankings x two percentages, no stale two-task cell mixed in
     # Figures: the sweep writes the same cross-task transfer figure the report draws.
     from interp.figures_all import collect_figures
     from interp.pruning import _write_figures
