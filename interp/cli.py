@@ -142,7 +142,7 @@ def dynamics(
     out: Path | None = typer.Option(None, help="results folder; default RUN/dynamics"),
     protocol: str = typer.Option("olsson", help="olsson (L = 25, fits small contexts) or bansal (L = 25 + 2s)"),
     seeds: int = typer.Option(10, help="random sequences per checkpoint (Olsson et al.: 10)"),
-    icl_examples: int = typer.Option(256, help="held-out text windows for the in-context-learning score (DynamicsConfig default)"),
+    icl_examples: Optional[int] = typer.Option(None, help="held-out text windows for the in-context-learning score (default DynamicsConfig's: 256)"),
     icl_length: int | None = typer.Option(None, help="text window length; default min(512, context): token 500 vs 50 at 512, scaled"),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     figures: bool = typer.Option(True, help="write the HTML and PNG figure"),
@@ -152,7 +152,8 @@ def dynamics(
     def job() -> None:
         from interp.dynamics import DynamicsConfig, run_dynamics
 
-        config = DynamicsConfig(protocol=protocol, num_seeds=seeds, icl_examples=icl_examples, icl_length=icl_length)
+        given = {} if icl_examples is None else {"icl_examples": icl_examples}  # else the config's default
+        config = DynamicsConfig(protocol=protocol, num_seeds=seeds, icl_length=icl_length, **given)
         names = [name.strip() for name in revisions.split(",") if name.strip()] if revisions else []
         run_dynamics(out, config, run=run, model=model, revisions=names, device=device, figures=figures)
         typer.echo(f"wrote {out or Path(run) / 'dynamics'}")

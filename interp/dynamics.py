@@ -184,10 +184,10 @@ def score_checkpoint(bridge: "TransformerBridge", config: DynamicsConfig, docume
     if length > bridge.cfg.n_ctx:
         raise InterpError(f"icl_length {length} exceeds the model's context {bridge.cfg.n_ctx}")
     loss = per_token_loss(bridge, icl_windows(bridge, documents, length, config.icl_examples))
-    curve = pd.DataFrame({"position": range(1, length), "loss": loss.mean(dim=0).numpy()})
+    by_token = loss.mean(dim=0)  # column p - 1 is the loss of predicting token p
+    curve = pd.DataFrame({"position": range(1, length), "loss": by_token.numpy()})
     late, early = config.icl_positions(length)
     late_band, early_band = config.icl_band_positions(length)
-    by_token = loss.mean(dim=0)  # column p - 1 is the loss of predicting token p
     band_score = by_token[late_band.start - 1:late_band.stop - 1].mean() - by_token[early_band.start - 1:early_band.stop - 1].mean()
     summary = pd.DataFrame({
         "metric": ["icl_score", "icl_score_band", "text_loss", f"text_loss_token_{early}", f"text_loss_token_{late}"]

@@ -190,7 +190,7 @@ def known_pruning_figures(name: str, table: pd.DataFrame) -> list[FigureEntry] |
                                            f"Task-average accuracy as {noun} are pruned in the order of each ranking; grey band: random seeds."))
         return entries
     if name == "pruning_combined" and {"head_percent", "ffn_percent", "accuracy"} <= set(table.columns):
-        return [FigureEntry("pruning", name, pruning_grid_figure(table, "Accuracy with heads and FFNs pruned (mean over tasks)"),
+        return [FigureEntry("pruning", f"{name}_grid", pruning_grid_figure(table, "Accuracy with heads and FFNs pruned (mean over tasks)"),
                             "Mean accuracy over tasks and shots with heads and FFNs pruned together.")]
     if name.startswith("layer_distances") and {"layer", "n", "distance"} <= set(table.columns):
         return [FigureEntry("pruning", name, angular_distance_figure(table, f"Angular distance d(l, n) ({name})"),

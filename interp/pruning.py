@@ -595,4 +595,4 @@ def _write_figures(study: str, tables: dict[str, pd.DataFrame], folder: Path) ->
 
     name = f"pruning_{study}"
     for entry in known_pruning_figures(name, tables[name]) or []:
-        save_figure(entry.figure, folder / (f"{name}_grid" if study == "combined" else entry.name))
+        save_figure(entry.figure, folder / entry.name)

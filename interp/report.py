@@ -268,9 +268,9 @@ def _dynamics_findings(folder: Path) -> list[str]:
     final = prefix[prefix["step"] == final_step].nlargest(1, "value").iloc[0]
     layer, head = int(final["layer"]), int(final["head"])
     curve = prefix[(prefix["layer"] == layer) & (prefix["head"] == head)].sort_values("step")
-    jumps = curve["value"].diff()
-    at = int(jumps.idxmax()) if jumps.notna().any() else curve.index[0]
-    before, after = curve.loc[:at].iloc[-2] if len(curve.loc[:at]) > 1 else curve.loc[at], curve.loc[at]
+    jumps = curve["value"].diff().fillna(-np.inf).to_numpy()
+    at = int(jumps.argmax())  # position of the checkpoint that ends the largest rise
+    before, after = curve.iloc[max(at - 1, 0)], curve.iloc[at]
     sentences = [f"The final best prefix-matching head, L{layer}H{head} ({final['value']:.3f} at step {int(final_step)}), "
                  f"made its largest jump between checkpoints {int(before['step'])} and {int(after['step'])}: "
                  f"{before['value']:.3f} -> {after['value']:.3f}."]

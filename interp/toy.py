@@ -76,9 +76,9 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPECIAL_TOKENS = ("<bos>", "<eos>", "<pad>")  # ids 0, 1, 2: the same layout as the test fixtures
 LAYER_COUNTS = (1, 2, 3)
-POSITIONS = ("rotary", "sinusoidal", "learned")
 _ARCHITECTURE = {"rotary": "Llama-class model with rotary positions",
                  "sinusoidal": "GPT-2 with learned positions (sinusoidal start)", "learned": "GPT-2 with learned positions"}
+POSITIONS = tuple(_ARCHITECTURE)  # rotary, sinusoidal, learned
 
 
 def default_corpus() -> Path:
@@ -438,28 +438,29 @@ def train(config: ToyConfig, run_dir: str | Path, *, progress: bool = True, thre
         torch.set_num_threads(threads)
     run_dir = Path(run_dir)
     tokenizer, stream, _ = _prepare_run(config, run_dir)
-    model = build_model(config, tokenizer)
+    resume = latest_checkpoint(run_dir)
+    if resume is None:
+        model = build_model(config, tokenizer)
+    else:
+        from transformers import AutoModelForCausalLM
+
+        if not (resume[1] / "training_state.safetensors").exists():
+            raise InterpError(f"checkpoint {resume[1]} has no training state to resume from; use a new --run folder")
+        model = AutoModelForCausalLM.from_pretrained(resume[1])
+        _freeze_mlps(model)  # already zero; freezing is not saved in the weights
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98))
     generator = torch.Generator().manual_seed(config.seed)
-    special = set(tokenizer.all_special_ids)
-    vocab = torch.tensor([index for index in range(len(tokenizer)) if index not in special])
     if config.repeat_tokens == "middle":  # the tokens the prefix-matching score draws from
         from interp.sequences import token_pool
 
         vocab = token_pool(tokenizer)[0]
+    else:
+        special = set(tokenizer.all_special_ids)
+        vocab = torch.tensor([index for index in range(len(tokenizer)) if index not in special])
     schedule = checkpoint_steps(config.steps, config.checkpoints_per_octave)
     step, losses = 0, []
-    resume = latest_checkpoint(run_dir)
     if resume is not None:
-        from transformers import AutoModelForCausalLM
-
-        model = AutoModelForCausalLM.from_pretrained(resume[1])
-        _freeze_mlps(model)  # already zero; freezing is not saved in the weights
-        trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98))
-        if not (resume[1] / "training_state.safetensors").exists():
-            raise InterpError(f"checkpoint {resume[1]} has no training state to resume from; use a new --run folder")
         step, losses = _restore(resume[1], optimizer, generator)
     elif 0 in schedule:
         _save_checkpoint(run_dir / "checkpoints" / "step_000000", model, tokenizer, optimizer, generator, 0, losses)
