@@ -1,7 +1,7 @@
 """interp: a mechanistic-interpretability workbench for induction heads.
 
 Data flow: models -> sequences / tasks -> hooks -> scores -> tables -> figures / report.
-Submodules are imported on demand (``from interp.models import load_model``) so that
+Submodules are imported on demand (``from interp.models.loading import load_model``) so that
 importing ``interp`` stays cheap.
 """
 

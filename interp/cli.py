@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import typer
 
 from interp.errors import InterpError
-from interp.toy import ToyConfig
+from interp.toy.training import ToyConfig
 
 _TOY = ToyConfig()  # `interp train` defaults are the training config's defaults (the shipped recipe)
 
@@ -48,7 +48,7 @@ def models() -> None:
     """List the known model specs, whether each is installed, and how to install the rest."""
 
     def job() -> None:
-        from interp.models import list_models
+        from interp.models.loading import list_models
 
         for row in list_models():
             status = "installed" if row["installed"] else f"not installed: {row['install']}"
@@ -74,7 +74,7 @@ def induction(
     """Score every head for prefix matching, copying and related induction metrics."""
 
     def job() -> None:
-        from interp.induction import InductionConfig, run_induction
+        from interp.induction.job import InductionConfig, run_induction
 
         config = InductionConfig(
             num_seeds=seeds, protocol=protocol, copying_variant=copying, copying_source=source,
@@ -115,7 +115,7 @@ def train(
     """Train an attention-only toy transformer on CPU, with log-spaced checkpoints."""
 
     def job() -> None:
-        from interp.toy import ToyConfig, export_model, train as train_toy
+        from interp.toy.training import ToyConfig, export_model, train as train_toy
 
         config = ToyConfig(
             n_layers=layers, d_model=d_model, n_heads=heads, n_ctx=context, steps=steps, batch_size=batch_size,
@@ -150,7 +150,7 @@ def dynamics(
     """Head scores, repeated-sequence loss and in-context-learning score at every checkpoint."""
 
     def job() -> None:
-        from interp.dynamics import DynamicsConfig, run_dynamics
+        from interp.toy.dynamics import DynamicsConfig, run_dynamics
 
         given = {} if icl_examples is None else {"icl_examples": icl_examples}  # else the config's default
         config = DynamicsConfig(protocol=protocol, num_seeds=seeds, icl_length=icl_length, **given)
@@ -178,7 +178,7 @@ def importance(
     """Task importance of every head and FFN per (task, shots); resumes where it stopped."""
 
     def job() -> None:
-        from interp.importance import ImportanceConfig, run_importance
+        from interp.importance.methods import ImportanceConfig, run_importance
 
         try:
             shot_list = [int(value) for value in shots.split(",") if value.strip()]
@@ -217,7 +217,7 @@ def crossref(
     """Cross-reference head importance with prefix-matching and copying scores."""
 
     def job() -> None:
-        from interp.crossref import CrossrefConfig, run_crossref
+        from interp.importance.crossref import CrossrefConfig, run_crossref
 
         tables = run_crossref(results, CrossrefConfig(importance_metric=metric, top_k=top_k, n_permutations=permutations),
                               figures=figures)
@@ -234,7 +234,7 @@ def figures_command(
     """Regenerate every figure of a results folder (induction, importance, pruning, dynamics where present)."""
 
     def job() -> None:
-        from interp.figures_all import regenerate_figures
+        from interp.output.catalogue import regenerate_figures
 
         chosen = tuple(fmt.strip() for fmt in formats.split(",") if fmt.strip())
         written = regenerate_figures(results, chosen)
@@ -251,7 +251,7 @@ def report(
     """Write one self-contained HTML report (plotly inlined, opens offline) with findings from the numbers."""
 
     def job() -> None:
-        from interp.report import write_report
+        from interp.output.report import write_report
 
         path = write_report(results, out)
         typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
@@ -271,8 +271,8 @@ def pattern(
     """Save one head's attention pattern on a repeated random sequence (drawn by `interp figures` and the report)."""
 
     def job() -> None:
-        from interp.attention import save_head_attention, top_heads
-        from interp.models import load_model
+        from interp.induction.attention import save_head_attention, top_heads
+        from interp.models.loading import load_model
 
         if (layer is None) != (head is None):
             raise InterpError("give both --layer and --head, or neither (the top prefix-matching head)")
@@ -293,8 +293,8 @@ def compare(
     """Side-by-side layer x head heatmaps of one induction score for several models."""
 
     def job() -> None:
-        from interp.figures import save_figures
-        from interp.figures_all import comparison_figure
+        from interp.output.figures import save_figures
+        from interp.output.catalogue import comparison_figure
 
         written = save_figures({out / f"compare_{metric}": comparison_figure(results, metric)})
         typer.echo(f"wrote {', '.join(str(path) for path in written)}")
@@ -350,7 +350,7 @@ def prune(
         check_choice("study", study, ("heads", "ffns", "combined", "layers", "laser"))
         shot_list = _number_list("--shots", shots, int)
         if study in ("heads", "ffns", "combined"):
-            from interp.pruning import PruningConfig, run_pruning
+            from interp.pruning.components import PruningConfig, run_pruning
 
             config = PruningConfig(
                 percents=_number_list("--percents", percents), head_percents=_number_list("--head-percents", head_percents),
@@ -360,7 +360,7 @@ def prune(
                 masks_per_forward=masks_per_forward, max_items=max_items, seed=seed, n_choices=n_choices)
             tables = run_pruning(study, model, tasks, shot_list, out, config, results=results, device=device, figures=figures)
         elif study == "layers":
-            from interp.prune_sweeps import LayerSweepConfig, run_layer_sweep
+            from interp.pruning.sweeps import LayerSweepConfig, run_layer_sweep
 
             config = LayerSweepConfig(block_sizes=_number_list("--block-sizes", block_sizes, int), distance_source=distance_source,
                                       save_pruned=save_pruned, tolerance=tolerance, batch_size=batch_size,
@@ -368,7 +368,7 @@ def prune(
                                       max_items=max_items, seed=seed, n_choices=n_choices)
             tables = run_layer_sweep(model, tasks, shot_list, out, config, device=device, figures=figures)
         else:
-            from interp.prune_sweeps import LaserSweepConfig, run_laser_sweep
+            from interp.pruning.sweeps import LaserSweepConfig, run_laser_sweep
 
             config = LaserSweepConfig(layers=_number_list("--layers", layers, int),
                                       matrices=tuple(name.strip() for name in matrices.split(",") if name.strip()),

@@ -1,7 +1,7 @@
 """Shared fixtures: tiny random models of the paper's architectures, and the real embedded model.
 
 Tiny models are saved as ordinary Hugging Face directories (with a small BPE tokenizer trained
-here) and loaded through :func:`interp.models.load_model`, so tests exercise the same loading
+here) and loaded through :func:`interp.models.loading.load_model`, so tests exercise the same loading
 path as users.  Everything heavy is session-scoped.
 """
 
@@ -91,7 +91,7 @@ def tiny_model_dirs(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_models(tiny_model_dirs, device):
-    from interp.models import load_model
+    from interp.models.loading import load_model
 
     return {name: load_model(str(path), device=device) for name, path in tiny_model_dirs.items()}
 
@@ -105,7 +105,7 @@ def tiny_model(request, tiny_models):
 @pytest.fixture(scope="session")
 def smollm2(device):
     """The real embedded default model (SmolLM2-135M, GGUF Q4_1 dequantised)."""
-    from interp.models import load_model
+    from interp.models.loading import load_model
 
     return load_model("smollm2-135m", device=device)
 
@@ -122,8 +122,8 @@ def task_file(tmp_path_factory):
 
 def encode_tiny_task(bridge, task_file, shots=2, items=3, choices=2):
     """The prompts of ``task_file`` with ``shots`` demonstrations, tokenised for ``bridge``."""
-    from interp.evaluation import encode_prompts
-    from interp.tasks import PromptConfig, build_prompts, read_task_file
+    from interp.tasks.evaluation import encode_prompts
+    from interp.tasks.prompts import PromptConfig, build_prompts, read_task_file
 
     prompts = build_prompts(read_task_file(task_file), shots, PromptConfig(max_items=items, n_choices=choices))
     return encode_prompts(bridge.tokenizer, prompts)

@@ -10,13 +10,13 @@ import torch
 from scipy import stats
 from typer.testing import CliRunner
 
-from interp.crossref import CrossrefConfig, retained_share, run_crossref
+from interp.importance.crossref import CrossrefConfig, retained_share, run_crossref
 from interp.errors import InterpError
-from interp.evaluation import encode_prompts
-from interp.importance import (ABLATIONS, ImportanceConfig, ablation_importance, activation_means, gradient_importance,
+from interp.tasks.evaluation import encode_prompts
+from interp.importance.methods import (ABLATIONS, ImportanceConfig, ablation_importance, activation_means, gradient_importance,
                                run_importance, single_ablation_scores)
-from interp.results import read_table, write_table
-from interp.tasks import PromptConfig, build_prompts
+from interp.store import read_table, write_table
+from interp.tasks.prompts import PromptConfig, build_prompts
 
 from conftest import encode_tiny_task
 
@@ -189,7 +189,7 @@ def test_crossref_bad_metric_lists_choices(tmp_path):
 @pytest.mark.slow
 def test_real_model_importance_is_finite_and_ablation_exact(smollm2):
     bridge, _ = smollm2
-    from interp.tasks import load_task
+    from interp.tasks.prompts import load_task
 
     prompts = build_prompts(load_task("country_capital"), 1, PromptConfig(max_items=2, n_choices=2))
     encoded = encode_prompts(bridge.tokenizer, prompts)

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-import interp.induction as induction
-from interp.induction import InductionConfig, induction_figures, load_induction, run_induction
+import interp.induction.job as induction
+from interp.induction.job import InductionConfig, induction_figures, load_induction, run_induction
 
 COLUMNS = ["model", "layer", "head", "metric", "mean", "var", "ci_low", "ci_high", "n_seeds"]
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from interp.errors import InterpError
-from interp.laser import LowRankFactors, laser_intervention, low_rank, matrix_parameter
-from interp.layers import (angular_distances, baseline_layers, best_block_start, distance_table, drop_layers,
+from interp.pruning.laser import LowRankFactors, laser_intervention, low_rank, matrix_parameter
+from interp.pruning.layers import (angular_distances, baseline_layers, best_block_start, distance_table, drop_layers,
                            pruned_layers, skip_layer_hooks)
 
 TOLERANCE = 1e-4  # float32 forwards of tiny models agree far tighter; this leaves room for GPUs
@@ -101,7 +101,7 @@ def _plain_model(tiny_model_dirs, architecture):
 @pytest.mark.parametrize("architecture", ["gpt2", "llama", "opt"])
 @pytest.mark.parametrize("layer", [0, 1])
 def test_drop_layers_equals_skipping_them_with_hooks(tiny_models, tiny_model_dirs, architecture, layer, tmp_path):
-    from interp.models import load_model
+    from interp.models.loading import load_model
 
     bridge, _ = tiny_models[architecture]
     model = _plain_model(tiny_model_dirs, architecture)

@@ -11,10 +11,11 @@ import torch
 from typer.testing import CliRunner
 
 from interp.errors import InterpError
-from interp.evaluation import evaluate_prompts
-from interp.pruning import (PruningConfig, masked_scores, masked_scores_reference, prunable_percent, prune_count,
-                            pruning_mask, run_pruning, threshold_table)
-from interp.tasks import build_prompts, read_task_file
+from interp.tasks.evaluation import evaluate_prompts
+from interp.pruning.components import (PruningConfig, masked_scores, masked_scores_reference, prune_count, pruning_mask,
+                                      run_pruning)
+from interp.pruning.thresholds import prunable_percent, threshold_table
+from interp.tasks.prompts import build_prompts, read_task_file
 
 from conftest import encode_tiny_task
 
@@ -65,7 +66,7 @@ def test_masked_scores_equal_one_forward_per_mask(tiny_model, task_file):
     head_masks[3], ffn_masks[3] = head_masks[1], ffn_masks[1]  # a duplicate
     head_masks[4, 0], ffn_masks[4] = False, False  # only a later layer masked: resumes from it
     head_masks[4, 1, 0] = True
-    from interp.importance import activation_means
+    from interp.importance.methods import activation_means
 
     means = activation_means(bridge, encoded, batch_size=6)
     for ablation in (None, means):
@@ -100,7 +101,7 @@ def test_sweep_resumes_without_recomputing(tiny_models, task_file, tmp_path, mon
     cells = sorted((tmp_path / "pruning" / "ffns").glob("*/cells/*.json"))
     assert len(cells) == 3
     cells[1].unlink()  # as if the run had stopped before this cell
-    import interp.pruning as pruning
+    import interp.pruning.components as pruning
 
     calls = []
     original = pruning.masked_scores
@@ -191,7 +192,7 @@ def test_cli_smoke(tiny_model_dirs, task_file, tmp_path):
 
 
 def test_layer_sweep_saves_a_pruned_model_equal_to_the_hooks_and_resumes(tiny_model_dirs, tiny_models, task_file, tmp_path):
-    from interp.prune_sweeps import LayerSweepConfig, run_layer_sweep
+    from interp.pruning.sweeps import LayerSweepConfig, run_layer_sweep
 
     bridge, record = tiny_models["gpt2"]
     config = LayerSweepConfig(max_items=3, n_choices=2, text_windows=3, text_length=24)
@@ -213,9 +214,9 @@ def test_layer_sweep_saves_a_pruned_model_equal_to_the_hooks_and_resumes(tiny_mo
 
 
 def test_laser_cell_equals_a_plain_forward_with_the_swap(tiny_models, task_file):
-    from interp.evaluation import score_sequences
-    from interp.laser import laser_intervention
-    from interp.prune_sweeps import LaserSweepConfig, _laser_cell
+    from interp.tasks.evaluation import score_sequences
+    from interp.pruning.laser import laser_intervention
+    from interp.pruning.sweeps import LaserSweepConfig, _laser_cell
 
     bridge, record = tiny_models["llama"]
     encoded = encode_tiny_task(bridge, task_file, items=3)
@@ -250,7 +251,7 @@ def test_laser_sweep_selects_on_the_first_fifth_and_cli(tiny_model_dirs, task_fi
 
 
 def test_combined_grid_removes_both_and_figures_build(tiny_models, task_file, tmp_path):
-    from interp.figures import (angular_distance_figure, laser_heatmap_figure, layer_drop_figure, pruning_curves_figure,
+    from interp.output.figures import (angular_distance_figure, laser_heatmap_figure, layer_drop_figure, pruning_curves_figure,
                                 pruning_grid_figure, pruning_rankings_figure)
 
     bridge, record = tiny_models["opt"]
@@ -275,7 +276,7 @@ def test_combined_grid_removes_both_and_figures_build(tiny_models, task_file, tm
 
 
 def test_cross_task_rankings_use_the_other_task(tiny_models, task_file, tmp_path):
-    from interp.results import read_table
+    from interp.store import read_table
 
     other = tmp_path / "skip.jsonl"
     other.write_text("".join(json.dumps({"input": f"w{i}", "answer": f"w{i + 3}"}) + "\n" for i in range(0, 90, 3)))
@@ -301,8 +302,8 @@ def test_cross_task_rankings_use_the_other_task(tiny_models, task_file, tmp_path
     assert (alone["task"] == "succ").all() and sorted(set(alone.index)) == ["aggregate", "own", "task:skip"]  # no transfer: one task
     assert len(alone) == 3 * 2  # three rankings x two percentages, no stale two-task cell mixed in
     # Figures: the sweep writes the same cross-task transfer figure the report draws.
-    from interp.figures_all import collect_figures
-    from interp.pruning import _write_figures
+    from interp.output.catalogue import collect_figures
+    from interp.pruning.components import _write_figures
 
     _write_figures("heads", {"pruning_heads": table}, tmp_path / "figures")
     assert (tmp_path / "figures" / "pruning_heads_0shot_transfer.html").exists()

@@ -12,15 +12,15 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from interp.attention import ablated_repeated_loss, head_attention, save_head_attention
+from interp.induction.attention import ablated_repeated_loss, head_attention, save_head_attention
 from interp.cli import app
 from interp.errors import InterpError
-from interp.figures_all import collect_figures, comparison_figure, regenerate_figures
-from interp.induction import InductionConfig, run_induction
-from interp.report import findings, paper_claims
-from interp.results import write_table
-from interp.scores import repeated_sequence_loss
-from interp.sequences import SequenceConfig
+from interp.output.catalogue import collect_figures, comparison_figure, regenerate_figures
+from interp.induction.job import InductionConfig, run_induction
+from interp.output.report import findings, paper_claims
+from interp.store import write_table
+from interp.induction.scores import repeated_sequence_loss
+from interp.induction.sequences import SequenceConfig
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SMALL = SequenceConfig(protocol="olsson", num_seeds=2)
@@ -29,7 +29,7 @@ SMALL = SequenceConfig(protocol="olsson", num_seeds=2)
 @pytest.fixture(scope="module")
 def tiny_results(tiny_models, tmp_path_factory):
     """A results folder of the tiny GPT-2: induction scores, one attention pattern, a crossref and a pruning sweep."""
-    from interp.crossref import CrossrefConfig, run_crossref
+    from interp.importance.crossref import CrossrefConfig, run_crossref
 
     folder = tmp_path_factory.mktemp("results")
     bridge, record = tiny_models["gpt2"]
@@ -54,7 +54,7 @@ def tiny_results(tiny_models, tmp_path_factory):
     thresholds = pd.DataFrame({"ranking": ["own", "own", "random"], "shots": [1, 1, 1], "task": ["average", "alpha", "average"],
                                "baseline_accuracy": 0.8, "prunable_percent": [70, 60, 10], "prunable_ci_low": [50, 40, 0],
                                "prunable_ci_high": [80, 70, 20], "n_items": 40, "tolerance_points": 1.0})
-    write_table(thresholds, folder / "pruning_heads_thresholds")  # the layout of interp.pruning's threshold tables
+    write_table(thresholds, folder / "pruning_heads_thresholds")  # the layout of interp.pruning.components's threshold tables
     percents = np.arange(0, 100, 10)
     write_table(pd.DataFrame([{"ranking": ranking, "task": task, "shots": 1, "head_percent": percent, "ffn_percent": 0,
                                "accuracy": 0.8 - percent / 200 * (ranking == "own") - percent / 150 * (ranking != "own"), "n_items": 40}

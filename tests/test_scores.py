@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp.scores import (ATTENTION_METRICS, attention_scores, copying_scores, ov_copying_scores,
+from interp.induction.scores import (ATTENTION_METRICS, attention_scores, copying_scores, ov_copying_scores,
                            prefix_matching_scores, score_heads)
-from interp.sequences import SequenceConfig, make_batches
+from interp.induction.sequences import SequenceConfig, make_batches
 
 TOLERANCE = dict(rtol=1e-4, atol=1e-5)
 
@@ -275,7 +275,7 @@ def test_score_heads_copying_end_to_end_matches_the_loop(tiny_model, variant):
 
 def test_mlp_skipping_leaves_embedding_fed_copying_unchanged(tiny_model, monkeypatch):
     """The copying pass skips MLPs whose output is discarded; scores must not move."""
-    import interp.scores as scores
+    import interp.induction.scores as scores
 
     bridge, _ = tiny_model
     config = SequenceConfig(protocol="olsson", num_seeds=2)

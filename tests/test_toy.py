@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from interp.errors import InterpError
-from interp.sequences import SequenceConfig, make_batches
-from interp.toy import PRESETS, ToyConfig, checkpoint_steps, default_corpus, latest_checkpoint, list_checkpoints
+from interp.induction.sequences import SequenceConfig, make_batches
+from interp.toy.training import PRESETS, ToyConfig, checkpoint_steps, default_corpus, latest_checkpoint, list_checkpoints
 
 OLSSON = SequenceConfig(protocol="olsson", num_seeds=10)
 
 def _mean_scores(bridge, metrics=("prefix_matching", "previous_token")) -> pd.DataFrame:
-    from interp.scores import score_heads
+    from interp.induction.scores import score_heads
 
     table = score_heads(bridge, OLSSON, metrics=metrics)
     return table.groupby(["metric", "layer", "head"], as_index=False)["value"].mean()
@@ -25,7 +25,7 @@ def _mean_scores(bridge, metrics=("prefix_matching", "previous_token")) -> pd.Da
 
 @pytest.fixture(scope="module")
 def shipped_scores():
-    from interp.models import load_model
+    from interp.models.loading import load_model
 
     return {name: _mean_scores(load_model(name, device="cpu")[0]) for name in ("toy-attn-1l", "toy-attn-2l")}
 
@@ -52,9 +52,9 @@ def test_shipped_one_layer_model_has_no_induction_head(shipped_scores):
 
 def test_layer_0_previous_token_head_feeds_the_induction_head(shipped_scores):
     """Zeroing the best previous-token head's output collapses the induction head (K-composition)."""
-    from interp.importance import _mask_heads_hook
-    from interp.models import load_model
-    from interp.scores import score_heads
+    from interp.hooks import mask_heads_hook
+    from interp.models.loading import load_model
+    from interp.induction.scores import score_heads
 
     scores = shipped_scores["toy-attn-2l"]
     previous_head = int(scores.query("metric == 'previous_token' and layer == 0").nlargest(1, "value")["head"].iloc[0])
@@ -62,7 +62,7 @@ def test_layer_0_previous_token_head_feeds_the_induction_head(shipped_scores):
     bridge, _ = load_model("toy-attn-2l", device="cpu")
     removed = torch.zeros(1, bridge.cfg.n_heads, dtype=torch.bool)
     removed[0, previous_head] = True
-    ablation = [("blocks.0.attn.hook_z", _mask_heads_hook(removed, None, copies=1))]
+    ablation = [("blocks.0.attn.hook_z", mask_heads_hook(removed, None, copies=1))]
 
     def prefix_matching(hooks) -> float:
         table = score_heads(bridge, OLSSON, metrics=("prefix_matching",), extra_hooks=hooks)
@@ -76,7 +76,7 @@ def test_layer_0_previous_token_head_feeds_the_induction_head(shipped_scores):
 def test_shipped_models_are_attention_only():
     from safetensors.torch import load_file
 
-    from interp.models import KNOWN_MODELS
+    from interp.models.loading import KNOWN_MODELS
 
     for name in ("toy-attn-1l", "toy-attn-2l"):
         weights = load_file(str(KNOWN_MODELS[name].locate() / "model.safetensors"))
@@ -108,7 +108,7 @@ def small_corpus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, small_corpus):
-    from interp.toy import train
+    from interp.toy.training import train
 
     config = dataclasses.replace(PRESETS["tiny"], corpus=str(small_corpus))
     run_dir = tmp_path_factory.mktemp("tiny_run")
@@ -117,7 +117,7 @@ def tiny_run(tmp_path_factory, small_corpus):
 
 
 def test_training_writes_hf_checkpoints_at_the_scheduled_steps(tiny_run):
-    from interp.models import load_model
+    from interp.models.loading import load_model
 
     config, run_dir = tiny_run
     assert [step for step, _ in list_checkpoints(run_dir)] == checkpoint_steps(config.steps, config.checkpoints_per_octave)
@@ -131,7 +131,7 @@ def test_training_writes_hf_checkpoints_at_the_scheduled_steps(tiny_run):
 def test_interrupted_training_resumes_to_the_same_weights(tiny_run, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    import interp.toy as toy
+    import interp.toy.training as toy
 
     config, full_run = tiny_run
     original = toy._save_checkpoint
@@ -155,8 +155,8 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_run, tmp_path, mo
 
 
 def test_dynamics_on_a_tiny_run_writes_one_row_per_checkpoint_head_and_metric(tiny_run, tmp_path):
-    from interp.dynamics import DynamicsConfig, run_dynamics
-    from interp.results import read_json, read_table
+    from interp.toy.dynamics import DynamicsConfig, run_dynamics
+    from interp.store import read_json, read_table
 
     config, run_dir = tiny_run
     dynamics = DynamicsConfig(num_seeds=2, icl_examples=4)
@@ -183,7 +183,7 @@ def test_dynamics_on_a_tiny_run_writes_one_row_per_checkpoint_head_and_metric(ti
 
 
 def test_dynamics_figure_has_one_line_per_head_and_metric():
-    from interp.figures import dynamics_figure
+    from interp.output.figures import dynamics_figure
 
     heads = pd.DataFrame([(step, layer, head, metric, 0.1 * step) for step in (1, 2, 4) for layer in (0, 1)
                           for head in (0, 1) for metric in ("prefix_matching", "copying")],
@@ -208,7 +208,7 @@ def test_cli_rejects_bad_layer_count_and_missing_run(tmp_path):
 
 
 def test_periodic_rows_repeat_one_chunk_with_a_random_period_and_phase():
-    from interp.toy import _sample_batch
+    from interp.toy.training import _sample_batch
 
     config = ToyConfig(n_ctx=128, batch_size=64, repeat_fraction=0.5, repeat_length=(5, 30))
     stream = torch.randint(600, 700, (5000,))  # text tokens disjoint from the chunk tokens
@@ -229,7 +229,7 @@ def test_periodic_rows_repeat_one_chunk_with_a_random_period_and_phase():
 
 
 def test_repeat_rows_hold_every_copy_of_the_chunk_and_mark_the_later_ones():
-    from interp.toy import _loss, _sample_batch, build_model
+    from interp.toy.training import _loss, _sample_batch, build_model
 
     config = ToyConfig(n_layers=2, d_model=32, n_heads=2, n_ctx=128, batch_size=6, repeat_fraction=1.0,
                        repeat_layout="scattered", repeat_length=(10, 30), repeat_copies=3, text_loss_fraction=0.25)
@@ -264,8 +264,8 @@ def test_gpt2_positions_train_and_load_through_the_same_loader(tmp_path, small_c
     """The learned-position (GPT-2) variant kept for comparison: trains, stays attention-only, loads."""
     from safetensors.torch import load_file
 
-    from interp.models import load_model
-    from interp.toy import train
+    from interp.models.loading import load_model
+    from interp.toy.training import train
 
     config = dataclasses.replace(PRESETS["tiny-gpt2"], corpus=str(small_corpus))
     final = train(config, tmp_path, progress=False, threads=1)
@@ -280,8 +280,8 @@ def test_hub_revisions_path_measures_each_revision_by_its_step(tiny_run, tmp_pat
     """The Pythia path offline: snapshot_download stands in for the hub, serving the tiny run's checkpoints."""
     import huggingface_hub
 
-    from interp.dynamics import DynamicsConfig, run_dynamics
-    from interp.results import read_json, read_table
+    from interp.toy.dynamics import DynamicsConfig, run_dynamics
+    from interp.store import read_json, read_table
 
     _, run_dir = tiny_run
     served = {f"step{step}": str(directory) for step, directory in list_checkpoints(run_dir)}

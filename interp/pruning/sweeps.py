@@ -2,10 +2,10 @@
 
 - **Layer dropping** (Gromov et al. 2024, https://arxiv.org/abs/2403.17887): for each block
   size ``n``, drop ``l*(n) .. l*(n) + n - 1`` (smallest angular distance, measured on the task
-  prompts or a text sample; :mod:`interp.layers`) and, as the baseline, the deepest ``n`` layers
+  prompts or a text sample; :mod:`interp.pruning.layers`) and, as the baseline, the deepest ``n`` layers
   before the final one; evaluate every task and the next-token loss on a text sample. Layers
-  are skipped through hooks (:func:`interp.layers.skip_layer_hooks`); one pruned model is then
-  really cut (:func:`interp.layers.drop_layers`), saved in Hugging Face format, reloaded, and
+  are skipped through hooks (:func:`interp.pruning.layers.skip_layer_hooks`); one pruned model is then
+  really cut (:func:`interp.pruning.layers.drop_layers`), saved in Hugging Face format, reloaded, and
   compared with the original in parameters, memory and forward time.
 - **LASER** (Sharma et al. 2023, https://arxiv.org/abs/2312.13558): every (layer, matrix, rho)
   of a grid; one SVD per matrix serves every rho; the forward resumes at the reduced layer from
@@ -34,14 +34,16 @@ import pandas as pd
 import torch
 
 from interp.errors import InterpError, check_choice
-from interp.evaluation import (EncodedPrompts, encode_prompts, iterate_batches, multiple_choice_metrics, pad_id_of,
-                               score_sequences, sum_by_row, summarise)
-from interp.tasks import PromptConfig, build_prompts, load_task, resolve_task_names
+from interp.output.claims import claims_table
+from interp.pruning.thresholds import prunable_percent
+from interp.tasks.evaluation import (EncodedPrompts, encode_prompts, iterate_batches, multiple_choice_metrics, pad_id_of,
+                               score_sequences, sum_by_row, summarise, target_logprob_readout)
+from interp.tasks.prompts import PromptConfig, build_prompts, load_task, resolve_task_names
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
-__all__ = ["LASER_RHOS", "LaserSweepConfig", "LayerSweepConfig", "claims_table", "run_laser_sweep", "run_layer_sweep",
+__all__ = ["LASER_RHOS", "LaserSweepConfig", "LayerSweepConfig", "run_laser_sweep", "run_layer_sweep",
            "select_laser"]
 
 LASER_RHOS = (0.9, 0.8, 0.6, 0.4, 0.2, 0.1, 0.05, 0.01)  # the reference grid (0.005 left out: rank < 3 here)
@@ -74,7 +76,7 @@ def _prepare(model: str, tasks: str | Sequence[str], shots: Sequence[Any], promp
     loaded = {name: load_task(name) for name in names}
     prompts = {(loaded[name].name, k): build_prompts(loaded[name], k, prompt_config) for name in names for k in shots}
     if bridge_record is None:
-        from interp.models import load_model
+        from interp.models.loading import load_model
         bridge_record = load_model(model, device=device)
     bridge, record = bridge_record
     encoded = {key: encode_prompts(bridge.tokenizer, value, bridge.cfg.n_ctx, key[0]) for key, value in prompts.items()}
@@ -117,8 +119,8 @@ class LayerSweepConfig:
 
 
 def _text_windows(bridge: "TransformerBridge", config: LayerSweepConfig) -> torch.Tensor:
-    from interp.dynamics import icl_windows
-    from interp.toy import read_corpus
+    from interp.toy.dynamics import icl_windows
+    from interp.toy.training import read_corpus
 
     documents = read_corpus()
     held_out = documents[int(0.95 * len(documents)):]  # the tail `interp train` never sees
@@ -158,8 +160,8 @@ def _save_pruned_model(model: str, layers: list[int], out: Path, windows: torch.
     """Cut ``layers`` from a plain copy of ``model``, save it, reload it; compare with the original."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from interp.layers import drop_layers, skip_layer_hooks
-    from interp.models import _resolve_source, load_model
+    from interp.pruning.layers import drop_layers, skip_layer_hooks
+    from interp.models.loading import _resolve_source, load_model
 
     source, _ = _resolve_source(model)
     original = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
@@ -189,9 +191,9 @@ def run_layer_sweep(model: str, tasks: str | Sequence[str], shots: Sequence[Any]
     """Drop blocks of layers (l* and the baseline), evaluate tasks and text loss; write ``out/layer_*``."""
     from tqdm.auto import tqdm
 
-    from interp.layers import (angular_distances, baseline_layers, distance_table, pruned_layers,
+    from interp.pruning.layers import (angular_distances, baseline_layers, distance_table, pruned_layers,
                                skip_layer_hooks)
-    from interp.results import read_json, read_table, run_metadata, write_json, write_table
+    from interp.store import read_json, read_table, run_metadata, write_json, write_table
 
     out = Path(out)
     shots = _check_shots(shots)
@@ -267,7 +269,7 @@ def run_layer_sweep(model: str, tasks: str | Sequence[str], shots: Sequence[Any]
         write_table(tables["layer_pruning_saved"], out / "layer_pruning_saved")
     write_json(run_metadata(record, tasks=labels, shots=shots, config=asdict(config)), out / "layer_pruning.json")
     if figures:
-        from interp.figures import angular_distance_figure, layer_drop_figure, save_figure
+        from interp.output.figures import angular_distance_figure, layer_drop_figure, save_figure
 
         save_figure(angular_distance_figure(distance_table(distances), f"Angular distance d(l, n) on {config.distance_source}"),
                     out / "figures" / f"layer_distances_{config.distance_source}")
@@ -279,7 +281,6 @@ def run_layer_sweep(model: str, tasks: str | Sequence[str], shots: Sequence[Any]
 
 def _layer_thresholds(sweep: pd.DataFrame, tolerance: float, n_layers: int) -> pd.DataFrame:
     """Largest n (all smaller n too) whose accuracy stays within ``tolerance`` points of the unpruned model."""
-    from interp.pruning import prunable_percent
 
     rows = []
     for (method, shots), group in sweep.groupby(["method", "shots"]):
@@ -309,7 +310,7 @@ class LaserSweepConfig:
     n_choices: int = 4  # candidates for items without fixed choices
 
     def __post_init__(self) -> None:
-        from interp.laser import MATRICES, _check_rho
+        from interp.pruning.laser import MATRICES, _check_rho
 
         if not self.rhos:
             raise InterpError("rhos is empty; give shares of the rank such as 0.9,0.1")
@@ -330,7 +331,7 @@ class LaserSweepConfig:
 
 
 def _matrix_target(bridge: "TransformerBridge", layer: int, matrix: str) -> torch.Tensor:
-    from interp.laser import matrix_parameter
+    from interp.pruning.laser import matrix_parameter
 
     parameter, third = matrix_parameter(bridge, layer, matrix)
     if third is None:
@@ -342,14 +343,14 @@ def _matrix_target(bridge: "TransformerBridge", layer: int, matrix: str) -> torc
 def _laser_cell(bridge: "TransformerBridge", encoded: EncodedPrompts, layer: int, matrix: str, config: LaserSweepConfig
                 ) -> torch.Tensor:
     """Summed continuation log-probabilities (rho, sequence): one SVD, one clean run per batch, resumed at ``layer``."""
-    from interp.importance import _ResumableRun
-    from interp.laser import LowRankFactors, laser_intervention
+    from interp.hooks import ResumedRun
+    from interp.pruning.laser import LowRankFactors, laser_intervention
 
     factors = LowRankFactors(_matrix_target(bridge, layer, matrix))
     sums = torch.zeros(len(config.rhos), encoded.n_sequences, dtype=torch.float64)
     for batch in iterate_batches(encoded, list(range(encoded.n_sequences)), config.batch_size, bridge.cfg.device,
                                  pad_id_of(bridge.tokenizer)):
-        run = _ResumableRun(bridge, batch)
+        run = ResumedRun(bridge, batch.tokens, target_logprob_readout(bridge, batch))
         for index, rho in enumerate(config.rhos):
             with laser_intervention(bridge, layer, matrix, rho, factors):
                 sums[index, batch.sequence_ids.cpu()] = sum_by_row(run.resume(layer, 1, [])[0], batch).double().cpu()
@@ -393,7 +394,7 @@ def run_laser_sweep(model: str, tasks: str | Sequence[str], shots: Sequence[Any]
     """Sweep (layer, matrix, rho) per (task, shots); write ``out/laser*`` tables and heatmaps."""
     from tqdm.auto import tqdm
 
-    from interp.results import read_json, run_metadata, write_json, write_table
+    from interp.store import read_json, run_metadata, write_json, write_table
 
     out = Path(out)
     shots = _check_shots(shots)
@@ -437,7 +438,7 @@ def run_laser_sweep(model: str, tasks: str | Sequence[str], shots: Sequence[Any]
         write_table(frame, out / name)
     write_json(run_metadata(record, tasks=labels, shots=shots, layers=list(layers), config=asdict(config)), out / "laser.json")
     if figures:
-        from interp.figures import laser_heatmap_figure, save_figure
+        from interp.output.figures import laser_heatmap_figure, save_figure
 
         for matrix in config.matrices:
             save_figure(laser_heatmap_figure(table[table["layer"] >= 0], matrix,
@@ -445,45 +446,3 @@ def run_laser_sweep(model: str, tasks: str | Sequence[str], shots: Sequence[Any]
                         out / "figures" / f"laser_{matrix}")
     claims_table(out)
     return tables
-
-
-# --------------------------------------------------------------------------- the three claims
-
-
-def claims_table(out: Path) -> pd.DataFrame:
-    """The papers' claims beside what this model shows, from whatever sweeps ``out`` holds; written as ``pruning_claims``."""
-    from interp.results import read_table, write_table
-
-    out = Path(out)
-    rows = []
-
-    def exists(name: str) -> bool:
-        return (out / f"{name}.parquet").exists()
-
-    for study, paper, noun in (("heads", "~70% of heads", "heads"), ("ffns", "~20% of FFNs", "FFNs")):
-        if exists(f"pruning_{study}_thresholds"):
-            part = read_table(out / f"pruning_{study}_thresholds")
-            part = part[(part["ranking"] == "own") & (part["task"] == "average")]
-            for _, row in part.iterrows():
-                rows.append({"claim": f"Bansal et al.: {paper} prunable with little accuracy loss", "shots": int(row["shots"]),
-                             "measured": f"{row['prunable_percent']}% of {noun} "
-                                         f"(95% interval {row['prunable_ci_low']}-{row['prunable_ci_high']}%)",
-                             "detail": f"task average, own-importance ranking, within {row['tolerance_points']} points of "
-                                       f"{row['baseline_accuracy']:.3f}"})
-    if exists("layer_pruning_thresholds"):
-        part = read_table(out / "layer_pruning_thresholds")
-        for _, row in part[part["task"] == "average"].iterrows():
-            rows.append({"claim": "Gromov et al.: up to ~half the deepest layers can go (with healing)", "shots": int(row["shots"]),
-                         "measured": f"{row['method']}: {row['prunable_n']} layers ({row['prunable_fraction']:.0%}) without healing",
-                         "detail": f"task average within {row['tolerance_points']} points"})
-    if exists("laser_selected"):
-        part = read_table(out / "laser_selected")
-        for shots, group in part.groupby("shots"):
-            rows.append({"claim": "Sharma et al.: LASER rank reduction can improve accuracy", "shots": int(shots),
-                         "measured": f"mean held-out accuracy change {group['report_accuracy_gain'].mean():+.3f}; "
-                                     f"{int((group['report_accuracy_gain'] > 0).sum())}/{len(group)} tasks improved",
-                         "detail": "best (layer, matrix, rho) on the first 20% of items, reported on the other 80%"})
-    table = pd.DataFrame(rows, columns=["claim", "shots", "measured", "detail"])
-    if rows:
-        write_table(table, out / "pruning_claims")
-    return table

@@ -16,7 +16,7 @@ otherwise, as a documented fallback, the token id (most tokenizers number tokens
 frequency).  Sequences are drawn with a ``torch.Generator`` seeded by ``s`` on the CPU, so they
 are identical on every machine and device (the paper's code seeded torch but drew with numpy).
 
->>> from interp.sequences import SequenceConfig
+>>> from interp.induction.sequences import SequenceConfig
 >>> config = SequenceConfig(protocol="bansal", num_seeds=3)
 >>> [config.period(seed) for seed in config.seeds()]
 [25, 27, 29]

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.errors import InterpError
-from interp.tasks import Prompt
+from interp.tasks.prompts import Prompt
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -158,6 +158,16 @@ def target_logprobs(bridge: "TransformerBridge", final_residual: Float[Tensor, "
     picked = final_residual[batch.target_rows, batch.target_positions]  # (target, d_model)
     logits = bridge.unembed(bridge.ln_final(picked.unsqueeze(0)))[0]  # (target, vocab)
     return logits_to_target_logprobs(logits, batch)
+
+
+def target_logprob_readout(bridge: "TransformerBridge", batch: Batch) -> Callable[[Tensor], Tensor]:
+    """A :class:`interp.hooks.ResumedRun` readout: (copies, batch, pos, d_model) -> (copies, target) log-probs."""
+
+    def readout(final: Float[Tensor, "copies batch pos d_model"]) -> Float[Tensor, "copies target"]:
+        picked = final[:, batch.target_rows, batch.target_positions]  # (copies, target, d_model)
+        return logits_to_target_logprobs(bridge.unembed(bridge.ln_final(picked)), batch)
+
+    return readout
 
 
 def logits_to_target_logprobs(logits: Float[Tensor, "*copies target vocab"], batch: Batch) -> Float[Tensor, "*copies target"]:

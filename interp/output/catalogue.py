@@ -48,13 +48,13 @@ class FigureEntry:
 
 
 def _table(folder: Path, name: str) -> pd.DataFrame | None:
-    from interp.results import read_table_if_present
+    from interp.store import read_table_if_present
 
     return read_table_if_present(folder / name)
 
 
 def _induction(folder: Path) -> list[FigureEntry]:
-    from interp.figures import attention_pattern_figure, layer_head_heatmap, repeated_loss_figure, scatter_with_labels
+    from interp.output.figures import attention_pattern_figure, layer_head_heatmap, repeated_loss_figure, scatter_with_labels
 
     scores = _table(folder, "induction_scores")
     if scores is None:
@@ -94,7 +94,7 @@ def _induction(folder: Path) -> list[FigureEntry]:
 
 
 def _importance(folder: Path) -> list[FigureEntry]:
-    from interp.figures import (correlation_heatmap, layer_head_heatmap, layer_share_figure, retention_figure,
+    from interp.output.figures import (correlation_heatmap, layer_head_heatmap, layer_share_figure, retention_figure,
                                 scatter_with_labels)
 
     entries = []
@@ -137,7 +137,7 @@ def _importance(folder: Path) -> list[FigureEntry]:
 
 def pruning_tables(folder: Path) -> dict[str, pd.DataFrame]:
     """Every pruning, layer-pruning or LASER table in ``folder`` (by name), read."""
-    from interp.results import read_table
+    from interp.store import read_table
 
     folder = Path(folder)
     names = sorted({path.stem for pattern in ("*.parquet", "*.csv") for path in folder.glob(pattern)
@@ -162,8 +162,8 @@ def curve_columns(table: pd.DataFrame) -> tuple[str, str, list[str]] | None:
 
 
 def known_pruning_figures(name: str, table: pd.DataFrame) -> list[FigureEntry] | None:
-    """Figures of the tables ``interp prune`` writes (names and columns as in interp.pruning / prune_sweeps)."""
-    from interp.figures import (angular_distance_figure, laser_heatmap_figure, layer_drop_figure, pruning_curves_figure,
+    """Figures of the tables ``interp prune`` writes (names and columns as in interp.pruning.components / prune_sweeps)."""
+    from interp.output.figures import (angular_distance_figure, laser_heatmap_figure, layer_drop_figure, pruning_curves_figure,
                                 pruning_grid_figure, pruning_rankings_figure)
 
     study = {"pruning_heads": ("head_percent", "heads"), "pruning_ffns": ("ffn_percent", "FFNs")}.get(name)
@@ -207,7 +207,7 @@ def known_pruning_figures(name: str, table: pd.DataFrame) -> list[FigureEntry] |
 
 
 def _pruning(folder: Path) -> list[FigureEntry]:
-    from interp.figures import curve_figure
+    from interp.output.figures import curve_figure
 
     entries = []
     for name, table in pruning_tables(folder).items():
@@ -236,7 +236,7 @@ def dynamics_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
 
 
 def _dynamics(folder: Path) -> list[FigureEntry]:
-    from interp.figures import dynamics_figure
+    from interp.output.figures import dynamics_figure
 
     tables = dynamics_tables(folder)
     if tables is None:
@@ -255,7 +255,7 @@ def collect_figures(folder: Path) -> list[FigureEntry]:
 
 def regenerate_figures(folder: Path, formats: tuple[str, ...] = ("html", "png", "pdf")) -> list[Path]:
     """(Re)write every figure of ``folder`` into ``folder/figures``; raises when nothing can be drawn."""
-    from interp.figures import save_figures
+    from interp.output.figures import save_figures
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -268,7 +268,7 @@ def regenerate_figures(folder: Path, formats: tuple[str, ...] = ("html", "png", 
 
 def comparison_figure(folders: list[Path], metric: str = "prefix_matching", statistic: str = "mean") -> go.Figure:
     """The same induction score for the models of several results folders, side by side."""
-    from interp.figures import model_comparison_figure
+    from interp.output.figures import model_comparison_figure
 
     tables = {}
     for folder in folders:

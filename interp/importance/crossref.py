@@ -94,7 +94,7 @@ def retained_share(importance: np.ndarray, induction: np.ndarray, steps: int = 1
 
 
 def _induction_grid(folder: Path, heads: pd.DataFrame) -> pd.DataFrame:
-    from interp.results import read_table
+    from interp.store import read_table
 
     table = read_table(folder / "induction_scores")
     missing = {"layer", "head", "metric", "mean"} - set(table.columns)
@@ -113,7 +113,7 @@ def _induction_grid(folder: Path, heads: pd.DataFrame) -> pd.DataFrame:
 
 def run_crossref(folder: Path, config: CrossrefConfig = CrossrefConfig(), figures: bool = True) -> dict[str, pd.DataFrame]:
     """Write the crossref_* tables (and figures) into ``folder``; return them."""
-    from interp.results import read_table, run_metadata, write_json, write_table
+    from interp.store import read_table, run_metadata, write_json, write_table
 
     folder = Path(folder)
     importance = read_table(folder / "importance")
@@ -189,7 +189,7 @@ def run_crossref(folder: Path, config: CrossrefConfig = CrossrefConfig(), figure
 
 
 def _write_figures(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
-    from interp.figures import (correlation_heatmap, layer_head_heatmap, layer_share_figure, retention_figure,
+    from interp.output.figures import (correlation_heatmap, layer_head_heatmap, layer_share_figure, retention_figure,
                                 save_figure, scatter_with_labels)
 
     out = folder / "figures"

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from interp.errors import InterpError
-from interp.figures_all import FigureEntry, collect_figures, curve_columns, dynamics_tables, pruning_tables
+from interp.output.claims import CLAIMS
+from interp.output.catalogue import FigureEntry, collect_figures, curve_columns, dynamics_tables, pruning_tables
 
 __all__ = ["DEFAULT_TOLERANCE", "findings", "paper_claims", "write_report"]
 
@@ -32,13 +33,13 @@ _SECTIONS = {"induction": "Induction heads", "importance": "Task importance and 
 
 
 def _table(folder: Path, name: str) -> pd.DataFrame | None:
-    from interp.results import read_table_if_present
+    from interp.store import read_table_if_present
 
     return read_table_if_present(folder / name)
 
 
 def _json(path: Path) -> dict[str, Any]:
-    from interp.results import read_json
+    from interp.store import read_json
 
     return read_json(path) if path.exists() else {}
 
@@ -205,43 +206,25 @@ def _pruning_findings(folder: Path) -> tuple[list[str], dict[str, str]]:
 
 
 def paper_claims(folder: Path) -> pd.DataFrame:
-    """Each claim of the papers beside this folder's figure, or "not measured"."""
+    """Each claim of the papers beside this folder's measurement, or "not measured"."""
     folder = Path(folder)
     measured: dict[str, str] = {}
     if folder.is_dir():
         measured.update(_importance_findings(folder)[1])
         measured.update(_pruning_findings(folder)[1])
-    rows = [
-        ("Most attention heads can be removed with little loss of in-context learning",
-         "Bansal et al. 2023 (OPT-66B): ~70% of heads", "heads"),
-        ("Some FFNs can be removed with little loss of in-context learning",
-         "Bansal et al. 2023 (OPT-66B): ~20% of FFNs", "ffns"),
-        ("Deep layers can be dropped before performance collapses",
-         "Gromov et al. 2024: up to about half of the layers (with healing)", "layers"),
-        ("Low-rank reduction of single weight matrices can improve accuracy",
-         "Sharma et al. 2023 (LASER): gains on several tasks from reducing later-layer MLP matrices", "laser"),
-        ("Induction heads are among the heads important for in-context learning",
-         "Bansal et al. 2023: significant overlap of important heads with prefix-matching/copying heads", "induction"),
-    ]
-    if folder.is_dir():
         measured.update(_pruning_claims(folder))  # interp prune's own claims table, when written, has the last word
-    return pd.DataFrame([{"claim": claim, "paper": paper, "this model": measured.get(key, "not measured")}
-                         for claim, paper, key in rows])
+    return pd.DataFrame([{"key": key, "claim": claim, "paper": paper, "this model": measured.get(key, "not measured")}
+                         for key, (claim, paper) in CLAIMS.items()])
 
 
 def _pruning_claims(folder: Path) -> dict[str, str]:
-    """Measured text per claim from ``pruning_claims`` (written by ``interp prune``), by shot count."""
+    """Measured text per claim key from ``pruning_claims`` (written by ``interp prune``), by shot count."""
     table = _table(folder, "pruning_claims")
-    if table is None or not {"claim", "measured"} <= set(table.columns):
+    if table is None or not {"key", "measured"} <= set(table.columns):
         return {}
-    keys = {"heads": "of heads", "ffns": "of FFNs", "layers": "layers", "laser": "LASER"}
     measured = {}
-    for key, marker in keys.items():
-        rows = table[table["claim"].str.contains(marker, regex=False)]
-        if not rows.empty:
-            detail = lambda row: f" ({row.detail})" if "detail" in table.columns else ""  # noqa: E731
-            measured[key] = "; ".join(f"{row.shots}-shot: {row.measured}{detail(row)}" if "shots" in table.columns
-                                      else f"{row.measured}{detail(row)}" for row in rows.itertuples())
+    for key, rows in table.groupby("key", sort=False):
+        measured[key] = "; ".join(f"{row.shots}-shot: {row.measured} ({row.detail})" for row in rows.itertuples())
     return measured
 
 
@@ -339,7 +322,7 @@ def write_report(folder: Path, out: Path | None = None) -> Path:
     """Write ``out`` (default ``folder/report.html``); returns its path."""
     from plotly.offline import get_plotlyjs
 
-    from interp.results import atomic_write
+    from interp.store import atomic_write
 
     folder = Path(folder)
     if not (folder / "induction_scores.parquet").exists() and not (folder / "induction_scores.csv").exists():

@@ -27,6 +27,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.errors import InterpError
+from interp.models.structure import decoder_layer_list
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -74,7 +75,7 @@ def angular_distances(bridge: "TransformerBridge", tokens_or_batches: Any,
     """``distances[l, n] = d(x_l, x_{l+n})`` averaged over samples; NaN where ``l + n > n_layers``.
 
     ``tokens_or_batches``: a ``(batch, pos)`` token tensor (every token real), a list of them, or
-    right-padded :class:`interp.evaluation.Batch` objects (their ``valid`` mask marks real tokens;
+    right-padded :class:`interp.tasks.evaluation.Batch` objects (their ``valid`` mask marks real tokens;
     causal attention keeps padding from changing them).  ``last_token_only=False`` averages the
     distance over each sample's real tokens first.  Shape ``(n_layers + 1, n_layers + 1)``;
     column ``n = 0`` is zero.
@@ -170,19 +171,11 @@ def skip_layer_hooks(layers: Sequence[int]) -> list[tuple[str, Any]]:
     return hooks
 
 
-def _decoder_layer_list(hf_model: Any) -> tuple[str, torch.nn.ModuleList]:
-    n_layers = hf_model.config.num_hidden_layers
-    for name, module in hf_model.named_modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == n_layers:
-            return name, module
-    raise InterpError(f"{type(hf_model).__name__}: found no list of {n_layers} decoder layers to prune")
-
-
 def drop_layers(hf_model: Any, layers: Sequence[int]) -> Any:
     """A smaller copy of a Hugging Face causal LM without the decoder ``layers``; the input is untouched.
 
     The copy is an ordinary model: ``save_pretrained`` writes it and
-    :func:`interp.models.load_model` reads it back.  Pass a plain Hugging Face model, not
+    :func:`interp.models.loading.load_model` reads it back.  Pass a plain Hugging Face model, not
     ``bridge.original_model`` (the bridge rewires its modules).
     """
     if any("_original_component" in name for name, _ in hf_model.named_parameters()):
@@ -197,7 +190,7 @@ def drop_layers(hf_model: Any, layers: Sequence[int]) -> Any:
             f"layers {list(layers)!r} to drop must be a non-empty proper subset of 0..{n_layers - 1}"
         )
     pruned = copy.deepcopy(hf_model)
-    list_name, layer_list = _decoder_layer_list(pruned)
+    list_name, layer_list = decoder_layer_list(pruned)
     kept = [module for index, module in enumerate(layer_list) if index not in dropped]
     pruned.set_submodule(list_name, torch.nn.ModuleList(kept))
     # The KV cache is indexed by layer_idx; renumber so cache slots stay consecutive.

@@ -1,6 +1,6 @@
 """Plotly figures, one consistent style, always drawn from saved result tables.
 
-Every function here takes a DataFrame (as saved by :mod:`interp.results`) and returns a
+Every function here takes a DataFrame (as saved by :mod:`interp.store`) and returns a
 ``plotly.graph_objects.Figure``; none recomputes anything, so every figure can be regenerated
 from a results folder.  Heatmaps are layer x head with layer 0 at the bottom (as in the paper),
 exact values on hover, heads labelled ``L{layer}H{head}``.  Colour scales are colour-blind safe:
@@ -141,7 +141,7 @@ def save_figure(figure: go.Figure, stem: Path, formats: Sequence[str] = ("html",
     Static export uses kaleido 1.x, which drives a Chromium (Debian's ``chromium`` here). A
     failure raises :class:`InterpError` naming the file: rendering never silently skips.
     """
-    from interp.results import atomic_write
+    from interp.store import atomic_write
 
     stem = Path(stem)
     written = []

@@ -20,7 +20,7 @@ Rankings (higher = more important; the lowest go first, ties by position):
 
 Work is shared: prompts are tokenised once per (task, shots); masks are deduplicated (0% is one
 evaluation for every ranking); the masks of a group share one clean forward per batch, whose
-per-block residuals (:class:`interp.importance._ResumableRun`) let every masked copy start at
+per-block residuals (:class:`interp.hooks.ResumedRun`) let every masked copy start at
 the first layer that any copy of the group masks, with the copies stacked along the batch.
 
 Every cell (study, ranking, head %, FFN %, task, shots) is written as one JSON file as soon as
@@ -28,8 +28,6 @@ its group is done; a rerun skips the cells already on disk.
 
 >>> pruning_mask(np.array([[0.3, 0.1], [0.2, 0.4]]), 50).tolist()
 [[False, True], [True, False]]
->>> prunable_percent([0, 10, 20, 30], [0.80, 0.795, 0.78, 0.79], tolerance=1.0)
-10
 """
 
 from __future__ import annotations
@@ -48,10 +46,13 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from interp.errors import InterpError, check_choice
-from interp.evaluation import (EncodedPrompts, encode_prompts, iterate_batches, logits_to_target_logprobs,
-                               multiple_choice_metrics, pad_id_of, sum_by_row, summarise, wilson_interval)
-from interp.importance import _mask_ffn_hook, _mask_heads_hook, _mlp_name, _z_name  # one masking mechanism for both
-from interp.tasks import PromptConfig, build_prompts, load_task, resolve_task_names
+from interp.output.claims import claims_table
+from interp.pruning.thresholds import threshold_table
+from interp.tasks.evaluation import (EncodedPrompts, encode_prompts, iterate_batches, logits_to_target_logprobs,
+                               multiple_choice_metrics, pad_id_of, sum_by_row, summarise, target_logprob_readout,
+                               wilson_interval)
+from interp.hooks import ResumedRun, component_mask_hooks, mlp_out_hook, z_hook
+from interp.tasks.prompts import PromptConfig, build_prompts, load_task, resolve_task_names
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -63,11 +64,9 @@ __all__ = [
     "PruningConfig",
     "masked_scores",
     "masked_scores_reference",
-    "prunable_percent",
     "prune_count",
     "pruning_mask",
     "run_pruning",
-    "threshold_table",
 ]
 
 STUDIES = ("heads", "ffns", "combined")
@@ -185,82 +184,6 @@ def pruning_mask(scores: np.ndarray, percent: float | int, tiebreak: np.ndarray 
     return mask.reshape(scores.shape)
 
 
-def prunable_percent(percents: Any, accuracy: Any, tolerance: float | int = 1.0,
-                     baseline: float | None = None) -> float | int:
-    """The largest ``x`` such that every ``x' <= x`` keeps accuracy within ``tolerance`` points of the baseline.
-
-    The baseline is the accuracy at 0% unless given; 0% always counts (it is the model itself).
-    """
-    order = np.argsort(np.asarray(percents, dtype=np.float64), kind="stable")
-    percents = np.asarray(percents, dtype=np.float64)[order]
-    accuracy = np.asarray(accuracy, dtype=np.float64)[order]
-    if baseline is None:
-        if percents[0] != 0:
-            raise InterpError(f"no 0% cell among percents {percents.tolist()}; pass the unpruned baseline")
-        baseline = accuracy[0]
-    floor = baseline - tolerance / 100 - 1e-12  # 1e-12: accuracies are ratios of integers
-    best = 0.0
-    for percent, value in zip(percents, accuracy):
-        if percent == 0:
-            continue
-        if value < floor:
-            break
-        best = percent
-    return int(best) if float(best).is_integer() else best
-
-
-def _threshold_row(percents: np.ndarray, accuracy: np.ndarray, n_items: int, tolerance: float | int) -> dict[str, Any]:
-    """Threshold and an interval: the same rule on each cell's Wilson 95% bounds (n = ``n_items``)."""
-    baseline = float(accuracy[percents == 0][0])
-    low = np.array([wilson_interval(value * n_items, n_items)[0] for value in accuracy])
-    high = np.array([wilson_interval(value * n_items, n_items)[1] for value in accuracy])
-    return {"baseline_accuracy": baseline, "prunable_percent": prunable_percent(percents, accuracy, tolerance, baseline),
-            "prunable_ci_low": prunable_percent(percents, low, tolerance, baseline),
-            "prunable_ci_high": prunable_percent(percents, high, tolerance, baseline), "n_items": int(n_items)}
-
-
-def threshold_table(table: pd.DataFrame, percent_column: str = "percent", tolerance: float | int = 1.0) -> pd.DataFrame:
-    """Per (ranking, task, shots) and on the task average: the largest prunable percentage and its interval.
-
-    The average curve is the mean accuracy over tasks; its interval uses the pooled item count.
-    """
-    rows = []
-    for (ranking, shots), group in table.groupby(["ranking", "shots"], sort=False):
-        if 0 not in set(group[percent_column]):
-            continue
-        for task, part in group.groupby("task", sort=False):
-            part = part.sort_values(percent_column)
-            rows.append({"ranking": ranking, "shots": shots, "task": task,
-                         **_threshold_row(part[percent_column].to_numpy(float), part["accuracy"].to_numpy(float),
-                                          int(part["n_items"].iloc[0]), tolerance)})
-        complete = group.groupby(percent_column)["task"].nunique() == group["task"].nunique()
-        average = group[group[percent_column].isin(complete[complete].index)]
-        curve = average.groupby(percent_column).agg(accuracy=("accuracy", "mean")).reset_index()
-        n_items = int(average.drop_duplicates("task")["n_items"].sum())
-        rows.append({"ranking": ranking, "shots": shots, "task": "average",
-                     **_threshold_row(curve[percent_column].to_numpy(float), curve["accuracy"].to_numpy(float),
-                                      n_items, tolerance)})
-    frame = pd.DataFrame(rows)
-    if not frame.empty:
-        frame["tolerance_points"] = tolerance
-    return frame
-
-
-# --------------------------------------------------------------------------- masked evaluation
-
-
-def _mask_hooks(head_masks: Tensor, ffn_masks: Tensor, means: tuple[Tensor, Tensor] | None,
-                start: int = 0) -> list[tuple[str, Callable]]:
-    copies, n_layers = ffn_masks.shape
-    hooks = []
-    for layer in range(start, n_layers):
-        if head_masks[:, layer].any():
-            hooks.append((_z_name(layer), _mask_heads_hook(head_masks[:, layer], None if means is None else means[0][layer], copies)))
-        if ffn_masks[:, layer].any():
-            hooks.append((_mlp_name(layer), _mask_ffn_hook(ffn_masks[:, layer], None if means is None else means[1][layer], copies)))
-    return hooks
-
-
 def _check_masks(bridge: "TransformerBridge", head_masks: Tensor, ffn_masks: Tensor) -> tuple[Tensor, Tensor]:
     n_layers, n_heads = int(bridge.cfg.n_layers), int(bridge.cfg.n_heads)
     head_masks, ffn_masks = torch.as_tensor(head_masks, dtype=torch.bool), torch.as_tensor(ffn_masks, dtype=torch.bool)
@@ -280,8 +203,6 @@ def masked_scores(bridge: "TransformerBridge", encoded: EncodedPrompts, head_mas
     ``means`` (per-layer mean ``z`` and FFN output) switches from zero to mean ablation.
     Identical masks are evaluated once; an empty mask is the clean forward.
     """
-    from interp.importance import _ResumableRun  # the clean-run cache behind exact ablation
-
     head_masks, ffn_masks = _check_masks(bridge, head_masks, ffn_masks)
     n_layers = ffn_masks.shape[1]
     flat = torch.cat([head_masks.flatten(1), ffn_masks], dim=1)  # (mask, component)
@@ -295,12 +216,12 @@ def masked_scores(bridge: "TransformerBridge", encoded: EncodedPrompts, head_mas
     results = torch.zeros(len(unique), encoded.n_sequences, dtype=torch.float64)
     for batch in iterate_batches(encoded, list(range(encoded.n_sequences)), batch_size, bridge.cfg.device,
                                  pad_id_of(bridge.tokenizer)):
-        run = _ResumableRun(bridge, batch)
+        run = ResumedRun(bridge, batch.tokens, target_logprob_readout(bridge, batch))
         ids = batch.sequence_ids.cpu()
-        results[:, ids] = sum_by_row(run.clean_logprobs, batch).double().cpu()  # empty masks keep this
+        results[:, ids] = sum_by_row(run.clean, batch).double().cpu()  # empty masks keep this
         for group in groups:
             start = int(first_layer[group].min())
-            hooks = _mask_hooks(unique_heads[group], unique_ffns[group], means, start)
+            hooks = component_mask_hooks(unique_heads[group], unique_ffns[group], means, start)
             sums = sum_by_row(run.resume(start, len(group), hooks), batch).double().cpu()  # (copies, batch)
             results[torch.tensor(group).unsqueeze(1), ids.unsqueeze(0)] = sums
         if progress is not None:
@@ -318,11 +239,11 @@ def masked_scores_reference(bridge: "TransformerBridge", encoded: EncodedPrompts
             z = z.clone()
             z[:, :, head] = 0.0 if means is None else means[0][layer, head]
             return z
-        hooks.append((_z_name(layer), remove_head))
+        hooks.append((z_hook(layer), remove_head))
     for layer in torch.nonzero(torch.as_tensor(ffn_mask)).flatten().tolist():
         def remove_ffn(mlp_out, hook, layer=layer):
             return torch.zeros_like(mlp_out) if means is None else means[1][layer].expand_as(mlp_out).clone()
-        hooks.append((_mlp_name(layer), remove_ffn))
+        hooks.append((mlp_out_hook(layer), remove_ffn))
     with torch.no_grad():
         for batch in iterate_batches(encoded, list(range(encoded.n_sequences)), batch_size, bridge.cfg.device,
                                      pad_id_of(bridge.tokenizer)):
@@ -349,7 +270,7 @@ def _component_scores(bridge: "TransformerBridge", encoded: EncodedPrompts, conf
                       means: tuple[Tensor, Tensor] | None, components: Sequence[str] = ("head", "ffn")
                       ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Own importance: {"head": (scores (layer, head), tiebreak), "ffn": (scores (layer,), tiebreak)}."""
-    from interp.importance import _l2_normalise, gradient_importance
+    from interp.importance.methods import _l2_normalise, gradient_importance
 
     scores = {}
     if "head" in components or config.ffn_importance == "gradient":
@@ -475,7 +396,7 @@ def run_pruning(study: str, model: str, tasks: str | Sequence[str], shots: Seque
     """
     from tqdm.auto import tqdm
 
-    from interp.results import read_json, read_table, run_metadata, write_json, write_table
+    from interp.store import read_json, read_table, run_metadata, write_json, write_table
 
     check_choice("study", study, STUDIES)
     out, results = Path(out), Path(results or out)
@@ -506,7 +427,7 @@ def run_pruning(study: str, model: str, tasks: str | Sequence[str], shots: Seque
         induction = read_table(results / "induction_scores") if (results / "induction_scores.parquet").exists() \
             or (results / "induction_scores.csv").exists() else None
         if bridge_record is None:
-            from interp.models import load_model
+            from interp.models.loading import load_model
             bridge_record = load_model(model, device=device)
         bridge, record = bridge_record
         n_layers, n_heads = int(bridge.cfg.n_layers), int(bridge.cfg.n_heads)
@@ -514,7 +435,7 @@ def run_pruning(study: str, model: str, tasks: str | Sequence[str], shots: Seque
                    for key, prompts in prompt_sets.items()}  # tokenised once for every mask
         means = {}
         if config.ablation == "mean":
-            from interp.importance import activation_means
+            from interp.importance.methods import activation_means
             means = {key: activation_means(bridge, value, config.batch_size) for key, value in encoded.items()}
         ranking_stem = out / "pruning_rankings"
         stored = read_table(ranking_stem) if ranking_stem.with_suffix(".parquet").exists() else pd.DataFrame(
@@ -582,7 +503,6 @@ def run_pruning(study: str, model: str, tasks: str | Sequence[str], shots: Seque
             write_table(frame, out / name)
         if figures:
             _write_figures(study, tables, out / "figures")
-        from interp.prune_sweeps import claims_table
 
         claims_table(out)
     return tables
@@ -590,8 +510,8 @@ def run_pruning(study: str, model: str, tasks: str | Sequence[str], shots: Seque
 
 def _write_figures(study: str, tables: dict[str, pd.DataFrame], folder: Path) -> None:
     """The same figures the report draws from these tables (one definition, in figures_all)."""
-    from interp.figures import save_figure
-    from interp.figures_all import known_pruning_figures
+    from interp.output.figures import save_figure
+    from interp.output.catalogue import known_pruning_figures
 
     name = f"pruning_{study}"
     for entry in known_pruning_figures(name, tables[name]) or []:

@@ -49,7 +49,8 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.errors import check_choice
-from interp.sequences import SequenceBatch, SequenceConfig, make_batches
+from interp.hooks import StopForward, run_until
+from interp.induction.sequences import SequenceBatch, SequenceConfig, make_batches
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -220,10 +221,6 @@ def _optional_parameter(bridge: "TransformerBridge", name: str) -> Tensor | None
     return None if parameter is None else parameter.detach()
 
 
-class _StopForward(Exception):
-    """Raised from the last needed hook: the rest of the forward pass is not needed."""
-
-
 def _query_head_weights(bridge: "TransformerBridge", name: str) -> Tensor:
     """``W_V``-like weights expanded from KV heads to query heads (grouped-query attention)."""
     weight = getattr(bridge, name)
@@ -279,18 +276,8 @@ def _attention_pass(
             batch.tokens[:, 1:], reduction="none",
         )
     else:
-        _run_until_stopped(bridge, batch.tokens, hooks, stop_hook=f"blocks.{bridge.cfg.n_layers - 1}.attn.hook_pattern")
+        run_until(bridge, batch.tokens, hooks, stop_hook=f"blocks.{bridge.cfg.n_layers - 1}.attn.hook_pattern")
     return torch.stack(per_layer, dim=1), loss
-
-
-def _run_until_stopped(bridge, tokens, hooks, stop_hook: str) -> None:
-    def stop(activation, hook):
-        raise _StopForward
-
-    try:
-        bridge.run_with_hooks(tokens, fwd_hooks=hooks + [(stop_hook, stop)])
-    except _StopForward:
-        pass
 
 
 _MLP_SKIP_WORKS: dict[str, bool] = {}  # architecture -> whether the MLP-skipping hooks run
@@ -353,7 +340,7 @@ def _copying_pass(
                 output_bias=None if output_bias is None else output_bias[layer], unembed_bias=unembed_bias,
             )
             if len(per_layer) == n_layers:
-                raise _StopForward  # the rest of the model is not needed
+                raise StopForward  # the rest of the model is not needed
             return None
         return hook_fn
 
@@ -369,7 +356,7 @@ def _copying_pass(
     skip = source == "embeddings" and _MLP_SKIP_WORKS.get(type(bridge.original_model).__name__, True)
     try:
         bridge.run_with_hooks(batch.tokens, fwd_hooks=hooks + (_skip_mlp_hooks(n_layers) if skip else []))
-    except _StopForward:
+    except StopForward:
         pass
     except RuntimeError:
         if not skip:
@@ -380,7 +367,7 @@ def _copying_pass(
         per_layer.clear()
         try:
             bridge.run_with_hooks(batch.tokens, fwd_hooks=hooks)
-        except _StopForward:
+        except StopForward:
             pass
     if len(per_layer) != n_layers:
         raise RuntimeError(f"copying hooks fired for layers {sorted(per_layer)} only; the bridge's hook names changed?")
@@ -443,7 +430,7 @@ def score_heads(
     position, repeat, loss``), computed in the same forward passes.  ``extra_hooks`` join the
     repeated-sequence passes (an ablation, say).
 
-    >>> from interp.models import load_model                         # doctest: +SKIP
+    >>> from interp.models.loading import load_model                         # doctest: +SKIP
     >>> bridge, _ = load_model("smollm2-135m")                       # doctest: +SKIP
     >>> table = score_heads(bridge, SequenceConfig(num_seeds=2))     # doctest: +SKIP
     >>> table.query("metric == 'prefix_matching'").nlargest(1, "value")  # doctest: +SKIP

@@ -4,7 +4,7 @@ The model is a stock Hugging Face decoder whose MLP weights are zeroed and froze
 (``requires_grad=False``): the MLP of zeros adds exactly zero to the residual stream, so the
 network is attention-only, as in Elhage et al. (2021) and Olsson et al. (2022).  Keeping a stock
 class (instead of a custom module) means a trained model is an ordinary Hugging Face directory
-that :func:`interp.models.load_model` opens like any other model.
+that :func:`interp.models.loading.load_model` opens like any other model.
 
 Positions (``positions``): by default rotary embeddings (a ``LlamaForCausalLM``).  Rotary
 positions enter only the query-key product, never the residual stream: a previous-token head is
@@ -12,9 +12,9 @@ one fixed rotation whatever the position, and the residual stream is left to tok
 On the shipped recipe the 2-layer rotary model formed its induction head between steps 861 and
 1,218 (about 3 minutes on one CPU core), while GPT-2-class models with learned positions
 (``positions="sinusoidal"`` or ``"learned"``) stayed on the plateau for 2,000-4,000 steps in
-every run tried (see ``data/models/toy-attn-2l/TRAINING.md``).
+every run tried (see ``interp/data/models/toy-attn-2l/TRAINING.md``).
 
-Training data is the King James Bible shipped in ``data/corpus/`` (public domain; see its
+Training data is the King James Bible shipped in ``interp/data/corpus/`` (public domain; see its
 README), tokenized with a byte-level BPE built from the same text, with an optional share of
 synthetic rows of random tokens (``repeat_layout``):
 
@@ -51,8 +51,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from interp.data import data_path
 from interp.errors import InterpError, check_choice
-from interp.results import atomic_directory
+from interp.store import atomic_directory
 
 if TYPE_CHECKING:  # torch and transformers load inside the functions so `interp --help` is fast
     from torch import Tensor
@@ -73,7 +74,6 @@ __all__ = [
     "train_tokenizer",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SPECIAL_TOKENS = ("<bos>", "<eos>", "<pad>")  # ids 0, 1, 2: the same layout as the test fixtures
 LAYER_COUNTS = (1, 2, 3)
 _ARCHITECTURE = {"rotary": "Llama-class model with rotary positions",
@@ -83,7 +83,7 @@ POSITIONS = tuple(_ARCHITECTURE)  # rotary, sinusoidal, learned
 
 def default_corpus() -> Path:
     """The shipped corpus: the King James Bible, one chapter a line, gzipped (see its README)."""
-    return REPO_ROOT / "data" / "corpus" / "kjv.txt.gz"
+    return data_path("corpus", "kjv.txt.gz")
 
 
 @dataclass(frozen=True)
@@ -432,7 +432,7 @@ def train(config: ToyConfig, run_dir: str | Path, *, progress: bool = True, thre
     import torch
     from tqdm.auto import tqdm
 
-    from interp.results import write_table
+    from interp.store import write_table
 
     if threads:
         torch.set_num_threads(threads)
@@ -452,7 +452,7 @@ def train(config: ToyConfig, run_dir: str | Path, *, progress: bool = True, thre
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98))
     generator = torch.Generator().manual_seed(config.seed)
     if config.repeat_tokens == "middle":  # the tokens the prefix-matching score draws from
-        from interp.sequences import token_pool
+        from interp.induction.sequences import token_pool
 
         vocab = token_pool(tokenizer)[0]
     else:
@@ -493,7 +493,7 @@ def train(config: ToyConfig, run_dir: str | Path, *, progress: bool = True, thre
     meta_path = run_dir / "train.json"
     elapsed = time.perf_counter() - started
     previous = json.loads(meta_path.read_text()).get("train_seconds", 0.0) if meta_path.exists() else 0.0
-    from interp.results import run_metadata, write_json
+    from interp.store import run_metadata, write_json
 
     write_json(run_metadata(config=config.to_dict(), steps=config.steps, train_seconds=previous + elapsed,
                             threads=torch.get_num_threads(), checkpoints=schedule), meta_path)
@@ -520,7 +520,7 @@ def export_model(run_dir: str | Path, target: str | Path, command: str) -> Path:
         f"Seed {config['seed']}, {final[0]} steps, {meta.get('train_seconds', float('nan')):.0f} s on "
         f"{meta.get('threads', '?')} CPU thread(s); torch {meta.get('versions', {}).get('torch', '?')}.", "",
         "Configuration:", "", "```json", json.dumps(config, indent=2), "```", "",
-        "Corpus: data/corpus/kjv.txt.gz (King James Bible, public domain; see data/corpus/README.md).", "",
+        "Corpus: interp/data/corpus/kjv.txt.gz (King James Bible, public domain; see interp/data/corpus/README.md).", "",
     ]
     (target / "TRAINING.md").write_text("\n".join(lines))
     return target

@@ -11,7 +11,7 @@
 Per-seed values are cached under ``cache/`` keyed by everything that changes them, and written
 after every chunk of seeds, so a second run reuses them and an interrupted run resumes.
 
->>> from interp.induction import InductionConfig, run_induction      # doctest: +SKIP
+>>> from interp.induction.job import InductionConfig, run_induction      # doctest: +SKIP
 >>> result = run_induction("smollm2-135m", "results/smollm2-135m", InductionConfig(num_seeds=4))  # doctest: +SKIP
 >>> result.top_heads("prefix_matching", 3)                           # doctest: +SKIP
 """
@@ -28,16 +28,16 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from interp.errors import InterpError, check_choice
-from interp.figures import layer_head_heatmap, save_figure, scatter_with_labels
-from interp.results import read_json, read_table, read_table_if_present, run_metadata, write_json, write_table
-from interp.scores import COPYING_SOURCES, COPYING_VARIANTS, METRICS, score_heads
-from interp.sequences import PROTOCOLS, SequenceConfig
+from interp.output.figures import layer_head_heatmap, save_figure, scatter_with_labels
+from interp.store import read_json, read_table, read_table_if_present, run_metadata, write_json, write_table
+from interp.induction.scores import COPYING_SOURCES, COPYING_VARIANTS, METRICS, score_heads
+from interp.induction.sequences import PROTOCOLS, SequenceConfig
 from interp.stats import summarise_seeds
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
-    from interp.models import ModelRecord
+    from interp.models.loading import ModelRecord
 
 __all__ = ["CPU_DEFAULT_SEEDS", "GPU_DEFAULT_SEEDS", "InductionConfig", "InductionResult", "induction_figures", "run_induction"]
 
@@ -133,7 +133,7 @@ def induction_figures(results: Path, formats: tuple[str, ...] = ("html", "png"))
         written["prefix_vs_copying"] = save_figure(figure, folder / "prefix_vs_copying", formats)
     loss_path = results / "repeated_loss.parquet"
     if loss_path.exists():
-        from interp.figures import repeated_loss_figure
+        from interp.output.figures import repeated_loss_figure
 
         written["repeated_loss"] = save_figure(repeated_loss_figure(pd.read_parquet(loss_path), model), folder / "repeated_loss", formats)
     return written
@@ -142,7 +142,7 @@ def induction_figures(results: Path, formats: tuple[str, ...] = ("html", "png"))
 def _resolve_model(model, device, dtype, device_map):
     if isinstance(model, tuple):
         return model
-    from interp.models import load_model
+    from interp.models.loading import load_model
 
     return load_model(model, device=device, dtype=dtype, device_map=device_map)
 
@@ -228,7 +228,7 @@ def run_induction(
 
 
 def _token_ranking(bridge, sequences: SequenceConfig) -> str:
-    from interp.sequences import token_pool
+    from interp.induction.sequences import token_pool
 
     pool, method = token_pool(bridge.tokenizer, sequences.exclude_ratio)
     return f"{method}; {len(pool)} tokens in the pool"

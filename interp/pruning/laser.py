@@ -21,6 +21,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.errors import InterpError
+from interp.models.structure import decoder_layer, hf_model_of
 
 __all__ = ["MATRICES", "LowRankFactors", "laser_intervention", "low_rank", "matrix_parameter", "rank_for"]
 
@@ -75,31 +76,17 @@ def low_rank(weight: Float[Tensor, "rows columns"], rho: float) -> Float[Tensor,
     return LowRankFactors(weight).approximate(rho)
 
 
-def _hf_model(model: Any) -> Any:
-    return getattr(model, "original_model", model)
-
-
-def _decoder_layer(hf_model: Any, layer: int) -> Any:
-    n_layers = hf_model.config.num_hidden_layers
-    if not isinstance(layer, int) or not 0 <= layer < n_layers:
-        raise InterpError(f"layer {layer!r} is outside 0..{n_layers - 1}")
-    for module in hf_model.modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == n_layers:
-            return module[layer]
-    raise InterpError(f"{type(hf_model).__name__}: found no list of {n_layers} decoder layers")
-
-
 def matrix_parameter(model: Any, layer: int, matrix: str) -> tuple[torch.nn.Parameter, int | None]:
     """The parameter holding ``matrix`` of ``layer`` and, for a fused q|k|v weight, which third."""
     if matrix not in MATRICES:
         raise InterpError(f"unknown matrix {matrix!r}; choose one of: {', '.join(MATRICES)}")
-    block = _decoder_layer(_hf_model(model), layer)
+    block = decoder_layer(hf_model_of(model), layer)
     parameters = {name.replace("_original_component.", ""): parameter
                   for name, parameter in block.named_parameters()}
     for name, third in MATRICES[matrix]:
         if name in parameters:
             return parameters[name], third
-    raise InterpError(f"{type(_hf_model(model)).__name__} has no {matrix!r} matrix in layer {layer}")
+    raise InterpError(f"{type(hf_model_of(model)).__name__} has no {matrix!r} matrix in layer {layer}")
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ A *spec* names what to load:
 Dequantising a GGUF costs 15-40 s on a small CPU, so the dequantised weights are cached as
 safetensors under ``$INTERP_CACHE`` (default ``~/.cache/interp``) and later loads read those.
 
->>> from interp.models import load_model            # doctest: +SKIP
+>>> from interp.models.loading import load_model            # doctest: +SKIP
 >>> bridge, record = load_model("smollm2-135m")     # doctest: +SKIP
 >>> record.n_layers, record.n_heads, record.n_kv_heads   # doctest: +SKIP
 (30, 9, 3)
@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from interp.data import data_path
 from interp.errors import InterpError
-from interp.results import atomic_directory
+from interp.store import atomic_directory
 
 if TYPE_CHECKING:  # heavy imports stay inside the functions so `interp --help` is fast
     import torch
@@ -48,7 +49,6 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "smollm2-135m"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def cache_dir() -> Path:
@@ -96,7 +96,7 @@ def _locate_gemma3() -> Path | None:
 
 def _locate_shipped(name: str) -> Callable[[], Path | None]:
     def locate() -> Path | None:
-        path = REPO_ROOT / "data" / "models" / name
+        path = data_path("models", name)
         return path if (path / "config.json").exists() else None
 
     return locate
@@ -118,13 +118,13 @@ KNOWN_MODELS: dict[str, KnownModel] = {
     "toy-attn-1l": KnownModel(
         "toy-attn-1l",
         "1-layer attention-only toy model trained by `interp train` (no induction head)",
-        "shipped in data/models/toy-attn-1l (run from a checkout of the repository)",
+        "shipped in interp/data/models/toy-attn-1l ",
         _locate_shipped("toy-attn-1l"),
     ),
     "toy-attn-2l": KnownModel(
         "toy-attn-2l",
         "2-layer attention-only toy model trained by `interp train` (has an induction head)",
-        "shipped in data/models/toy-attn-2l (run from a checkout of the repository)",
+        "shipped in interp/data/models/toy-attn-2l ",
         _locate_shipped("toy-attn-2l"),
     ),
 }

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from interp.data import data_path
 from interp.errors import InterpError
 
 __all__ = [
@@ -57,7 +58,7 @@ __all__ = [
     "split_items",
 ]
 
-TASK_DIR = Path(__file__).resolve().parent.parent / "data" / "tasks"
+TASK_DIR = data_path("tasks")
 
 # name -> what the task asks
 BUILTIN_TASKS: dict[str, str] = {

@@ -2,7 +2,7 @@
 
 For each checkpoint (a step of an ``interp train`` run, or a Pythia revision) this measures
 
-- every head's prefix-matching, copying and previous-token score (:func:`interp.scores.score_heads`
+- every head's prefix-matching, copying and previous-token score (:func:`interp.induction.scores.score_heads`
   on seeded random sequences; Olsson's protocol by default: 25 tokens repeated 4 times, 10 seeds);
 - the loss on those repeated random sequences, by repeat (repeat 1 cannot be predicted; an
   induction-capable model's loss on repeats 2..4 falls towards zero);
@@ -20,7 +20,7 @@ Tables (parquet + CSV) and ``dynamics.json`` go to ``OUT`` (default ``RUN/dynami
 
 Pythia (for connected users; not testable offline): ``--model EleutherAI/pythia-70m --revisions
 step1000,step2000`` downloads each revision with ``huggingface_hub.snapshot_download`` (or
-finds it in the local cache) and loads the directory through :func:`interp.models.load_model`,
+finds it in the local cache) and loads the directory through :func:`interp.models.loading.load_model`,
 the same path as every other model.  Pythia's 2048-token context gives the paper's 500 vs 50.
 
 >>> DynamicsConfig().icl_positions(512)
@@ -74,7 +74,7 @@ class DynamicsConfig:
     held_out_fraction: float = 0.05  # the corpus tail, as `interp train` holds it out
 
     def __post_init__(self) -> None:
-        from interp.sequences import SequenceConfig
+        from interp.induction.sequences import SequenceConfig
 
         SequenceConfig(protocol=self.protocol, num_seeds=self.num_seeds)  # validates both
         if self.icl_examples < 1:
@@ -107,7 +107,7 @@ def checkpoint_sources(run: str | Path | None = None, model: str | None = None,
     if (run is None) == (model is None):
         raise InterpError("give exactly one of --run (an `interp train` folder) or --model with --revisions")
     if run is not None:
-        from interp.toy import list_checkpoints
+        from interp.toy.training import list_checkpoints
 
         if not Path(run).is_dir():
             raise InterpError(f"run folder {str(run)!r} does not exist; train one with `interp train --run`")
@@ -169,8 +169,8 @@ def per_token_loss(bridge: "TransformerBridge", tokens: Int[Tensor, "batch posit
 
 def score_checkpoint(bridge: "TransformerBridge", config: DynamicsConfig, documents: list[str]) -> dict[str, pd.DataFrame]:
     """Head scores, repeated-sequence loss and ICL loss curve of one model (step columns added later)."""
-    from interp.scores import score_heads
-    from interp.sequences import SequenceConfig
+    from interp.induction.scores import score_heads
+    from interp.induction.sequences import SequenceConfig
 
     sequences = SequenceConfig(protocol=config.protocol, num_seeds=config.num_seeds)
     longest = 1 + sequences.repeats * max(sequences.period(seed) for seed in sequences.seeds())
@@ -199,7 +199,7 @@ def score_checkpoint(bridge: "TransformerBridge", config: DynamicsConfig, docume
 
 
 def _held_out_documents(run: str | Path | None, fraction: float) -> list[str]:
-    from interp.toy import read_corpus
+    from interp.toy.training import read_corpus
 
     corpus = None
     if run is not None and (Path(run) / "config.json").exists():
@@ -228,8 +228,8 @@ def run_dynamics(
     from tqdm.auto import tqdm
     from transformers.utils import logging as hf_logging
 
-    from interp.models import load_model
-    from interp.results import read_table, run_metadata, write_json, write_table
+    from interp.models.loading import load_model
+    from interp.store import read_table, run_metadata, write_json, write_table
 
     sources = checkpoint_sources(run, model, revisions)
     hf_logging.disable_progress_bar()  # one bar over checkpoints, not one per weight load
@@ -263,7 +263,7 @@ def run_dynamics(
     write_json(run_metadata(record, **source, config=config.to_dict(), checkpoints=[label for _, label, _ in sources],
                             wall_seconds=time.perf_counter() - started), out / "dynamics.json")
     if figures:
-        from interp.figures import dynamics_figure, save_figure
+        from interp.output.figures import dynamics_figure, save_figure
 
         name = Path(run).name if run is not None else model
         save_figure(dynamics_figure(results["head_scores"], results["summary"], title=f"Training dynamics: {name}"),

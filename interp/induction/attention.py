@@ -1,16 +1,16 @@
 """Look inside one head on a repeated random sequence, and knock heads out.
 
 Two small tools for teaching and for the report, both on the sequences of
-:mod:`interp.sequences` (BOS + a random block of ``L`` tokens repeated):
+:mod:`interp.induction.sequences` (BOS + a random block of ``L`` tokens repeated):
 
 - :func:`head_attention`: the full attention pattern of one head, as a tidy table
-  (``query, key, weight, token``), which :func:`interp.figures.attention_pattern_figure` draws;
+  (``query, key, weight, token``), which :func:`interp.output.figures.attention_pattern_figure` draws;
   an induction head shows a stripe ``L - 1`` below the diagonal.
 - :func:`ablated_repeated_loss`: the per-token loss on the repeated sequences with chosen heads
   zero-ablated (their ``hook_z`` output set to 0), the classic test that induction heads are what
   lowers the loss on repeats (Olsson et al. 2022, section "Argument 2").
 
->>> from interp.models import load_model                        # doctest: +SKIP
+>>> from interp.models.loading import load_model                        # doctest: +SKIP
 >>> bridge, _ = load_model("smollm2-135m")                      # doctest: +SKIP
 >>> head_attention(bridge, layer=18, head=6).nlargest(1, "weight")  # doctest: +SKIP
 """
@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from interp.errors import InterpError
-from interp.sequences import SequenceConfig, make_batches
+from interp.induction.sequences import SequenceConfig, make_batches
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -70,7 +70,7 @@ def head_attention(bridge: "TransformerBridge", layer: int, head: int, seed: int
 
 def top_heads(results: Path, metric: str = "prefix_matching", count: int = 1) -> list[tuple[int, int]]:
     """The ``count`` heads with the highest mean ``metric`` in a results folder's induction scores."""
-    from interp.results import read_table
+    from interp.store import read_table
 
     scores = read_table(Path(results) / "induction_scores")
     rows = scores[scores["metric"] == metric].dropna(subset=["layer", "head"])
@@ -82,7 +82,7 @@ def top_heads(results: Path, metric: str = "prefix_matching", count: int = 1) ->
 
 def save_head_attention(bridge: "TransformerBridge", results: Path, layer: int, head: int, seed: int = 0) -> Path:
     """Write ``attention_pattern_L{layer}H{head}.parquet`` (+ .csv) into ``results``; return its stem."""
-    from interp.results import write_table
+    from interp.store import write_table
 
     stem = Path(results) / f"attention_pattern_L{layer}H{head}"
     write_table(head_attention(bridge, layer, head, seed), stem)
@@ -93,7 +93,7 @@ def ablated_repeated_loss(bridge: "TransformerBridge", heads: Sequence[tuple[int
                           config: SequenceConfig = SequenceConfig(protocol="olsson", num_seeds=4)) -> pd.DataFrame:
     """Per-token loss on the repeated sequences with ``heads`` zero-ablated.
 
-    Columns ``seed, position, repeat, loss`` as in :func:`interp.scores.repeated_sequence_loss`
+    Columns ``seed, position, repeat, loss`` as in :func:`interp.induction.scores.repeated_sequence_loss`
     (``position`` is the predicted token's position, ``repeat`` its repeat 1..4).  An empty
     ``heads`` gives the clean loss.
     """
@@ -102,12 +102,8 @@ def ablated_repeated_loss(bridge: "TransformerBridge", heads: Sequence[tuple[int
         _check_head(bridge, int(layer), int(head))
         by_layer.setdefault(int(layer), []).append(int(head))
 
-    from interp.importance import _mask_heads_hook
-    from interp.scores import repeated_sequence_loss
+    from interp.hooks import heads_removed_hooks
+    from interp.induction.scores import repeated_sequence_loss
 
-    hooks = []
-    for layer, chosen in by_layer.items():
-        removed = torch.zeros(1, int(bridge.cfg.n_heads), dtype=torch.bool)
-        removed[0, chosen] = True
-        hooks.append((f"blocks.{layer}.attn.hook_z", _mask_heads_hook(removed, None, copies=1)))
+    hooks = heads_removed_hooks(bridge, heads)
     return repeated_sequence_loss(bridge, config, extra_hooks=hooks)

@@ -39,9 +39,11 @@ from jaxtyping import Float
 from torch import Tensor
 
 from interp.errors import InterpError, check_choice
-from interp.evaluation import (Batch, EncodedPrompts, encode_prompts, iterate_batches, logits_to_target_logprobs,
-                               make_batch, multiple_choice_metrics, pad_id_of, sum_by_row, summarise)
-from interp.tasks import PromptConfig, build_prompts, load_task, resolve_task_names
+from interp.hooks import ResumedRun, mask_ffn_hook, mask_heads_hook, mlp_out_hook, n_layers_heads, z_hook
+from interp.tasks.evaluation import (Batch, EncodedPrompts, encode_prompts, iterate_batches, logits_to_target_logprobs,
+                               make_batch, multiple_choice_metrics, pad_id_of, sum_by_row, summarise,
+                                     target_logprob_readout)
+from interp.tasks.prompts import PromptConfig, build_prompts, load_task, resolve_task_names
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -89,18 +91,6 @@ class ImportanceConfig:
         return PromptConfig(n_choices=self.n_choices, seed=self.seed, max_items=self.max_items)
 
 
-def _z_name(layer: int) -> str:
-    return f"blocks.{layer}.attn.hook_z"
-
-
-def _mlp_name(layer: int) -> str:
-    return f"blocks.{layer}.hook_mlp_out"
-
-
-def _n_layers_heads(bridge: "TransformerBridge") -> tuple[int, int]:
-    return int(bridge.cfg.n_layers), int(bridge.cfg.n_heads)
-
-
 def _gold_loss_per_target(values: Float[Tensor, " target"], batch: Batch) -> Float[Tensor, " batch"]:
     """Per-sequence mean negative log-likelihood of the continuation tokens."""
     return -sum_by_row(values, batch) / sum_by_row(torch.ones_like(values), batch)
@@ -134,7 +124,7 @@ def gradient_importance(bridge: "TransformerBridge", encoded: EncodedPrompts,
     continuation NLL (summed over items for the gradient scores, averaged for attribution, so
     that attribution estimates the change of the mean gold loss that exact ablation reports).
     """
-    n_layers, n_heads = _n_layers_heads(bridge)
+    n_layers, n_heads = n_layers_heads(bridge)
     d_head, d_model = int(bridge.cfg.d_head), int(bridge.cfg.d_model)
     sums = _GradientSums(
         torch.zeros(n_layers, n_heads, dtype=torch.float64), torch.zeros(n_layers, dtype=torch.float64),
@@ -143,7 +133,7 @@ def gradient_importance(bridge: "TransformerBridge", encoded: EncodedPrompts,
         torch.zeros(n_layers, n_heads, d_head, dtype=torch.float64), torch.zeros(n_layers, d_model, dtype=torch.float64),
     )
     gold = encoded.gold_sequence.tolist()
-    names = [_z_name(layer) for layer in range(n_layers)] + [_mlp_name(layer) for layer in range(n_layers)]
+    names = [z_hook(layer) for layer in range(n_layers)] + [mlp_out_hook(layer) for layer in range(n_layers)]
     for batch in iterate_batches(encoded, gold, batch_size, bridge.cfg.device, pad_id_of(bridge.tokenizer)):
         stored: dict[str, Tensor] = {}
 
@@ -160,9 +150,9 @@ def gradient_importance(bridge: "TransformerBridge", encoded: EncodedPrompts,
             loss = _gold_loss_per_target(values, batch).sum()
             gradients = torch.autograd.grad(loss, [stored[name] for name in names])
         valid = batch.valid  # (batch, pos)
-        z = torch.stack([stored[_z_name(layer)] for layer in range(n_layers)]).detach().double()
+        z = torch.stack([stored[z_hook(layer)] for layer in range(n_layers)]).detach().double()
         z_grad = torch.stack(gradients[:n_layers]).double()  # (layer, batch, pos, head, d_head)
-        mlp = torch.stack([stored[_mlp_name(layer)] for layer in range(n_layers)]).detach().double()
+        mlp = torch.stack([stored[mlp_out_hook(layer)] for layer in range(n_layers)]).detach().double()
         mlp_grad = torch.stack(gradients[n_layers:]).double()  # (layer, batch, pos, d_model)
         mask = valid.double()
         head_dot = einops.einsum(z, z_grad, "layer batch pos head d_head, layer batch pos head d_head -> layer batch pos head")
@@ -194,74 +184,13 @@ def gradient_importance(bridge: "TransformerBridge", encoded: EncodedPrompts,
 # --------------------------------------------------------------------------- exact ablation
 
 
-def _is_cache(value: Any) -> bool:
-    return type(value).__name__.endswith("Cache") and not isinstance(value, Tensor)
-
-
-def _repeat_batch(value: Any, batch: int, copies: int) -> Any:
-    """Repeat every batch-sized tensor ``copies`` times along dim 0; drop KV caches."""
-    if _is_cache(value):
-        return None
-    if isinstance(value, Tensor) and value.dim() >= 1 and value.shape[0] == batch and copies > 1:
-        return value.repeat(copies, *([1] * (value.dim() - 1)))
-    if isinstance(value, tuple):
-        return tuple(_repeat_batch(entry, batch, copies) for entry in value)
-    return value
-
-
-class _ResumableRun:
-    """A clean forward that keeps, per block, its input residual and call arguments."""
-
-    def __init__(self, bridge: "TransformerBridge", batch: Batch):
-        self.bridge, self.batch = bridge, batch
-        n_layers, _ = _n_layers_heads(bridge)
-        self.residuals: list[Tensor | None] = [None] * n_layers
-        self.calls: list[tuple[tuple, dict] | None] = [None] * n_layers
-        handles = []
-        for layer, block in enumerate(bridge.blocks):
-            def capture(module: Any, args: tuple, kwargs: dict, layer: int = layer) -> None:
-                if args and isinstance(args[0], Tensor):
-                    self.residuals[layer], rest = args[0], args[1:]
-                else:
-                    self.residuals[layer], rest = kwargs["hidden_states"], args
-                    kwargs = {key: value for key, value in kwargs.items() if key != "hidden_states"}
-                self.calls[layer] = (rest, dict(kwargs))
-            handles.append(block.register_forward_pre_hook(capture, with_kwargs=True))
-        try:
-            with torch.no_grad():
-                logits = bridge(batch.tokens, return_type="logits")
-        finally:
-            for handle in handles:
-                handle.remove()
-        self.clean_logprobs = logits_to_target_logprobs(logits[batch.target_rows, batch.target_positions], batch)
-
-    def resume(self, layer: int, copies: int, fwd_hooks: Sequence[tuple[str, Callable]]) -> Float[Tensor, "copies target"]:
-        """Target log-probabilities of ``copies`` stacked copies, run from block ``layer`` on."""
-        rows = len(self.batch.sequence_ids)
-        residual = self.residuals[layer]
-        hidden = residual.repeat(copies, 1, 1)
-        with torch.no_grad(), self.bridge.hooks(fwd_hooks=list(fwd_hooks)):
-            for block_index in range(layer, len(self.residuals)):
-                rest, kwargs = self.calls[block_index]
-                rest = tuple(_repeat_batch(value, rows, copies) for value in rest)
-                kwargs = {key: _repeat_batch(value, rows, copies) for key, value in kwargs.items()}
-                if "use_cache" in kwargs:
-                    kwargs["use_cache"] = False
-                output = self.bridge.blocks[block_index](hidden, *rest, **kwargs)
-                hidden = output[0] if isinstance(output, tuple) else output
-            final = einops.rearrange(hidden, "(copies batch) pos d_model -> copies batch pos d_model", copies=copies)
-            picked = final[:, self.batch.target_rows, self.batch.target_positions]  # (copies, target, d_model)
-            logits = self.bridge.unembed(self.bridge.ln_final(picked))
-            return logits_to_target_logprobs(logits, self.batch)
-
-
 def _collect_activations(bridge: "TransformerBridge", tokens: Tensor) -> tuple[list[Tensor], list[Tensor]]:
     """Clean hook_z and hook_mlp_out of every layer for ``tokens``."""
-    n_layers, _ = _n_layers_heads(bridge)
-    names = {_z_name(layer) for layer in range(n_layers)} | {_mlp_name(layer) for layer in range(n_layers)}
+    n_layers, _ = n_layers_heads(bridge)
+    names = {z_hook(layer) for layer in range(n_layers)} | {mlp_out_hook(layer) for layer in range(n_layers)}
     with torch.no_grad():
         _, cache = bridge.run_with_cache(tokens, names_filter=lambda name: name in names)
-    return ([cache[_z_name(layer)] for layer in range(n_layers)], [cache[_mlp_name(layer)] for layer in range(n_layers)])
+    return ([cache[z_hook(layer)] for layer in range(n_layers)], [cache[mlp_out_hook(layer)] for layer in range(n_layers)])
 
 
 def activation_means(bridge: "TransformerBridge", encoded: EncodedPrompts, batch_size: int = 8
@@ -354,37 +283,6 @@ def ablation_replacements(bridge: "TransformerBridge", encoded: EncodedPrompts, 
     )
 
 
-def _mask_heads_hook(removed: Tensor, replacement: Tensor | None, copies: int) -> Callable:
-    """``removed`` (copies, head): in copy ``c`` those heads' ``z`` becomes 0 or ``replacement``.
-
-    ``replacement`` broadcasts against one copy's (batch, pos, head, d_head): a mean (head,
-    d_head) or a resampled donor (batch, pos, head, d_head).  Shared by exact ablation and pruning.
-    """
-
-    def hook(z: Tensor, hook: Any) -> Tensor:
-        stacked = einops.rearrange(z, "(copies batch) pos head d_head -> copies batch pos head d_head", copies=copies)
-        chosen = einops.rearrange(removed.to(z.device), "copies head -> copies 1 1 head 1")
-        fill = torch.zeros((), dtype=z.dtype, device=z.device) if replacement is None else replacement.to(z.device, z.dtype)
-        replaced = torch.where(chosen, fill, stacked)
-        return einops.rearrange(replaced, "copies batch pos head d_head -> (copies batch) pos head d_head")
-
-    return hook
-
-
-def _mask_ffn_hook(removed: Tensor, replacement: Tensor | None, copies: int) -> Callable:
-    """``removed`` (copies,): the FFN output of those copies becomes 0 or ``replacement``."""
-
-    def hook(mlp_out: Tensor, hook: Any) -> Tensor:
-        stacked = einops.rearrange(mlp_out, "(copies batch) pos d_model -> copies batch pos d_model", copies=copies)
-        chosen = einops.rearrange(removed.to(mlp_out.device), "copies -> copies 1 1 1")
-        fill = (torch.zeros((), dtype=mlp_out.dtype, device=mlp_out.device) if replacement is None
-                else replacement.to(mlp_out.device, mlp_out.dtype))
-        replaced = torch.where(chosen, fill, stacked)
-        return einops.rearrange(replaced, "copies batch pos d_model -> (copies batch) pos d_model")
-
-    return hook
-
-
 def _one_head_per_copy(heads: Tensor, n_heads: int) -> Tensor:
     """Head index per copy (-1: none) -> (copies, head) mask."""
     return heads.unsqueeze(1) == torch.arange(n_heads, device=heads.device)
@@ -399,7 +297,7 @@ def ablation_importance(bridge: "TransformerBridge", encoded: EncodedPrompts, co
     ``ffn_logprob`` (layer, sequence) of summed continuation log-probabilities, plus
     ``clean_logprob`` (sequence,) and ``n_tokens`` (sequence,).
     """
-    n_layers, n_heads = _n_layers_heads(bridge)
+    n_layers, n_heads = n_layers_heads(bridge)
     if "mean" in config.ablations and means is None:
         means = activation_means(bridge, encoded, config.batch_size)
     per_forward = config.ablations_per_forward or (n_heads + 1)
@@ -416,18 +314,18 @@ def ablation_importance(bridge: "TransformerBridge", encoded: EncodedPrompts, co
     n_tokens = torch.zeros(encoded.n_sequences, dtype=torch.float64)
     for batch in iterate_batches(encoded, list(range(encoded.n_sequences)), config.batch_size, bridge.cfg.device,
                                  pad_id_of(bridge.tokenizer)):
-        run = _ResumableRun(bridge, batch)
+        run = ResumedRun(bridge, batch.tokens, target_logprob_readout(bridge, batch))
         ids = batch.sequence_ids.cpu()
-        clean[ids] = sum_by_row(run.clean_logprobs, batch).double().cpu()
-        n_tokens[ids] = sum_by_row(torch.ones_like(run.clean_logprobs), batch).double().cpu()
+        clean[ids] = sum_by_row(run.clean, batch).double().cpu()
+        n_tokens[ids] = sum_by_row(torch.ones_like(run.clean), batch).double().cpu()
         for kind in config.ablations:
             replacements = ablation_replacements(bridge, encoded, batch, kind, means, config.seed)
             for layer in layers:
                 for start in range(0, len(components), per_forward):
                     heads = components[start : start + per_forward]
                     copies = len(heads)
-                    hooks = [(_z_name(layer), _mask_heads_hook(_one_head_per_copy(heads, n_heads), replacements.head(layer), copies)),
-                             (_mlp_name(layer), _mask_ffn_hook(heads == -1, replacements.ffn(layer), copies))]
+                    hooks = [(z_hook(layer), mask_heads_hook(_one_head_per_copy(heads, n_heads), replacements.head(layer), copies)),
+                             (mlp_out_hook(layer), mask_ffn_hook(heads == -1, replacements.ffn(layer), copies))]
                     sums = sum_by_row(run.resume(layer, copies, hooks), batch).double().cpu()  # (copies, batch)
                     for copy, head in enumerate(heads.tolist()):
                         if head >= 0:
@@ -451,10 +349,10 @@ def single_ablation_scores(bridge: "TransformerBridge", encoded: EncodedPrompts,
                                  pad_id_of(bridge.tokenizer)):
         replacements = ablation_replacements(bridge, encoded, batch, kind, means, seed)
         if head is None:
-            hooks = [(_mlp_name(layer), _mask_ffn_hook(torch.tensor([True]), replacements.ffn(layer), 1))]
+            hooks = [(mlp_out_hook(layer), mask_ffn_hook(torch.tensor([True]), replacements.ffn(layer), 1))]
         else:
             head_mask = _one_head_per_copy(torch.tensor([head]), int(bridge.cfg.n_heads))
-            hooks = [(_z_name(layer), _mask_heads_hook(head_mask, replacements.head(layer), 1))]
+            hooks = [(z_hook(layer), mask_heads_hook(head_mask, replacements.head(layer), 1))]
         with torch.no_grad():
             logits = bridge.run_with_hooks(batch.tokens, fwd_hooks=hooks, return_type="logits")
         values = logits_to_target_logprobs(logits[batch.target_rows, batch.target_positions], batch)
@@ -497,7 +395,7 @@ def importance_table(bridge: "TransformerBridge", encoded: EncodedPrompts, metho
                        _rows(scores["ffn_attribution"], "ffn", "attribution_mean_loss")]
         if progress is not None:
             progress(1)
-        from interp.evaluation import score_sequences
+        from interp.tasks.evaluation import score_sequences
         clean = score_sequences(bridge, encoded, config.batch_size)
         summary = summarise(multiple_choice_metrics(clean.logprob_sum, clean.n_tokens, encoded))
     else:
@@ -550,7 +448,7 @@ def run_importance(model: str, tasks: str | Sequence[str], shots: Sequence[int],
     """
     from tqdm.auto import tqdm
 
-    from interp.results import read_json, read_table, run_metadata, write_json, write_table
+    from interp.store import read_json, read_table, run_metadata, write_json, write_table
 
     check_choice("method", method, METHODS)
     names = resolve_task_names(tasks) if isinstance(tasks, str) else list(tasks)
@@ -565,7 +463,7 @@ def run_importance(model: str, tasks: str | Sequence[str], shots: Sequence[int],
         # Build every prompt before loading the model: bad input fails at once.
         prompt_sets = [(name, k, build_prompts(loaded[name], k, config.prompt_config())) for name, k in todo]
         if bridge_record is None:
-            from interp.models import load_model
+            from interp.models.loading import load_model
             bridge_record = load_model(model, device=device)
         bridge, record = bridge_record
         prepared = [(name, k, encode_prompts(bridge.tokenizer, prompts, bridge.cfg.n_ctx, labels[name]))
