@@ -1,7 +1,7 @@
 """The ``interp`` command line.
 
 Heavy imports (torch, transformers, TransformerLens) happen inside each command so that
-``interp --help`` answers at once.  Every command runs through :func:`_run`, which turns an
+``interp --help`` answers at once.  Every command runs through :func:`run_job`, which turns an
 :class:`~interp.errors.InterpError` into one line on stderr and exit code 2.
 """
 
@@ -32,7 +32,7 @@ MODEL_HELP = "model spec: a known name (see `interp models`), a TransformerLens/
 DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N"
 
 
-def _run(job: Callable[[], None]) -> None:
+def run_job(job: Callable[[], None]) -> None:
     try:
         job()
     except InterpError as error:
@@ -54,7 +54,7 @@ def models() -> None:
             status = "installed" if row["installed"] else f"not installed: {row['install']}"
             typer.echo(f"{row['name']:<14} {status}\n{'':<14} {row['description']}")
 
-    _run(job)
+    run_job(job)
 
 
 @app.command()
@@ -82,7 +82,7 @@ def induction(
         )
         run_induction(model, out, config, device=device, dtype=dtype, device_map=device_map, figures=figures)
 
-    _run(job)
+    run_job(job)
 
 
 @app.command()
@@ -131,7 +131,7 @@ def train(
             command = "interp " + " ".join(sys.argv[1:])
             typer.echo(f"exported: {export_model(run, export, command)}")
 
-    _run(job)
+    run_job(job)
 
 
 @app.command()
@@ -158,7 +158,7 @@ def dynamics(
         run_dynamics(out, config, run=run, model=model, revisions=names, device=device, figures=figures)
         typer.echo(f"wrote {out or Path(run) / 'dynamics'}")
 
-    _run(job)
+    run_job(job)
 
 
 @app.command()
@@ -190,7 +190,7 @@ def importance(
         table = run_importance(model, tasks, shot_list, method, out, config, device=device)
         typer.echo(f"wrote {out / 'importance.parquet'} ({len(table)} rows) and {out / 'task_accuracy.parquet'}")
 
-    _run(job)
+    run_job(job)
 
 
 def _parse_layers(text: str) -> tuple[int, ...]:
@@ -223,7 +223,7 @@ def crossref(
                               figures=figures)
         typer.echo(f"wrote {', '.join(tables)} into {results}")
 
-    _run(job)
+    run_job(job)
 
 
 @app.command("figures")
@@ -240,7 +240,7 @@ def figures_command(
         written = regenerate_figures(results, chosen)
         typer.echo(f"wrote {len(written)} files into {results / 'figures'}")
 
-    _run(job)
+    run_job(job)
 
 
 @app.command()
@@ -256,7 +256,7 @@ def report(
         path = write_report(results, out)
         typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
-    _run(job)
+    run_job(job)
 
 
 @app.command()
@@ -281,7 +281,7 @@ def pattern(
         stem = save_head_attention(bridge, results, chosen[0], chosen[1], seed)
         typer.echo(f"wrote {stem}.parquet (+ .csv)")
 
-    _run(job)
+    run_job(job)
 
 
 @app.command()
@@ -299,7 +299,7 @@ def compare(
         written = save_figures({out / f"compare_{metric}": comparison_figure(results, metric)})
         typer.echo(f"wrote {', '.join(str(path) for path in written)}")
 
-    _run(job)
+    run_job(job)
 
 
 def _number_list(option: str, text: str | None, kind: type = float) -> tuple | None:
@@ -377,7 +377,7 @@ def prune(
             tables = run_laser_sweep(model, tasks, shot_list, out, config, device=device, figures=figures)
         typer.echo(f"wrote {', '.join(tables)} into {out}")
 
-    _run(job)
+    run_job(job)
 
 
 def main() -> None:  # pragma: no cover - console entry point
