@@ -21,11 +21,12 @@ import shutil
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Callable
 
 from interp.errors import InterpError
+
+if TYPE_CHECKING:  # pandas loads in read_table only, so `interp --help` (which imports this module) stays fast
+    import pandas as pd
 
 __all__ = [
     "atomic_directory",
@@ -87,6 +88,8 @@ def write_table(table: pd.DataFrame, stem: Path, csv: bool = True) -> None:
 
 def read_table(stem: Path) -> pd.DataFrame:
     """Read ``stem.parquet`` (falling back to ``stem.csv``); a clear error if neither exists."""
+    import pandas as pd
+
     stem = Path(stem)
     for suffix, reader in ((".parquet", pd.read_parquet), (".csv", pd.read_csv)):
         path = stem.with_suffix(suffix)
