@@ -438,8 +438,8 @@ def _result_stem(out: Path, task: str, shots: int, method: str) -> Path:
 
 
 def run_importance(model: str, tasks: str | Sequence[str], shots: Sequence[int], method: str, out: Path,
-                   config: ImportanceConfig = ImportanceConfig(), *, device: str = "auto", bridge_record: Any = None,
-                   show_progress: bool = True) -> pd.DataFrame:
+                   config: ImportanceConfig = ImportanceConfig(), *, device: str = "auto", dtype: str = "float32",
+                   device_map: str | None = None, bridge_record: Any = None, show_progress: bool = True) -> pd.DataFrame:
     """Sweep (task, shots): write each result atomically as it finishes; skip those already written.
 
     Writes ``out/importance/{task}__{k}shot__{method}.parquet`` (+ .csv, .json), then the
@@ -464,7 +464,7 @@ def run_importance(model: str, tasks: str | Sequence[str], shots: Sequence[int],
         prompt_sets = [(name, k, build_prompts(loaded[name], k, config.prompt_config())) for name, k in todo]
         if bridge_record is None:
             from interp.models.loading import load_model
-            bridge_record = load_model(model, device=device)
+            bridge_record = load_model(model, device=device, dtype=dtype, device_map=device_map)
         bridge, record = bridge_record
         prepared = [(name, k, encode_prompts(bridge.tokenizer, prompts, bridge.cfg.n_ctx, labels[name]))
                     for name, k, prompts in prompt_sets]

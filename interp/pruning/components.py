@@ -386,7 +386,8 @@ def _cell_path(folder: Path, task: str, shots: int, ranking: str, head: Any, ffn
 
 def run_pruning(study: str, model: str, tasks: str | Sequence[str], shots: Sequence[Any], out: Path,
                 config: PruningConfig = PruningConfig(), *, results: Path | None = None, device: str = "auto",
-                bridge_record: Any = None, figures: bool = True, show_progress: bool = True) -> dict[str, pd.DataFrame]:
+                dtype: str = "float32", device_map: str | None = None, bridge_record: Any = None, figures: bool = True,
+                show_progress: bool = True) -> dict[str, pd.DataFrame]:
     """Sweep (ranking, percentages, task, shots) of one study; write each cell as it finishes; resume.
 
     Writes ``out/pruning/{study}/{setting}/cells/*.json`` (one per cell), then ``out/pruning_{study}``
@@ -428,7 +429,7 @@ def run_pruning(study: str, model: str, tasks: str | Sequence[str], shots: Seque
             or (results / "induction_scores.csv").exists() else None
         if bridge_record is None:
             from interp.models.loading import load_model
-            bridge_record = load_model(model, device=device)
+            bridge_record = load_model(model, device=device, dtype=dtype, device_map=device_map)
         bridge, record = bridge_record
         n_layers, n_heads = int(bridge.cfg.n_layers), int(bridge.cfg.n_heads)
         encoded = {key: encode_prompts(bridge.tokenizer, prompts, bridge.cfg.n_ctx, key[0])

@@ -70,14 +70,15 @@ def _check_shots(shots: Sequence[Any]) -> list[int]:
 
 
 def _prepare(model: str, tasks: str | Sequence[str], shots: Sequence[Any], prompt_config: PromptConfig,
-             bridge_record: Any, device: str) -> tuple[Any, Any, list[str], dict[tuple[str, int], EncodedPrompts]]:
+             bridge_record: Any, device: str, dtype: str = "float32", device_map: str | None = None
+             ) -> tuple[Any, Any, list[str], dict[tuple[str, int], EncodedPrompts]]:
     """Tasks and prompts first (bad input fails before the model loads), then the model and the tokens."""
     names = resolve_task_names(tasks) if isinstance(tasks, str) else list(tasks)
     loaded = {name: load_task(name) for name in names}
     prompts = {(loaded[name].name, k): build_prompts(loaded[name], k, prompt_config) for name in names for k in shots}
     if bridge_record is None:
         from interp.models.loading import load_model
-        bridge_record = load_model(model, device=device)
+        bridge_record = load_model(model, device=device, dtype=dtype, device_map=device_map)
     bridge, record = bridge_record
     encoded = {key: encode_prompts(bridge.tokenizer, value, bridge.cfg.n_ctx, key[0]) for key, value in prompts.items()}
     return bridge, record, [loaded[name].name for name in names], encoded
@@ -186,8 +187,9 @@ def _save_pruned_model(model: str, layers: list[int], out: Path, windows: torch.
 
 
 def run_layer_sweep(model: str, tasks: str | Sequence[str], shots: Sequence[Any], out: Path,
-                    config: LayerSweepConfig = LayerSweepConfig(), *, device: str = "auto", bridge_record: Any = None,
-                    figures: bool = True, show_progress: bool = True) -> dict[str, pd.DataFrame]:
+                    config: LayerSweepConfig = LayerSweepConfig(), *, device: str = "auto", dtype: str = "float32",
+                    device_map: str | None = None, bridge_record: Any = None, figures: bool = True,
+                    show_progress: bool = True) -> dict[str, pd.DataFrame]:
     """Drop blocks of layers (l* and the baseline), evaluate tasks and text loss; write ``out/layer_*``."""
     from tqdm.auto import tqdm
 
@@ -197,7 +199,7 @@ def run_layer_sweep(model: str, tasks: str | Sequence[str], shots: Sequence[Any]
 
     out = Path(out)
     shots = _check_shots(shots)
-    bridge, record, labels, encoded = _prepare(model, tasks, shots, config.prompt_config(), bridge_record, device)
+    bridge, record, labels, encoded = _prepare(model, tasks, shots, config.prompt_config(), bridge_record, device, dtype, device_map)
     n_layers = int(bridge.cfg.n_layers)
     sizes = config.block_sizes or tuple(range(1, n_layers))
     for size in sizes:
@@ -389,8 +391,9 @@ def select_laser(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_laser_sweep(model: str, tasks: str | Sequence[str], shots: Sequence[Any], out: Path,
-                    config: LaserSweepConfig = LaserSweepConfig(), *, device: str = "auto", bridge_record: Any = None,
-                    figures: bool = True, show_progress: bool = True) -> dict[str, pd.DataFrame]:
+                    config: LaserSweepConfig = LaserSweepConfig(), *, device: str = "auto", dtype: str = "float32",
+                    device_map: str | None = None, bridge_record: Any = None, figures: bool = True,
+                    show_progress: bool = True) -> dict[str, pd.DataFrame]:
     """Sweep (layer, matrix, rho) per (task, shots); write ``out/laser*`` tables and heatmaps."""
     from tqdm.auto import tqdm
 
@@ -398,7 +401,7 @@ def run_laser_sweep(model: str, tasks: str | Sequence[str], shots: Sequence[Any]
 
     out = Path(out)
     shots = _check_shots(shots)
-    bridge, record, labels, encoded = _prepare(model, tasks, shots, config.prompt_config(), bridge_record, device)
+    bridge, record, labels, encoded = _prepare(model, tasks, shots, config.prompt_config(), bridge_record, device, dtype, device_map)
     n_layers = int(bridge.cfg.n_layers)
     layers = config.layers if config.layers is not None else tuple(range(n_layers // 2, n_layers))
     for layer in layers:

@@ -217,6 +217,8 @@ def run_dynamics(
     model: str | None = None,
     revisions: Sequence[str] = (),
     device: str = "auto",
+    dtype: str = "float32",
+    device_map: str | None = None,
     figures: bool = True,
     progress: bool = True,
 ) -> dict[str, pd.DataFrame]:
@@ -247,7 +249,7 @@ def run_dynamics(
         if all(stem.with_suffix(".parquet").exists() for stem in stems.values()):
             tables = {name: read_table(stem) for name, stem in stems.items()}
         else:
-            bridge, record = load_model(spec, device=device)
+            bridge, record = load_model(spec, device=device, dtype=dtype, device_map=device_map)
             tables = score_checkpoint(bridge, config, documents)
             for name, table in tables.items():
                 table.insert(0, "checkpoint", label)
