@@ -28,8 +28,8 @@ import plotly.graph_objects as go
 
 from interp.errors import InterpError
 
-__all__ = ["FigureEntry", "PRUNING_PREFIXES", "collect_figures", "comparison_figure", "curve_columns",
-           "pruning_tables", "regenerate_figures"]
+__all__ = ["FigureEntry", "PRUNING_PREFIXES", "collect_figures", "comparison_figure", "curve_columns", "dynamics_entries",
+           "induction_entries", "known_pruning_figures", "pruning_tables", "regenerate_figures"]
 
 PRUNING_PREFIXES = ("pruning", "layer_pruning", "layer_distances", "layer_drop", "angular", "laser")  # names of pruning sweeps
 _X_COLUMNS = ("head_percent", "ffn_percent", "percent", "fraction_pruned", "fraction_removed", "pruned_fraction", "fraction",
@@ -53,12 +53,10 @@ def _table(folder: Path, name: str) -> pd.DataFrame | None:
     return read_table_if_present(folder / name)
 
 
-def _induction(folder: Path) -> list[FigureEntry]:
-    from interp.output.figures import attention_pattern_figure, layer_head_heatmap, repeated_loss_figure, scatter_with_labels
+def induction_entries(scores: pd.DataFrame, loss: pd.DataFrame | None = None) -> list[FigureEntry]:
+    """The figures of ``induction_scores`` (heatmaps, scatter) and ``repeated_loss`` (loss curve); also drawn by the job."""
+    from interp.output.figures import layer_head_heatmap, repeated_loss_figure, scatter_with_labels
 
-    scores = _table(folder, "induction_scores")
-    if scores is None:
-        return []
     model = str(scores["model"].iloc[0])
     heads = scores.dropna(subset=["layer", "head"]).astype({"layer": int, "head": int})
     entries = []
@@ -75,10 +73,20 @@ def _induction(folder: Path) -> list[FigureEntry]:
         entries.append(FigureEntry("induction", "prefix_vs_copying",
                                    scatter_with_labels(wide, "prefix_matching", "copying", f"{model}: prefix matching vs copying"),
                                    "Each head's mean prefix-matching and copying scores; the top five by their sum are labelled."))
-    loss = _table(folder, "repeated_loss")
     if loss is not None:
         entries.append(FigureEntry("induction", "repeated_loss", repeated_loss_figure(loss, model),
                                    "Per-token loss on the repeated random sequences; dashed lines mark the repeats."))
+    return entries
+
+
+def _induction(folder: Path) -> list[FigureEntry]:
+    from interp.output.figures import attention_pattern_figure
+
+    scores = _table(folder, "induction_scores")
+    if scores is None:
+        return []
+    model = str(scores["model"].iloc[0])
+    entries = induction_entries(scores, _table(folder, "repeated_loss"))
     for path in sorted(folder.glob("attention_pattern_L*H*.parquet")):
         match = re.fullmatch(r"attention_pattern_L(\d+)H(\d+)", path.stem)
         if match is None:
@@ -235,14 +243,17 @@ def dynamics_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     return None
 
 
-def _dynamics(folder: Path) -> list[FigureEntry]:
+def dynamics_entries(head_scores: pd.DataFrame, summary: pd.DataFrame, title: str = "Training dynamics") -> list[FigureEntry]:
+    """The figure of ``interp dynamics``'s tables; also drawn by the job."""
     from interp.output.figures import dynamics_figure
 
-    tables = dynamics_tables(folder)
-    if tables is None:
-        return []
-    return [FigureEntry("dynamics", "dynamics", dynamics_figure(*tables, "Training dynamics"),
+    return [FigureEntry("dynamics", "dynamics", dynamics_figure(head_scores, summary, title),
                         "Head scores, loss on repeats and in-context-learning score at every checkpoint.")]
+
+
+def _dynamics(folder: Path) -> list[FigureEntry]:
+    tables = dynamics_tables(folder)
+    return [] if tables is None else dynamics_entries(*tables)
 
 
 def collect_figures(folder: Path) -> list[FigureEntry]:
