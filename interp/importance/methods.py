@@ -150,10 +150,11 @@ def gradient_importance(bridge: "TransformerBridge", encoded: EncodedPrompts,
             loss = _gold_loss_per_target(values, batch).sum()
             gradients = torch.autograd.grad(loss, [stored[name] for name in names])
         valid = batch.valid  # (batch, pos)
-        z = torch.stack([stored[z_hook(layer)] for layer in range(n_layers)]).detach().double()
-        z_grad = torch.stack(gradients[:n_layers]).double()  # (layer, batch, pos, head, d_head)
-        mlp = torch.stack([stored[mlp_out_hook(layer)] for layer in range(n_layers)]).detach().double()
-        mlp_grad = torch.stack(gradients[n_layers:]).double()  # (layer, batch, pos, d_model)
+        home = lambda tensors: [tensor.to(valid.device) for tensor in tensors]  # noqa: E731 - layers split over GPUs
+        z = torch.stack(home(stored[z_hook(layer)] for layer in range(n_layers))).detach().double()
+        z_grad = torch.stack(home(gradients[:n_layers])).double()  # (layer, batch, pos, head, d_head)
+        mlp = torch.stack(home(stored[mlp_out_hook(layer)] for layer in range(n_layers))).detach().double()
+        mlp_grad = torch.stack(home(gradients[n_layers:])).double()  # (layer, batch, pos, d_model)
         mask = valid.double()
         head_dot = einops.einsum(z, z_grad, "layer batch pos head d_head, layer batch pos head d_head -> layer batch pos head")
         ffn_dot = einops.einsum(mlp, mlp_grad, "layer batch pos d_model, layer batch pos d_model -> layer batch pos")
@@ -190,7 +191,9 @@ def _collect_activations(bridge: "TransformerBridge", tokens: Tensor) -> tuple[l
     names = {z_hook(layer) for layer in range(n_layers)} | {mlp_out_hook(layer) for layer in range(n_layers)}
     with torch.no_grad():
         _, cache = bridge.run_with_cache(tokens, names_filter=lambda name: name in names)
-    return ([cache[z_hook(layer)] for layer in range(n_layers)], [cache[mlp_out_hook(layer)] for layer in range(n_layers)])
+    # .to: on a model split over GPUs each layer's activations sit on its layer's device
+    return ([cache[z_hook(layer)].to(tokens.device) for layer in range(n_layers)],
+            [cache[mlp_out_hook(layer)].to(tokens.device) for layer in range(n_layers)])
 
 
 def activation_means(bridge: "TransformerBridge", encoded: EncodedPrompts, batch_size: int = 8

@@ -51,6 +51,8 @@ from torch import Tensor
 from interp.errors import check_choice
 from interp.hooks import StopForward, run_until
 from interp.induction.sequences import SequenceBatch, SequenceConfig, make_batches
+from interp.models.context import model_context
+from interp.reach.placement import readable_weights
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -243,12 +245,13 @@ def _ov_weights(bridge: "TransformerBridge") -> tuple[Tensor, Tensor, Tensor, Te
     value_weight = _query_head_weights(bridge, "W_V").detach()
     gains = [_norm_gain(block.ln1, offset) for block in bridge.blocks]
     if all(gain is not None for gain in gains):
-        value_weight = value_weight * torch.stack(gains)[:, None, :, None]
+        value_weight = value_weight * torch.stack([gain.to(value_weight.device) for gain in gains])[:, None, :, None]
     unembed = bridge.W_U.detach()
     final_gain = _norm_gain(bridge.ln_final, offset) if hasattr(bridge, "ln_final") else None
     if final_gain is not None:
-        unembed = unembed * final_gain[:, None]
-    return bridge.W_E.detach(), value_weight, bridge.W_O.detach(), unembed
+        unembed = unembed * final_gain.to(unembed.device)[:, None]
+    device = value_weight.device  # a model split over GPUs: W_U may sit on the last one
+    return bridge.W_E.detach().to(device), value_weight, bridge.W_O.detach().to(device), unembed.to(device)
 
 
 @dataclass
@@ -265,7 +268,10 @@ def _attention_pass(
     per_layer: list[Tensor] = []
 
     def score_pattern(pattern: Tensor, hook) -> None:
-        per_layer.append(_masked_mean_attention(pattern, targets.to(pattern.dtype), queries.to(pattern.dtype)))
+        # .to: on a model split over GPUs each layer's pattern sits on its layer's device
+        scores = _masked_mean_attention(pattern, targets.to(pattern.device, pattern.dtype),
+                                        queries.to(pattern.device, pattern.dtype))
+        per_layer.append(scores.to(batch.tokens.device))
 
     hooks = list(extra_hooks) + [(f"blocks.{layer}.attn.hook_pattern", score_pattern) for layer in range(bridge.cfg.n_layers)]
     loss = None
@@ -273,8 +279,8 @@ def _attention_pass(
         logits = bridge.run_with_hooks(batch.tokens, fwd_hooks=hooks)
         loss = torch.nn.functional.cross_entropy(
             rearrange(logits[:, :-1].float(), "batch position vocab -> batch vocab position"),
-            batch.tokens[:, 1:], reduction="none",
-        )
+            batch.tokens[:, 1:].to(logits.device), reduction="none",
+        ).to(batch.tokens.device)
     else:
         run_until(bridge, batch.tokens, hooks, stop_hook=f"blocks.{bridge.cfg.n_layers - 1}.attn.hook_pattern")
     return torch.stack(per_layer, dim=1), loss
@@ -309,9 +315,13 @@ def _copying_pass(
     layer 0), so each layer sees what the reference code feeds it, in a single pass.
     """
     n_layers, n_heads = bridge.cfg.n_layers, bridge.cfg.n_heads
-    output_weight = bridge.W_O.detach()
-    output_bias = _optional_parameter(bridge, "b_O") if variant == "reference" else None
-    unembed, unembed_bias = bridge.W_U.detach(), _optional_parameter(bridge, "b_U")
+    device = batch.tokens.device
+    with readable_weights(bridge):  # disk-offloaded weights are materialised only for these reads
+        output_weight = bridge.W_O.detach().to(device)
+        output_bias = _optional_parameter(bridge, "b_O") if variant == "reference" else None
+        unembed, unembed_bias = bridge.W_U.detach().to(device), _optional_parameter(bridge, "b_U")
+    output_bias = None if output_bias is None else output_bias.to(device)
+    unembed_bias = None if unembed_bias is None else unembed_bias.to(device)
     needed = ("pattern", "vectors")
     pending: dict[int, dict[str, Tensor]] = {layer: {} for layer in range(n_layers)}
     per_layer: dict[int, Tensor] = {}
@@ -331,12 +341,12 @@ def _copying_pass(
             pieces[name] = activation
             if not all(piece in pieces for piece in needed):
                 return None
-            vectors = pieces.pop("vectors")
+            vectors = pieces.pop("vectors").to(device)  # this layer's device -> the weights' device
             if vectors.shape[2] != n_heads:  # hook_v of a GQA model: KV heads -> query heads
                 vectors = repeat(vectors, "batch position kv_head d_head -> batch position (kv_head group) d_head",
                                  group=n_heads // vectors.shape[2])
             per_layer[layer] = copying_scores(
-                pieces.pop("pattern"), vectors, output_weight[layer], unembed, batch.tokens, batch.lengths,
+                pieces.pop("pattern").to(device), vectors, output_weight[layer], unembed, batch.tokens, batch.lengths,
                 output_bias=None if output_bias is None else output_bias[layer], unembed_bias=unembed_bias,
             )
             if len(per_layer) == n_layers:
@@ -443,10 +453,13 @@ def score_heads(
     tables, loss_tables = [], []
     wanted_attention = [metric for metric in ATTENTION_METRICS if metric in metrics]
     batches: list[tuple[str, SequenceBatch]] = []
+    context = model_context(bridge)  # a sequence longer than the model's context stops here, never scored
     if wanted_attention or loss:
-        batches += [("repeated", batch) for batch in make_batches(bridge.tokenizer, config, "repeated", max_batch_tokens, chosen)]
+        batches += [("repeated", batch)
+                    for batch in make_batches(bridge.tokenizer, config, "repeated", max_batch_tokens, chosen, context)]
     if "copying" in metrics:
-        batches += [("unrepeated", batch) for batch in make_batches(bridge.tokenizer, config, "unrepeated", max_batch_tokens, chosen)]
+        batches += [("unrepeated", batch)
+                    for batch in make_batches(bridge.tokenizer, config, "unrepeated", max_batch_tokens, chosen, context)]
     if progress:
         from tqdm.auto import tqdm
 
@@ -463,7 +476,9 @@ def score_heads(
             values = _copying_pass(bridge, batch, copying_variant, copying_source)
             tables.append(_rows(values, "copying", batch.seeds))
     if "ov_copying" in metrics:
-        scores = ov_copying_scores(*_ov_weights(bridge))
+        with readable_weights(bridge):  # the weights of disk-offloaded layers, for this read only
+            weights = _ov_weights(bridge)
+        scores = ov_copying_scores(*weights)
         tables.append(_rows(scores[:, None, :], "ov_copying", [chosen[0]]))
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["seed", "layer", "head", "metric", "value"])
     if loss:

@@ -279,7 +279,7 @@ def _resolve_source(spec: str) -> tuple[str, str]:
     return spec, f"hub:{spec}"
 
 
-def _load_hub_model(spec: str, dtype: "torch.dtype", device_map: str | None):
+def _load_hub_model(spec: str, dtype: "torch.dtype", placement: dict[str, Any]):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     known = ", ".join(KNOWN_MODELS)
@@ -291,7 +291,7 @@ def _load_hub_model(spec: str, dtype: "torch.dtype", device_map: str | None):
             )
         try:
             model = AutoModelForCausalLM.from_pretrained(
-                spec, dtype=dtype, device_map=device_map, local_files_only=local_only
+                spec, dtype=dtype, local_files_only=local_only, **placement
             )
             tokenizer = AutoTokenizer.from_pretrained(spec, local_files_only=local_only)
             return model, tokenizer
@@ -306,36 +306,43 @@ def load_model(
     *,
     device: str = "auto",
     dtype: "str | torch.dtype" = "float32",
-    device_map: str | None = None,
+    device_map: "str | dict | None" = None,
+    max_memory: "str | dict | None" = None,
+    offload_folder: str | None = None,
 ) -> "tuple[TransformerBridge, ModelRecord]":
     """Load ``spec`` as a ``TransformerBridge`` on ``device``; return it and a :class:`ModelRecord`.
 
-    ``device_map="auto"`` is passed to transformers/accelerate to shard a model that does not
-    fit one GPU (the paper's OPT-66B ran this way); ``device`` is then ignored.
+    ``device_map`` (``auto``, a JSON map or a dict; see :mod:`interp.reach.placement`) and
+    ``max_memory`` are passed to transformers/accelerate to shard a model that does not fit one
+    GPU (the paper's OPT-66B ran this way), with modules on ``disk`` kept in ``offload_folder``;
+    ``device`` is then ignored.
     """
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from interp.reach.placement import Placement, check_realized_map, device_label, outputs_to_input_device
+
     torch_dtype = resolve_dtype(dtype)
-    target_device = resolve_device(device) if device_map is None else None
+    placement = Placement.from_options(device_map, max_memory, offload_folder)
+    target_device = None if placement.sharded else resolve_device(device)
     source, description = _resolve_source(spec)
     if description.startswith("hub:"):
-        hf_model, tokenizer = _load_hub_model(spec, torch_dtype, device_map)
+        hf_model, tokenizer = _load_hub_model(spec, torch_dtype, placement.load_kwargs(source))
     else:
         try:
             tokenizer = AutoTokenizer.from_pretrained(source)
-            hf_model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, device_map=device_map)
+            hf_model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **placement.load_kwargs(source))
         except (OSError, ValueError) as error:
             raise InterpError(f"model {spec!r}: cannot load {source} ({str(error).splitlines()[0]})") from None
+    check_realized_map(getattr(hf_model, "hf_device_map", None))
     if not hf_model.config.architectures:
         hf_model.config.architectures = [type(hf_model).__name__]
     if target_device is not None:
         hf_model = hf_model.to(target_device)
     hf_model.eval()
-    try:
+    try:  # a dispatched model carries its own placement: the bridge takes it as it is
         bridge = TransformerBridge.boot_transformers(
-            source, hf_model=hf_model, tokenizer=tokenizer, dtype=torch_dtype,
-            device=target_device, device_map=device_map,
+            source, hf_model=hf_model, tokenizer=tokenizer, dtype=torch_dtype, device=target_device,
         )
     except (ValueError, NotImplementedError, KeyError) as error:
         architecture = hf_model.config.architectures[0]
@@ -343,6 +350,7 @@ def load_model(
             f"model {spec!r}: TransformerLens cannot wrap architecture {architecture} ({str(error).splitlines()[0]})"
         ) from None
     bridge.eval()
+    outputs_to_input_device(bridge)  # several GPUs: final residual and logits come back to the tokens' device
     cfg = bridge.cfg
     n_kv_heads = getattr(cfg, "n_key_value_heads", None) or cfg.n_heads
     record = ModelRecord(
@@ -355,7 +363,7 @@ def load_model(
         d_head=cfg.d_head,
         d_vocab=cfg.d_vocab,
         dtype=str(torch_dtype).removeprefix("torch."),
-        device=str(next(hf_model.parameters()).device),
+        device=device_label(hf_model),
         source=description,
     )
     return bridge, record
