@@ -6,5 +6,11 @@ registering a new command is one import line.  Heavy imports stay inside the com
 """
 
 from interp.cli.main import app, main
+from interp.cli import models  # noqa: F401  (registers its commands on app, in this order in --help)
+from interp.cli import induction  # noqa: F401
+from interp.cli import importance  # noqa: F401
+from interp.cli import prune  # noqa: F401
+from interp.cli import toy  # noqa: F401
+from interp.cli import output  # noqa: F401
 
 __all__ = ["app", "main"]

@@ -1,0 +1,69 @@
+"""``interp importance`` (how much each task needs each head and FFN) and ``interp crossref``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from interp.cli.main import app, run_job
+from interp.cli.options import DEFAULT_MODEL, Device, DeviceMap, Dtype, Figures, Model, Out, default_out, parse_list
+
+__all__ = ["crossref", "importance"]
+
+TASKS_HELP = "all, comma-separated task names, paper:NAME, or paths to .jsonl files"
+
+
+@app.command()
+def importance(
+    model: Model = DEFAULT_MODEL,
+    tasks: str = typer.Option("all", help=TASKS_HELP),
+    shots: str = typer.Option("0,1,5", help="numbers of demonstrations, e.g. 0,1,5 or 0-5"),
+    method: str = typer.Option("gradient", help="gradient, ablation or attribution"),
+    out: Out = None,
+    max_items: Optional[int] = typer.Option(None, help="items per task (default: every non-demo item)"),
+    ablations: str = typer.Option("zero,mean,resample", help="ablation kinds for --method ablation"),
+    batch_size: int = typer.Option(8, help="sequences per forward"),
+    seed: int = typer.Option(0, help="demo split, demonstrations, distractors, resampling donors"),
+    layers: Optional[str] = typer.Option(None, help="--method ablation only: layers to ablate, e.g. 0-3,10 (default all; the rest stay NaN)"),
+    device: Device = "auto",
+    dtype: Dtype = "float32",
+    device_map: DeviceMap = None,
+) -> None:
+    """Task importance of every head and FFN per (task, shots); resumes where it stopped."""
+    out = out or default_out(model)
+
+    def job() -> None:
+        from interp.importance.methods import ImportanceConfig, run_importance
+
+        task_names = ",".join(parse_list("--tasks", tasks, str))
+        shot_list = list(parse_list("--shots", shots, int))
+        config = ImportanceConfig(ablations=parse_list("--ablations", ablations, str), batch_size=batch_size,
+                                  max_items=max_items, seed=seed,
+                                  layers=parse_list("--layers", layers, int) if layers is not None else None)
+        table = run_importance(model, task_names, shot_list, method, out, config, device=device, dtype=dtype,
+                               device_map=device_map)
+        typer.echo(f"wrote {out / 'importance.parquet'} ({len(table)} rows) and {out / 'task_accuracy.parquet'}")
+
+    run_job(job)
+
+
+@app.command()
+def crossref(
+    results: Path = typer.Option(default_out(DEFAULT_MODEL), help="results folder with importance and induction_scores"),
+    metric: str = typer.Option("gradient", help="importance metric that ranks heads (e.g. gradient, zero_loss_delta)"),
+    top_k: int = typer.Option(10, help="heads counted as important / as induction heads"),
+    permutations: int = typer.Option(10000, help="permutations for the overlap p-value"),
+    figures: Figures = True,
+) -> None:
+    """Cross-reference head importance with prefix-matching and copying scores."""
+
+    def job() -> None:
+        from interp.importance.crossref import CrossrefConfig, run_crossref
+
+        tables = run_crossref(results, CrossrefConfig(importance_metric=metric, top_k=top_k, n_permutations=permutations),
+                              figures=figures)
+        typer.echo(f"wrote {', '.join(tables)} into {results}")
+
+    run_job(job, out=results, figures=figures)

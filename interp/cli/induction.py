@@ -1,0 +1,72 @@
+"""``interp induction`` (every head's induction scores) and ``interp pattern`` (one head's attention)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from interp.cli.main import app, run_job
+from interp.cli.options import DEFAULT_MODEL, Device, DeviceMap, Dtype, Figures, Model, Out, default_out
+from interp.errors import InterpError
+
+__all__ = ["induction", "pattern"]
+
+
+@app.command()
+def induction(
+    model: Model = DEFAULT_MODEL,
+    seeds: Optional[int] = typer.Option(None, help="number of seeds (sequences); default 100 on GPU (the paper), 20 on CPU"),
+    out: Out = None,
+    protocol: str = typer.Option("bansal", help="bansal (L = 25 + 2s, the paper) or olsson (L = 25)"),
+    copying: str = typer.Option("olsson", help="copying variant: olsson (attention-weighted output) or reference (Bansal code)"),
+    source: str = typer.Option("embeddings", help="copying input: embeddings (the paper's code) or residual"),
+    exclude_ratio: float = typer.Option(0.04, help="share of most and least frequent tokens left out of the random tokens"),
+    context_fit: str = typer.Option("cap", help="seeds longer than the model's context: cap (shorten their L to fit) or "
+                                                "drop (leave them out)"),
+    device: Device = "auto",
+    dtype: Dtype = "float32",
+    device_map: DeviceMap = None,
+    figures: Figures = True,
+) -> None:
+    """Score every head for prefix matching, copying and related induction metrics."""
+    out = out or default_out(model)
+
+    def job() -> None:
+        from interp.induction.job import InductionConfig, run_induction
+
+        config = InductionConfig(num_seeds=seeds, protocol=protocol, copying_variant=copying, copying_source=source,
+                                 exclude_ratio=exclude_ratio, context_fit=context_fit)
+        run_induction(model, out, config, device=device, dtype=dtype, device_map=device_map, figures=figures)
+
+    run_job(job, out=out, figures=figures)
+
+
+@app.command()
+def pattern(
+    model: Model = DEFAULT_MODEL,
+    results: Optional[Path] = typer.Option(None, help="results folder: the table goes here, and the default head comes from its "
+                                                      "induction scores (default: results/MODEL)"),
+    layer: Optional[int] = typer.Option(None, help="layer of the head; default: the top prefix-matching head of RESULTS"),
+    head: Optional[int] = typer.Option(None, help="head index within the layer (with --layer)"),
+    seed: int = typer.Option(0, help="seed of the repeated random sequence (Olsson protocol, L = 25)"),
+    device: Device = "auto",
+    dtype: Dtype = "float32",
+    device_map: DeviceMap = None,
+) -> None:
+    """Save one head's attention pattern on a repeated random sequence (drawn by `interp figures` and the report)."""
+    results = results or default_out(model)
+
+    def job() -> None:
+        from interp.induction.attention import save_head_attention, top_heads
+        from interp.models.loading import load_model
+
+        if (layer is None) != (head is None):
+            raise InterpError("give both --layer and --head, or neither (the top prefix-matching head)")
+        chosen = (layer, head) if layer is not None else top_heads(results, "prefix_matching", 1)[0]
+        bridge, _ = load_model(model, device=device, dtype=dtype, device_map=device_map)
+        stem = save_head_attention(bridge, results, chosen[0], chosen[1], seed)
+        typer.echo(f"wrote {stem}.parquet (+ .csv)")
+
+    run_job(job)

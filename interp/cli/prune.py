@@ -1,0 +1,189 @@
+"""``interp prune heads|ffns|combined|layers|laser``: one sub-command per study, each with its own options.
+
+An option left out falls back to the study config's default (``PruningConfig``,
+``LayerSweepConfig``, ``LaserSweepConfig``), so the defaults live in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from interp.cli.importance import TASKS_HELP
+from interp.cli.main import app, run_job
+from interp.cli.options import DEFAULT_MODEL, Device, DeviceMap, Dtype, Figures, Model, Out, default_out, parse_list
+
+__all__ = ["combined", "ffns", "heads", "laser", "layers", "prune_app"]
+
+prune_app = typer.Typer(help="Prune heads, FFNs, both, whole layers (angular distance) or matrix rank (LASER); resumes "
+                             "where it stopped.", no_args_is_help=True)
+app.add_typer(prune_app, name="prune")
+
+Tasks = typer.Option("all", help=TASKS_HELP)
+Shots = typer.Option("0,1,5", help="numbers of demonstrations, e.g. 0,1,5 or 0-5")
+MaxItems = typer.Option(None, help="items per task (default: every non-demo item)")
+NChoices = typer.Option(4, help="candidates for items without fixed choices")
+BatchSize = typer.Option(8, help="sequences per forward")
+Seed = typer.Option(0, help="demo split, demonstrations and distractors")
+Tolerance = typer.Option(None, help="accuracy points a pruned model may lose and count as unharmed (default: 1.0)")
+Results = typer.Option(None, help="folder with induction_scores for the prefix_matching / copying rankings (default: --out)")
+Rankings = typer.Option(None, help="own, aggregate, most_correlated, least_correlated, task:NAME, prefix_matching, copying, "
+                                   "random, random:SEED (default: all that apply)")
+NRandom = typer.Option(None, help="seeds behind the `random` ranking (default: 3)")
+Ablation = typer.Option(None, help="what a removed head/FFN outputs: zero or mean (default: zero)")
+MasksPerForward = typer.Option(None, help="masked copies stacked in one forward (default: 10)")
+
+
+@dataclass(frozen=True)
+class _Study:
+    """What every study shares: the model, the tasks and where the results go."""
+
+    model: str
+    tasks: str
+    shots: list[int]
+    out: Path
+    common: dict[str, Any]  # config fields every study config has
+
+    @classmethod
+    def parse(cls, model: str, tasks: str, shots: str, out: Path | None, max_items, n_choices, batch_size, seed) -> "_Study":
+        return cls(model, ",".join(parse_list("--tasks", tasks, str)), list(parse_list("--shots", shots, int)),
+                   out or default_out(model), dict(max_items=max_items, n_choices=n_choices, batch_size=batch_size, seed=seed))
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    """The options the user gave (not None): the rest keep the config's defaults."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
+def _parse_lists(lists: dict[str, str | None]) -> dict[str, tuple]:
+    """Config field -> its given list option, parsed (``rankings`` are names, the rest percentages)."""
+    return {field: parse_list("--" + field.replace("_", "-"), text, str if field == "rankings" else float)
+            for field, text in lists.items() if text is not None}
+
+
+def _run_components(study: str, inputs: dict[str, Any], loading: dict[str, Any], figures: bool, results: Path | None,
+                    lists: dict[str, str | None], scalars: dict[str, Any]) -> None:
+    out = inputs["out"] or default_out(inputs["model"])
+
+    def job() -> None:
+        from interp.pruning.components import PruningConfig, run_pruning
+
+        parsed = _Study.parse(**inputs)
+        config = PruningConfig(**parsed.common, **_parse_lists(lists), **_given(**scalars))
+        tables = run_pruning(study, parsed.model, parsed.tasks, parsed.shots, parsed.out, config, results=results,
+                             figures=figures, **loading)
+        typer.echo(f"wrote {', '.join(tables)} into {parsed.out}")
+
+    run_job(job, out=out, figures=figures)
+
+
+@prune_app.command()
+def heads(
+    model: Model = DEFAULT_MODEL, tasks: str = Tasks, shots: str = Shots, out: Out = None, results: Optional[Path] = Results,
+    percents: Optional[str] = typer.Option(None, help="% of heads removed (default: 0,10,...,90)"),
+    rankings: Optional[str] = Rankings, n_random: Optional[int] = NRandom, ablation: Optional[str] = Ablation,
+    tolerance: Optional[float] = Tolerance, masks_per_forward: Optional[int] = MasksPerForward,
+    max_items: Optional[int] = MaxItems, n_choices: int = NChoices, batch_size: int = BatchSize, seed: int = Seed,
+    device: Device = "auto", dtype: Dtype = "float32", device_map: DeviceMap = None, figures: Figures = True,
+) -> None:
+    """Remove the x% least important heads (Bansal et al.), by each ranking."""
+    inputs = dict(model=model, tasks=tasks, shots=shots, out=out, max_items=max_items, n_choices=n_choices,
+                  batch_size=batch_size, seed=seed)
+    scalars = dict(n_random=n_random, ablation=ablation, tolerance=tolerance, masks_per_forward=masks_per_forward)
+    _run_components("heads", inputs, dict(device=device, dtype=dtype, device_map=device_map), figures, results,
+                    dict(percents=percents, rankings=rankings), scalars)
+
+
+@prune_app.command()
+def ffns(
+    model: Model = DEFAULT_MODEL, tasks: str = Tasks, shots: str = Shots, out: Out = None, results: Optional[Path] = Results,
+    percents: Optional[str] = typer.Option(None, help="% of FFNs removed (default: 0,10,...,90)"),
+    rankings: Optional[str] = Rankings, n_random: Optional[int] = NRandom, ablation: Optional[str] = Ablation,
+    tolerance: Optional[float] = Tolerance, masks_per_forward: Optional[int] = MasksPerForward,
+    max_items: Optional[int] = MaxItems, n_choices: int = NChoices, batch_size: int = BatchSize, seed: int = Seed,
+    device: Device = "auto", dtype: Dtype = "float32", device_map: DeviceMap = None, figures: Figures = True,
+) -> None:
+    """Remove the x% least important FFNs (Bansal et al.: oracle ranking), by each ranking."""
+    inputs = dict(model=model, tasks=tasks, shots=shots, out=out, max_items=max_items, n_choices=n_choices,
+                  batch_size=batch_size, seed=seed)
+    scalars = dict(n_random=n_random, ablation=ablation, tolerance=tolerance, masks_per_forward=masks_per_forward)
+    _run_components("ffns", inputs, dict(device=device, dtype=dtype, device_map=device_map), figures, results,
+                    dict(percents=percents, rankings=rankings), scalars)
+
+
+@prune_app.command()
+def combined(
+    model: Model = DEFAULT_MODEL, tasks: str = Tasks, shots: str = Shots, out: Out = None, results: Optional[Path] = Results,
+    head_percents: Optional[str] = typer.Option(None, help="% of heads removed (default: 0,10,...,70)"),
+    ffn_percents: Optional[str] = typer.Option(None, help="% of FFNs removed (default: 0,10,...,50)"),
+    rankings: Optional[str] = Rankings, n_random: Optional[int] = NRandom, ablation: Optional[str] = Ablation,
+    tolerance: Optional[float] = Tolerance, masks_per_forward: Optional[int] = MasksPerForward,
+    max_items: Optional[int] = MaxItems, n_choices: int = NChoices, batch_size: int = BatchSize, seed: int = Seed,
+    device: Device = "auto", dtype: Dtype = "float32", device_map: DeviceMap = None, figures: Figures = True,
+) -> None:
+    """Remove heads and FFNs together: accuracy on a grid of % heads x % FFNs."""
+    inputs = dict(model=model, tasks=tasks, shots=shots, out=out, max_items=max_items, n_choices=n_choices,
+                  batch_size=batch_size, seed=seed)
+    scalars = dict(n_random=n_random, ablation=ablation, tolerance=tolerance, masks_per_forward=masks_per_forward)
+    _run_components("combined", inputs, dict(device=device, dtype=dtype, device_map=device_map), figures, results,
+                    dict(head_percents=head_percents, ffn_percents=ffn_percents, rankings=rankings), scalars)
+
+
+@prune_app.command()
+def layers(
+    model: Model = DEFAULT_MODEL, tasks: str = Tasks, shots: str = Shots, out: Out = None,
+    block_sizes: Optional[str] = typer.Option(None, help="numbers of layers dropped, e.g. 1-4 (default: 1..n_layers-1)"),
+    distance_source: Optional[str] = typer.Option(None, help="angular distances on the task prompts (tasks) or a text sample "
+                                                             "(text) (default: tasks)"),
+    save_pruned: bool = typer.Option(True, help="save one pruned model in HF format, reload it and compare"),
+    text_windows: Optional[int] = typer.Option(None, help="windows of held-out text for the text loss (default: 16)"),
+    text_length: Optional[int] = typer.Option(None, help="tokens per text window (default: 128)"),
+    tolerance: Optional[float] = Tolerance,
+    max_items: Optional[int] = MaxItems, n_choices: int = NChoices, batch_size: int = BatchSize, seed: int = Seed,
+    device: Device = "auto", dtype: Dtype = "float32", device_map: DeviceMap = None, figures: Figures = True,
+) -> None:
+    """Drop blocks of layers where the angular distance is smallest (Gromov et al.) vs the deepest layers."""
+    out = out or default_out(model)
+
+    def job() -> None:
+        from interp.pruning.sweeps import LayerSweepConfig, run_layer_sweep
+
+        study = _Study.parse(model, tasks, shots, out, max_items, n_choices, batch_size, seed)
+        config = LayerSweepConfig(**study.common, save_pruned=save_pruned, **_given(
+            block_sizes=parse_list("--block-sizes", block_sizes, int) if block_sizes is not None else None,
+            distance_source=distance_source, text_windows=text_windows, text_length=text_length, tolerance=tolerance))
+        tables = run_layer_sweep(study.model, study.tasks, study.shots, study.out, config, device=device, dtype=dtype,
+                                 device_map=device_map, figures=figures)
+        typer.echo(f"wrote {', '.join(tables)} into {study.out}")
+
+    run_job(job, out=out, figures=figures)
+
+
+@prune_app.command()
+def laser(
+    model: Model = DEFAULT_MODEL, tasks: str = Tasks, shots: str = Shots, out: Out = None,
+    layers: Optional[str] = typer.Option(None, help="layers to reduce, e.g. 0-1 or 10,12 (default: the later half)"),
+    matrices: Optional[str] = typer.Option(None, help="q, k, v, o, mlp_in, mlp_gate, mlp_out (default: mlp_in,mlp_out)"),
+    rhos: Optional[str] = typer.Option(None, help="shares of the rank kept (default: 0.9,0.8,0.6,0.4,0.2,0.1,0.05,0.01)"),
+    max_items: Optional[int] = MaxItems, n_choices: int = NChoices, batch_size: int = BatchSize, seed: int = Seed,
+    device: Device = "auto", dtype: Dtype = "float32", device_map: DeviceMap = None, figures: Figures = True,
+) -> None:
+    """Replace one matrix of one layer by a low-rank approximation (LASER, Sharma et al.), per rho."""
+    out = out or default_out(model)
+
+    def job() -> None:
+        from interp.pruning.sweeps import LaserSweepConfig, run_laser_sweep
+
+        study = _Study.parse(model, tasks, shots, out, max_items, n_choices, batch_size, seed)
+        config = LaserSweepConfig(**study.common, **_given(
+            layers=parse_list("--layers", layers, int) if layers is not None else None,
+            matrices=parse_list("--matrices", matrices, str) if matrices is not None else None,
+            rhos=parse_list("--rhos", rhos, float) if rhos is not None else None))
+        tables = run_laser_sweep(study.model, study.tasks, study.shots, study.out, config, device=device, dtype=dtype,
+                                 device_map=device_map, figures=figures)
+        typer.echo(f"wrote {', '.join(tables)} into {study.out}")
+
+    run_job(job, out=out, figures=figures)
