@@ -38,7 +38,8 @@ def _options(path: str) -> set[str]:
 
 def _python(code: str, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess:
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", **env}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, env=environment, timeout=600)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, env=environment,
+                          timeout=600)
 
 
 # --------------------------------------------------------------------------- the one list parser
@@ -86,7 +87,8 @@ def test_version_and_help_import_nothing_heavy():
     assert result.exit_code == 0 and result.output.strip() == f"interp {interp.__version__}"
     code = ("import sys\nfrom interp.cli import app\ntry:\n    app(['--help'])\nexcept SystemExit as exit:\n"
             "    assert exit.code == 0, exit.code\n"
-            "print(sorted(m for m in ('torch', 'transformers', 'transformer_lens', 'pandas', 'plotly') if m in sys.modules))")
+            "heavy = ('torch', 'transformers', 'transformer_lens', 'pandas', 'plotly')\n"
+            "print(sorted(name for name in heavy if name in sys.modules))")
     done = _python(code)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
@@ -100,7 +102,8 @@ def test_prune_studies_show_only_their_own_options():
                         "--head-percents", "--ffn-percents"}
     assert {"--rhos", "--matrices", "--layers"} <= laser and not laser & {"--percents", "--rankings", "--block-sizes"}
     assert {"--block-sizes", "--distance-source"} <= layers and not layers & {"--rhos", "--percents", "--layers"}
-    assert {"--head-percents", "--ffn-percents"} <= _options("prune combined") and "--percents" not in _options("prune combined")
+    combined = _options("prune combined")
+    assert {"--head-percents", "--ffn-percents"} <= combined and "--percents" not in combined
     result = CliRunner().invoke(app, ["prune", "heads", "--help"], terminal_width=200)
     assert result.exit_code == 0 and "--rhos" not in result.output and "--block-sizes" not in result.output
 
@@ -156,7 +159,8 @@ def test_device_dtype_and_device_map_reach_load_model(path, monkeypatch, tmp_pat
     ["prune", "layers", "--block-sizes", ","],
 ])
 def test_empty_lists_are_refused_with_one_line(arguments, tmp_path):
-    result = CliRunner().invoke(app, [*arguments, "--model", "toy-attn-2l", "--tasks", "antonyms", "--out", str(tmp_path)])
+    common = ["--model", "toy-attn-2l", "--tasks", "antonyms", "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, [*arguments, *common])
     assert result.exit_code == 2, result.output
     assert result.output.count("\n") == 1 and "is empty" in result.output and "Traceback" not in result.output
 
@@ -164,7 +168,8 @@ def test_empty_lists_are_refused_with_one_line(arguments, tmp_path):
 def test_prune_laser_takes_a_layer_range(tiny_model_dirs, task_file, tmp_path):
     common = ["--model", str(tiny_model_dirs["opt"]), "--tasks", str(task_file), "--shots", "1", "--out", str(tmp_path),
               "--max-items", "5", "--n-choices", "2", "--no-figures", "--device", "cpu"]
-    result = CliRunner().invoke(app, ["prune", "laser", *common, "--rhos", "0.5", "--matrices", "mlp_out", "--layers", "0-1"])
+    result = CliRunner().invoke(app, ["prune", "laser", *common, "--rhos", "0.5", "--matrices", "mlp_out",
+                                      "--layers", "0-1"])
     assert result.exit_code == 0, result.output
     table = pd.read_parquet(tmp_path / "laser.parquet")
     assert set(table.loc[table["layer"] >= 0, "layer"]) == {0, 1}
@@ -215,7 +220,8 @@ def test_the_printed_wall_time_covers_the_whole_command(toy_run):
 
 
 def test_quiet_prints_nothing_but_errors(tmp_path):
-    code = ("from interp.cli import app\ntry:\n    app(['--quiet', 'induction', '--model', 'toy-attn-2l', '--seeds', '2', "
+    code = ("from interp.cli import app\ntry:\n"
+            "    app(['--quiet', 'induction', '--model', 'toy-attn-2l', '--seeds', '2', "
             f"'--protocol', 'olsson', '--no-figures', '--device', 'cpu', '--out', {str(tmp_path / 'out')!r}])\n"
             "except SystemExit as exit:\n    raise SystemExit(exit.code)\n")
     done = _python(code)

@@ -15,11 +15,13 @@ import pytest
 import interp
 
 # `python -m interp.cli` runs the app on import: it has no examples and is not imported here.
-MODULES = sorted(info.name for info in pkgutil.walk_packages(interp.__path__, "interp.") if not info.name.endswith("__main__"))
+MODULES = sorted(info.name for info in pkgutil.walk_packages(interp.__path__, "interp.")
+                 if not info.name.endswith("__main__"))
 
 
 def test_every_module_is_collected():
-    assert {"interp.store", "interp.cli.options", "interp.induction.scores", "interp.pruning.components"} <= set(MODULES)
+    expected = {"interp.store", "interp.cli.options", "interp.induction.scores", "interp.pruning.components"}
+    assert expected <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -5,8 +5,10 @@ registering a new command is one import line.  Heavy imports stay inside the com
 ``interp --help`` is fast.
 """
 
+# ruff: noqa: I001  -- the import order is the order of the commands in `interp --help`
+
 from interp.cli.main import app, main
-from interp.cli import models  # noqa: F401  (registers its commands on app, in this order in --help)
+from interp.cli import models  # noqa: F401  (each import registers its module's commands on app)
 from interp.cli import induction  # noqa: F401
 from interp.cli import importance  # noqa: F401
 from interp.cli import prune  # noqa: F401

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -22,11 +21,17 @@ def importance(
     shots: str = typer.Option("0,1,5", help="numbers of demonstrations, e.g. 0,1,5 or 0-5"),
     method: str = typer.Option("gradient", help="gradient, ablation or attribution"),
     out: Out = None,
-    max_items: Optional[int] = typer.Option(None, help="items per task (default: every non-demo item)"),
+    max_items: int | None = typer.Option(None, help="items per task (default: every non-demo item)"),
     ablations: str = typer.Option("zero,mean,resample", help="ablation kinds for --method ablation"),
     batch_size: int = typer.Option(8, help="sequences per forward"),
     seed: int = typer.Option(0, help="demo split, demonstrations, distractors, resampling donors"),
-    layers: Optional[str] = typer.Option(None, help="--method ablation only: layers to ablate, e.g. 0-3,10 (default all; the rest stay NaN)"),
+    layers: str | None = typer.Option(None, help="--method ablation only: layers to ablate, e.g. 0-3,10 (default all; "
+                                                 "the rest stay NaN)"),
+    gradient_positions: str = typer.Option("all", help="--method gradient: sum |z . dL/dz| over all tokens (Bansal et "
+                                                       "al.) "
+                                                       "or only the answer positions"),
+    prepend_bos: bool = typer.Option(True, "--prepend-bos/--no-prepend-bos",
+                                     help="start every prompt with the tokenizer's BOS token (see docs/methods.md)"),
     device: Device = "auto",
     dtype: Dtype = "float32",
     device_map: DeviceMap = None,
@@ -40,7 +45,8 @@ def importance(
         task_names = ",".join(parse_list("--tasks", tasks, str))
         shot_list = list(parse_list("--shots", shots, int))
         config = ImportanceConfig(ablations=parse_list("--ablations", ablations, str), batch_size=batch_size,
-                                  max_items=max_items, seed=seed,
+                                  max_items=max_items, seed=seed, gradient_positions=gradient_positions,
+                                  prepend_bos=prepend_bos,
                                   layers=parse_list("--layers", layers, int) if layers is not None else None)
         table = run_importance(model, task_names, shot_list, method, out, config, device=device, dtype=dtype,
                                device_map=device_map)
@@ -51,10 +57,10 @@ def importance(
 
 @app.command()
 def crossref(
-    results: Path = typer.Option(default_out(DEFAULT_MODEL), help="results folder with importance and induction_scores"),
+    results: Path = typer.Option(default_out(DEFAULT_MODEL), help="results folder with importance and "
+                                                                   "induction_scores"),
     metric: str = typer.Option("gradient", help="importance metric that ranks heads (e.g. gradient, zero_loss_delta)"),
     top_k: int = typer.Option(10, help="heads counted as important / as induction heads"),
-    permutations: int = typer.Option(10000, help="permutations for the overlap p-value"),
     figures: Figures = True,
 ) -> None:
     """Cross-reference head importance with prefix-matching and copying scores."""
@@ -62,8 +68,7 @@ def crossref(
     def job() -> None:
         from interp.importance.crossref import CrossrefConfig, run_crossref
 
-        tables = run_crossref(results, CrossrefConfig(importance_metric=metric, top_k=top_k, n_permutations=permutations),
-                              figures=figures)
+        tables = run_crossref(results, CrossrefConfig(importance_metric=metric, top_k=top_k), figures=figures)
         typer.echo(f"wrote {', '.join(tables)} into {results}")
 
     run_job(job, out=results, figures=figures)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -17,13 +16,17 @@ __all__ = ["induction", "pattern"]
 @app.command()
 def induction(
     model: Model = DEFAULT_MODEL,
-    seeds: Optional[int] = typer.Option(None, help="number of seeds (sequences); default 100 on GPU (the paper), 20 on CPU"),
+    seeds: int | None = typer.Option(None, help="number of seeds (sequences); default 100 on GPU (the "
+                                                  "paper), 20 on CPU"),
     out: Out = None,
     protocol: str = typer.Option("bansal", help="bansal (L = 25 + 2s, the paper) or olsson (L = 25)"),
-    copying: str = typer.Option("olsson", help="copying variant: olsson (attention-weighted output) or reference (Bansal code)"),
+    copying: str = typer.Option("olsson", help="copying variant: olsson (attention-weighted output) or reference "
+                                               "(Bansal code)"),
     source: str = typer.Option("embeddings", help="copying input: embeddings (the paper's code) or residual"),
-    exclude_ratio: float = typer.Option(0.04, help="share of most and least frequent tokens left out of the random tokens"),
-    context_fit: str = typer.Option("cap", help="seeds longer than the model's context: cap (shorten their L to fit) or "
+    exclude_ratio: float = typer.Option(0.04, help="share of most and least frequent tokens left out of the random "
+                                                   "tokens"),
+    context_fit: str = typer.Option("cap", help="seeds longer than the model's context: cap (shorten their L to fit) "
+                                                "or "
                                                 "drop (leave them out)"),
     device: Device = "auto",
     dtype: Dtype = "float32",
@@ -46,10 +49,11 @@ def induction(
 @app.command()
 def pattern(
     model: Model = DEFAULT_MODEL,
-    results: Optional[Path] = typer.Option(None, help="results folder: the table goes here, and the default head comes from its "
+    results: Path | None = typer.Option(None, help="results folder: the table goes here, and the default head comes "
+                                                   "from its "
                                                       "induction scores (default: results/MODEL)"),
-    layer: Optional[int] = typer.Option(None, help="layer of the head; default: the top prefix-matching head of RESULTS"),
-    head: Optional[int] = typer.Option(None, help="head index within the layer (with --layer)"),
+    layer: int | None = typer.Option(None, help="layer of the head; default: the top prefix-matching head of RESULTS"),
+    head: int | None = typer.Option(None, help="head index within the layer (with --layer)"),
     seed: int = typer.Option(0, help="seed of the repeated random sequence (Olsson protocol, L = 25)"),
     device: Device = "auto",
     dtype: Dtype = "float32",

@@ -17,9 +17,9 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import typer
 
@@ -77,8 +77,11 @@ def _silence_libraries() -> None:
 
 @app.callback()
 def _options(
-    version: Optional[bool] = typer.Option(None, "--version", callback=_show_version, is_eager=True, help="print the version and exit"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars, summaries or library warnings; errors still print"),
+    version: bool | None = typer.Option(None, "--version", callback=_show_version, is_eager=True, help="print the "
+                                                                                                       "version and "
+                                                                                                       "exit"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars, summaries or library warnings; errors "
+                                                            "still print"),
 ) -> None:
     """A mechanistic-interpretability workbench for induction heads."""
     global _PROCESS_START
@@ -98,7 +101,8 @@ def remove_stale_figures(out: Path, since: float) -> list[Path]:
     from interp.output.catalogue import collect_figures
 
     out = Path(out)
-    fresh = [table for table in (*out.glob("*.parquet"), *out.glob("dynamics/*.parquet")) if table.stat().st_mtime >= since]
+    tables = (*out.glob("*.parquet"), *out.glob("dynamics/*.parquet"))
+    fresh = [table for table in tables if table.stat().st_mtime >= since]
     if not fresh:
         return []
     with tempfile.TemporaryDirectory() as scratch:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -45,11 +45,14 @@ MODEL_HELP = ("model spec: a known name (see `interp models`), a TransformerLens
               "or a .gguf file")
 
 Model = Annotated[str, typer.Option(help=MODEL_HELP)]
-Out = Annotated[Optional[Path], typer.Option(help="results folder (default: results/MODEL, the model spec made safe as a folder name)")]
+Out = Annotated[Path | None, typer.Option(help="results folder (default: results/MODEL, the model spec made safe as a "
+                                               "folder name)")]
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:N or mps")]
 Dtype = Annotated[str, typer.Option(help="float32, bfloat16, float16 or float64")]
-DeviceMap = Annotated[Optional[str], typer.Option(help="passed to transformers, e.g. auto, to shard a model over GPUs (--device is then ignored)")]
-Figures = Annotated[bool, typer.Option(help="write HTML and PNG figures; --no-figures also removes this job's figures of an older run")]
+DeviceMap = Annotated[str | None, typer.Option(help="passed to transformers, e.g. auto, to shard a model over GPUs "
+                                                    "(--device is then ignored)")]
+Figures = Annotated[bool, typer.Option(help="write HTML and PNG figures; --no-figures also removes this job's figures "
+                                            "of an older run")]
 
 _EXAMPLES = {int: "0,1,5", float: "0.9,0.5", str: "own,random"}
 _RANGE = re.compile(r"(\d+)-(\d+)")
@@ -67,7 +70,8 @@ def _parse_item(option: str, text: str, part: str, kind: type) -> list:
         return [kind(part)]
     except ValueError:
         allowed = "integers or ranges like 0-3" if kind is int else "numbers"
-        raise InterpError(f"{option} {text!r}: {part!r} is not one of the {allowed}; use e.g. {_EXAMPLES[kind]}") from None
+        message = f"{option} {text!r}: {part!r} is not one of the {allowed}; use e.g. {_EXAMPLES[kind]}"
+        raise InterpError(message) from None
 
 
 def parse_list(option: str, text: str, kind: type = int) -> tuple:

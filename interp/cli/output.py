@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,7 +14,8 @@ __all__ = ["compare", "figures_command", "report"]
 
 @app.command("figures")
 def figures_command(
-    results: Path = typer.Option(default_out(DEFAULT_MODEL), help="results folder whose figures are redrawn into RESULTS/figures/"),
+    results: Path = typer.Option(default_out(DEFAULT_MODEL), help="results folder whose figures are redrawn into "
+                                                                  "RESULTS/figures/"),
     formats: str = typer.Option("html,png,pdf", help="comma-separated formats: html, png, pdf, svg"),
 ) -> None:
     """Regenerate every figure of a results folder (induction, importance, pruning, dynamics where present)."""
@@ -32,7 +32,7 @@ def figures_command(
 @app.command()
 def report(
     results: Path = typer.Option(default_out(DEFAULT_MODEL), help="results folder to report on"),
-    out: Optional[Path] = typer.Option(None, help="HTML file to write (default: RESULTS/report.html)"),
+    out: Path | None = typer.Option(None, help="HTML file to write (default: RESULTS/report.html)"),
 ) -> None:
     """Write one self-contained HTML report (plotly inlined, opens offline) with findings from the numbers."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -29,8 +29,10 @@ NChoices = typer.Option(4, help="candidates for items without fixed choices")
 BatchSize = typer.Option(8, help="sequences per forward")
 Seed = typer.Option(0, help="demo split, demonstrations and distractors")
 Tolerance = typer.Option(None, help="accuracy points a pruned model may lose and count as unharmed (default: 1.0)")
-Results = typer.Option(None, help="folder with induction_scores for the prefix_matching / copying rankings (default: --out)")
-Rankings = typer.Option(None, help="own, aggregate, most_correlated, least_correlated, task:NAME, prefix_matching, copying, "
+Results = typer.Option(None, help="folder with induction_scores for the prefix_matching / copying rankings (default: "
+                                  "--out)")
+Rankings = typer.Option(None, help="own, aggregate, most_correlated, least_correlated, task:NAME, prefix_matching, "
+                                   "copying, "
                                    "random, random:SEED (default: all that apply)")
 NRandom = typer.Option(None, help="seeds behind the `random` ranking (default: 3)")
 Ablation = typer.Option(None, help="what a removed head/FFN outputs: zero or mean (default: zero)")
@@ -48,9 +50,11 @@ class _Study:
     common: dict[str, Any]  # config fields every study config has
 
     @classmethod
-    def parse(cls, model: str, tasks: str, shots: str, out: Path | None, max_items, n_choices, batch_size, seed) -> "_Study":
+    def parse(cls, model: str, tasks: str, shots: str, out: Path | None, max_items: int | None, n_choices: int,
+              batch_size: int, seed: int) -> _Study:
+        common = dict(max_items=max_items, n_choices=n_choices, batch_size=batch_size, seed=seed)
         return cls(model, ",".join(parse_list("--tasks", tasks, str)), list(parse_list("--shots", shots, int)),
-                   out or default_out(model), dict(max_items=max_items, n_choices=n_choices, batch_size=batch_size, seed=seed))
+                   out or default_out(model), common)
 
 
 def _given(**options: Any) -> dict[str, Any]:
@@ -82,11 +86,12 @@ def _run_components(study: str, inputs: dict[str, Any], loading: dict[str, Any],
 
 @prune_app.command()
 def heads(
-    model: Model = DEFAULT_MODEL, tasks: str = Tasks, shots: str = Shots, out: Out = None, results: Optional[Path] = Results,
-    percents: Optional[str] = typer.Option(None, help="% of heads removed (default: 0,10,...,90)"),
-    rankings: Optional[str] = Rankings, n_random: Optional[int] = NRandom, ablation: Optional[str] = Ablation,
-    tolerance: Optional[float] = Tolerance, masks_per_forward: Optional[int] = MasksPerForward,
-    max_items: Optional[int] = MaxItems, n_choices: int = NChoices, batch_size: int = BatchSize, seed: int = Seed,
+    model: Model = DEFAULT_MODEL, tasks: str = Tasks, shots: str = Shots, out: Out = None,
+    results: Path | None = Results,
+    percents: str | None = typer.Option(None, help="% of heads removed (default: 0,10,...,90)"),
+    rankings: str | None = Rankings, n_random: int | None = NRandom, ablation: str | None = Ablation,
+    tolerance: float | None = Tolerance, masks_per_forward: int | None = MasksPerForward,
+    max_items: int | None = MaxItems, n_choices: int = NChoices, batch_size: int = BatchSize, seed: int = Seed,
     device: Device = "auto", dtype: Dtype = "float32", device_map: DeviceMap = None, figures: Figures = True,
 ) -> None:
     """Remove the x% least important heads (Bansal et al.), by each ranking."""
@@ -99,11 +104,12 @@ def heads(
 
 @prune_app.command()
 def ffns(
-    model: Model = DEFAULT_MODEL, tasks: str = Tasks, shots: str = Shots, out: Out = None, results: Optional[Path] = Results,
-    percents: Optional[str] = typer.Option(None, help="% of FFNs removed (default: 0,10,...,90)"),
-    rankings: Optional[str] = Rankings, n_random: Optional[int] = NRandom, ablation: Optional[str] = Ablation,
-    tolerance: Optional[float] = Tolerance, masks_per_forward: Optional[int] = MasksPerForward,
-    max_items: Optional[int] = MaxItems, n_choices: int = NChoices, batch_size: int = BatchSize, seed: int = Seed,
+    model: Model = DEFAULT_MODEL, tasks: str = Tasks, shots: str = Shots, out: Out = None,
+    results: Path | None = Results,
+    percents: str | None = typer.Option(None, help="% of FFNs removed (default: 0,10,...,90)"),
+    rankings: str | None = Rankings, n_random: int | None = NRandom, ablation: str | None = Ablation,
+    tolerance: float | None = Tolerance, masks_per_forward: int | None = MasksPerForward,
+    max_items: int | None = MaxItems, n_choices: int = NChoices, batch_size: int = BatchSize, seed: int = Seed,
     device: Device = "auto", dtype: Dtype = "float32", device_map: DeviceMap = None, figures: Figures = True,
 ) -> None:
     """Remove the x% least important FFNs (Bansal et al.: oracle ranking), by each ranking."""
@@ -116,12 +122,13 @@ def ffns(
 
 @prune_app.command()
 def combined(
-    model: Model = DEFAULT_MODEL, tasks: str = Tasks, shots: str = Shots, out: Out = None, results: Optional[Path] = Results,
-    head_percents: Optional[str] = typer.Option(None, help="% of heads removed (default: 0,10,...,70)"),
-    ffn_percents: Optional[str] = typer.Option(None, help="% of FFNs removed (default: 0,10,...,50)"),
-    rankings: Optional[str] = Rankings, n_random: Optional[int] = NRandom, ablation: Optional[str] = Ablation,
-    tolerance: Optional[float] = Tolerance, masks_per_forward: Optional[int] = MasksPerForward,
-    max_items: Optional[int] = MaxItems, n_choices: int = NChoices, batch_size: int = BatchSize, seed: int = Seed,
+    model: Model = DEFAULT_MODEL, tasks: str = Tasks, shots: str = Shots, out: Out = None,
+    results: Path | None = Results,
+    head_percents: str | None = typer.Option(None, help="% of heads removed (default: 0,10,...,70)"),
+    ffn_percents: str | None = typer.Option(None, help="% of FFNs removed (default: 0,10,...,50)"),
+    rankings: str | None = Rankings, n_random: int | None = NRandom, ablation: str | None = Ablation,
+    tolerance: float | None = Tolerance, masks_per_forward: int | None = MasksPerForward,
+    max_items: int | None = MaxItems, n_choices: int = NChoices, batch_size: int = BatchSize, seed: int = Seed,
     device: Device = "auto", dtype: Dtype = "float32", device_map: DeviceMap = None, figures: Figures = True,
 ) -> None:
     """Remove heads and FFNs together: accuracy on a grid of % heads x % FFNs."""
@@ -135,14 +142,15 @@ def combined(
 @prune_app.command()
 def layers(
     model: Model = DEFAULT_MODEL, tasks: str = Tasks, shots: str = Shots, out: Out = None,
-    block_sizes: Optional[str] = typer.Option(None, help="numbers of layers dropped, e.g. 1-4 (default: 1..n_layers-1)"),
-    distance_source: Optional[str] = typer.Option(None, help="angular distances on the task prompts (tasks) or a text sample "
+    block_sizes: str | None = typer.Option(None, help="numbers of layers dropped, e.g. 1-4 (default: 1..n_layers-1)"),
+    distance_source: str | None = typer.Option(None, help="angular distances on the task prompts (tasks) or a text "
+                                                          "sample "
                                                              "(text) (default: tasks)"),
     save_pruned: bool = typer.Option(True, help="save one pruned model in HF format, reload it and compare"),
-    text_windows: Optional[int] = typer.Option(None, help="windows of held-out text for the text loss (default: 16)"),
-    text_length: Optional[int] = typer.Option(None, help="tokens per text window (default: 128)"),
-    tolerance: Optional[float] = Tolerance,
-    max_items: Optional[int] = MaxItems, n_choices: int = NChoices, batch_size: int = BatchSize, seed: int = Seed,
+    text_windows: int | None = typer.Option(None, help="windows of held-out text for the text loss (default: 16)"),
+    text_length: int | None = typer.Option(None, help="tokens per text window (default: 128)"),
+    tolerance: float | None = Tolerance,
+    max_items: int | None = MaxItems, n_choices: int = NChoices, batch_size: int = BatchSize, seed: int = Seed,
     device: Device = "auto", dtype: Dtype = "float32", device_map: DeviceMap = None, figures: Figures = True,
 ) -> None:
     """Drop blocks of layers where the angular distance is smallest (Gromov et al.) vs the deepest layers."""
@@ -165,10 +173,10 @@ def layers(
 @prune_app.command()
 def laser(
     model: Model = DEFAULT_MODEL, tasks: str = Tasks, shots: str = Shots, out: Out = None,
-    layers: Optional[str] = typer.Option(None, help="layers to reduce, e.g. 0-1 or 10,12 (default: the later half)"),
-    matrices: Optional[str] = typer.Option(None, help="q, k, v, o, mlp_in, mlp_gate, mlp_out (default: mlp_in,mlp_out)"),
-    rhos: Optional[str] = typer.Option(None, help="shares of the rank kept (default: 0.9,0.8,0.6,0.4,0.2,0.1,0.05,0.01)"),
-    max_items: Optional[int] = MaxItems, n_choices: int = NChoices, batch_size: int = BatchSize, seed: int = Seed,
+    layers: str | None = typer.Option(None, help="layers to reduce, e.g. 0-1 or 10,12 (default: the later half)"),
+    matrices: str | None = typer.Option(None, help="q, k, v, o, mlp_in, mlp_gate, mlp_out (default: mlp_in,mlp_out)"),
+    rhos: str | None = typer.Option(None, help="shares of the rank kept (default: 0.9,0.8,0.6,0.4,0.2,0.1,0.05,0.01)"),
+    max_items: int | None = MaxItems, n_choices: int = NChoices, batch_size: int = BatchSize, seed: int = Seed,
     device: Device = "auto", dtype: Dtype = "float32", device_map: DeviceMap = None, figures: Figures = True,
 ) -> None:
     """Replace one matrix of one layer by a low-rank approximation (LASER, Sharma et al.), per rho."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -19,7 +18,8 @@ _TOY = ToyConfig()  # `interp train` defaults are the training config's defaults
 
 @app.command()
 def train(
-    run: Path = typer.Option(..., help="run folder: checkpoints/step_NNNNNN/, train_loss table, train.json; an existing run resumes"),
+    run: Path = typer.Option(..., help="run folder: checkpoints/step_NNNNNN/, train_loss table, train.json; an "
+                                       "existing run resumes"),
     layers: int = typer.Option(_TOY.n_layers, help="attention-only layers: 1, 2 or 3"),
     d_model: int = typer.Option(_TOY.d_model, help="residual stream width"),
     heads: int = typer.Option(_TOY.n_heads, help="attention heads per layer"),
@@ -28,22 +28,30 @@ def train(
     batch_size: int = typer.Option(_TOY.batch_size, help="rows of `context` tokens per step"),
     lr: float = typer.Option(_TOY.learning_rate, help="peak AdamW learning rate (warm-up then cosine decay)"),
     vocab_size: int = typer.Option(_TOY.vocab_size, help="BPE vocabulary size, trained on the corpus"),
-    positions: str = typer.Option(_TOY.positions, help="rotary (Llama class), or GPT-2 learned positions: sinusoidal (init) or learned"),
-    repeat_fraction: float = typer.Option(_TOY.repeat_fraction, help="share of rows of repeated random tokens (the rest is text)"),
-    repeat_layout: str = typer.Option(_TOY.repeat_layout, help="periodic (a chunk repeated to the row's end, random period and "
+    positions: str = typer.Option(_TOY.positions, help="rotary (Llama class), or GPT-2 learned positions: sinusoidal "
+                                                       "(init) or learned"),
+    repeat_fraction: float = typer.Option(_TOY.repeat_fraction, help="share of rows of repeated random tokens (the "
+                                                                     "rest is text)"),
+    repeat_layout: str = typer.Option(_TOY.repeat_layout, help="periodic (a chunk repeated to the row's end, random "
+                                                               "period and "
                                                                 "phase) or scattered (copies pasted into text)"),
     repeat_min: int = typer.Option(_TOY.repeat_length[0], help="shortest repeated chunk"),
     repeat_max: int = typer.Option(_TOY.repeat_length[1], help="longest repeated chunk"),
-    repeat_copies: int = typer.Option(_TOY.repeat_copies, help="scattered layout: copies of the chunk, at random places"),
-    repeat_tokens: str = typer.Option(_TOY.repeat_tokens, help="chunk tokens: middle (the scorer's pool) or all (non-special)"),
-    text_loss_fraction: float = typer.Option(_TOY.text_loss_fraction, help="share of positions outside later copies whose loss counts"),
+    repeat_copies: int = typer.Option(_TOY.repeat_copies, help="scattered layout: copies of the chunk, at random "
+                                                                 "places"),
+    repeat_tokens: str = typer.Option(_TOY.repeat_tokens, help="chunk tokens: middle (the scorer's pool) or all "
+                                                               "(non-special)"),
+    text_loss_fraction: float = typer.Option(_TOY.text_loss_fraction, help="share of positions outside later copies "
+                                                                           "whose loss counts"),
     weight_decay: float = typer.Option(_TOY.weight_decay, help="AdamW weight decay"),
     warmup_steps: int = typer.Option(_TOY.warmup_steps, help="linear warm-up steps"),
-    checkpoints_per_octave: int = typer.Option(_TOY.checkpoints_per_octave, help="log-spaced checkpoints per doubling of the step"),
-    corpus: Optional[Path] = typer.Option(None, help="a .txt or .txt.gz file, one document a line; default the shipped King James Bible"),
+    checkpoints_per_octave: int = typer.Option(_TOY.checkpoints_per_octave, help="log-spaced checkpoints per doubling "
+                                                                                 "of the step"),
+    corpus: Path | None = typer.Option(None, help="a .txt or .txt.gz file, one document a line; default the shipped "
+                                                  "King James Bible"),
     seed: int = typer.Option(_TOY.seed, help="seeds weights, batches and repeats"),
-    threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: torch's choice)"),
-    export: Optional[Path] = typer.Option(None, help="also copy the final model here as a HF directory with TRAINING.md"),
+    threads: int | None = typer.Option(None, help="torch CPU threads (default: torch's choice)"),
+    export: Path | None = typer.Option(None, help="also copy the final model here as a HF directory with TRAINING.md"),
 ) -> None:
     """Train an attention-only toy transformer on CPU, with log-spaced checkpoints."""
 
@@ -70,15 +78,20 @@ def train(
 
 @app.command()
 def dynamics(
-    run: Optional[Path] = typer.Option(None, help="an `interp train` run folder: every checkpoints/step_NNNNNN/ is measured"),
-    model: Optional[str] = typer.Option(None, help="instead of --run: a hub model with training revisions, e.g. "
+    run: Path | None = typer.Option(None, help="an `interp train` run folder: every checkpoints/step_NNNNNN/ is "
+                                               "measured"),
+    model: str | None = typer.Option(None, help="instead of --run: a hub model with training revisions, e.g. "
                                                    "EleutherAI/pythia-70m (needs the hub or its cache)"),
-    revisions: Optional[str] = typer.Option(None, help="with --model: comma-separated revisions ending in stepN, e.g. step1000,step8000"),
-    out: Optional[Path] = typer.Option(None, help="results folder (default: RUN/dynamics, or results/MODEL/dynamics with --model)"),
+    revisions: str | None = typer.Option(None, help="with --model: comma-separated revisions ending in stepN, e.g. "
+                                                    "step1000,step8000"),
+    out: Path | None = typer.Option(None, help="results folder (default: RUN/dynamics, or results/MODEL/dynamics with "
+                                               "--model)"),
     protocol: str = typer.Option("olsson", help="olsson (L = 25, fits small contexts) or bansal (L = 25 + 2s)"),
     seeds: int = typer.Option(10, help="random sequences per checkpoint (Olsson et al.: 10)"),
-    icl_examples: Optional[int] = typer.Option(None, help="held-out text windows for the in-context-learning score (default DynamicsConfig's: 256)"),
-    icl_length: Optional[int] = typer.Option(None, help="text window length; default min(512, context): token 500 vs 50 at 512, scaled"),
+    icl_examples: int | None = typer.Option(None, help="held-out text windows for the in-context-learning score "
+                                                       "(default DynamicsConfig's: 256)"),
+    icl_length: int | None = typer.Option(None, help="text window length; default min(512, context): token 500 vs 50 "
+                                                     "at 512, scaled"),
     device: Device = "auto",
     dtype: Dtype = "float32",
     device_map: DeviceMap = None,
@@ -96,8 +109,8 @@ def dynamics(
         given = {} if icl_examples is None else {"icl_examples": icl_examples}  # else the config's default
         config = DynamicsConfig(protocol=protocol, num_seeds=seeds, icl_length=icl_length, **given)
         names = list(parse_list("--revisions", revisions, str)) if revisions is not None else []
-        run_dynamics(out, config, run=run, model=model, revisions=names, device=device, dtype=dtype, device_map=device_map,
-                     figures=figures)
+        run_dynamics(out, config, run=run, model=model, revisions=names, device=device, dtype=dtype,
+                     device_map=device_map, figures=figures)
         typer.echo(f"wrote {out}")
 
     run_job(job, out=out, figures=figures)
