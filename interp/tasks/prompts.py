@@ -19,7 +19,20 @@ Prompts follow one plain template (:class:`PromptConfig`)::
     {input} ->                 (the query; each choice is scored as " {choice}")
 
 The k demonstrations come from a separate *demo split* (a fixed, seeded share of the items),
-so an evaluated item never appears among its own demonstrations.
+so an evaluated item never appears among its own demonstrations.  Three options of
+:class:`PromptConfig` serve the induction-head experiments of Crosbie & Shutova (2025):
+
+- ``balanced_demos``: the k demonstrations cover the classes equally (counts differ by at most
+  one, the extra ones drawn at random), by default on classification tasks (every item has the
+  same fixed choices);
+- ``labels="unrelated"``: semantically unrelated labels (SUL; Wei et al. 2023): each class label
+  becomes an arbitrary word from :data:`UNRELATED_LABELS`, the same mapping in demonstrations and
+  query (:func:`label_mapping` gives it for the metadata);
+- ``demo_seed``: redraws only the demonstrations (the split stays), for the spread over
+  demonstration seeds (:func:`build_prompts_over_seeds`).
+
+The abstract pattern tasks (:data:`ABSTRACT_TASKS`, built by ``data/tasks/build_abstract_tasks.py``)
+map a pattern to an arbitrary label, so only the demonstrations can teach it.
 
 >>> task = load_task("country_capital")
 >>> len(task.items) >= 100, task.items[0].input
@@ -33,10 +46,11 @@ Chile ->
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -44,13 +58,18 @@ from interp.data import data_path
 from interp.errors import InterpError
 
 __all__ = [
+    "ABSTRACT_TASKS",
     "BUILTIN_TASKS",
     "PAPER_TASKS",
     "Prompt",
     "PromptConfig",
     "Task",
     "TaskItem",
+    "UNRELATED_LABELS",
     "build_prompts",
+    "build_prompts_over_seeds",
+    "class_labels",
+    "label_mapping",
     "load_paper_task",
     "load_task",
     "read_task_file",
@@ -77,6 +96,21 @@ BUILTIN_TASKS: dict[str, str] = {
     "sentiment": "sentence -> positive / negative",
     "topic": "sentence -> sports / food / weather / technology",
 }
+
+# Abstract pattern tasks (Crosbie & Shutova 2025): a pattern -> an arbitrary label. Kept apart from
+# BUILTIN_TASKS so that `--tasks all` still means the 14 tasks; `--tasks abstract` selects these.
+ABSTRACT_TASKS: dict[str, str] = {
+    "repetition": "letters X Y X Y -> foo, four distinct letters -> bar",
+    "recursion": "letters X Y Y Y -> foo, four distinct letters -> bar",
+    "centre_embedding": "letters X Y Z Y X -> foo, five distinct letters -> bar",
+    "word_categories": "fruit + animal -> foo, furniture + profession -> bar",
+    "word_categories_4way": "fruit + animal / furniture + profession / vehicle + colour / clothing + country -> foo / bar / zip / vex",
+}
+
+# Semantically unrelated labels: short common words, each one token after a space for the SmolLM2
+# and Gemma 3 tokenizers, tied to no task's classes (no sentiment, topic, category or label word).
+UNRELATED_LABELS: tuple[str, ...] = ("elm", "rug", "ink", "lid", "wax", "dot", "orb", "rho")
+LABEL_MODES = ("original", "unrelated")
 
 # The paper's (Bansal et al. 2023) tasks on the Hugging Face hub, for `load_paper_task`:
 # name -> (dataset id, config, split, input field, label field, label names)
@@ -128,6 +162,14 @@ class PromptConfig:
     demo_fraction: float = 0.2  # share of items held out as the demonstration pool
     seed: int = 0  # fixes the demo split, the demonstrations and the distractors
     max_items: int | None = None  # evaluate only the first N non-demo items (None: all)
+    # None: balanced exactly when every item has the same fixed choices (a classification task), where an
+    # unbalanced draw would let the majority label of the demonstrations pass for in-context learning
+    balanced_demos: bool | None = None
+    labels: str = "original"  # "unrelated": class labels replaced by UNRELATED_LABELS words (SUL)
+    demo_seed: int | None = None  # None: ``seed``; another value redraws only the demonstrations
+    # The model's BOS token first, as TransformerLens runs every model and the induction sequences start
+    # (docs/methods.md, "Estimators and BOS policy"); SmolLM2's BOS is its chat token <|im_start|>.
+    prepend_bos: bool = True
 
     def __post_init__(self) -> None:
         if "{input}" not in self.template:
@@ -138,6 +180,8 @@ class PromptConfig:
             raise InterpError(f"demo_fraction must be between 0 and 1, got {self.demo_fraction}")
         if self.max_items is not None and self.max_items < 1:
             raise InterpError(f"max_items must be positive or None, got {self.max_items}")
+        if self.labels not in LABEL_MODES:
+            raise InterpError(f"labels must be one of {', '.join(LABEL_MODES)}, got {self.labels!r}")
 
 
 @dataclass(frozen=True)
@@ -149,6 +193,7 @@ class Prompt:
     continuations: tuple[str, ...]
     answer_index: int  # which continuation is correct
     demo_indices: tuple[int, ...] = field(default=())  # items used as demonstrations
+    prepend_bos: bool = True  # encode_prompts puts the tokenizer's BOS first (PromptConfig.prepend_bos)
 
 
 def _field_error(path: Path, line: int, name: str, problem: str) -> InterpError:
@@ -226,28 +271,33 @@ def load_paper_task(name: str, max_items: int | None = 1000) -> Task:
 
 
 def load_task(spec: str) -> Task:
-    """A built-in task name, ``paper:NAME`` (through ``datasets``) or a path to a JSONL file."""
-    if spec in BUILTIN_TASKS:
+    """A built-in task name, ``paper:NAME`` (through ``datasets``), ``lm-eval:NAME`` (lm-eval-harness) or a JSONL path."""
+    if spec in BUILTIN_TASKS or spec in ABSTRACT_TASKS:
         return read_task_file(TASK_DIR / f"{spec}.jsonl", name=spec)
     if spec.startswith("paper:"):
         return load_paper_task(spec.removeprefix("paper:"))
+    if spec.startswith("lm-eval:"):  # an lm-eval-harness task (optional extra), e.g. lm-eval:hellaswag
+        from interp.reach.lm_eval_adapter import load_lm_eval_task
+
+        return load_lm_eval_task(spec)
     if spec.endswith(".jsonl") or Path(spec).is_file():
         return read_task_file(spec)
     raise InterpError(
-        f"unknown task {spec!r}; choose one of: {', '.join(BUILTIN_TASKS)}, paper:NAME "
-        f"({', '.join(PAPER_TASKS)}) or a path to a .jsonl file"
+        f"unknown task {spec!r}; choose one of: {', '.join([*BUILTIN_TASKS, *ABSTRACT_TASKS])}, paper:NAME "
+        f"({', '.join(PAPER_TASKS)}), lm-eval:NAME or a path to a .jsonl file"
     )
 
 
 def resolve_task_names(spec: str) -> list[str]:
-    """``all`` or a comma-separated list; each name checked by :func:`load_task` later.
+    """``all`` (the 14 tasks), ``abstract`` (the 5 pattern tasks) or a comma-separated list of names and those two.
 
     >>> resolve_task_names("antonyms, topic")
     ['antonyms', 'topic']
+    >>> resolve_task_names("abstract,sentiment")[-2:]
+    ['word_categories_4way', 'sentiment']
     """
-    if spec.strip() == "all":
-        return list(BUILTIN_TASKS)
-    names = [name.strip() for name in spec.split(",") if name.strip()]
+    groups = {"all": list(BUILTIN_TASKS), "abstract": list(ABSTRACT_TASKS)}
+    names = [entry for name in spec.split(",") if name.strip() for entry in groups.get(name.strip(), [name.strip()])]
     if not names:
         raise InterpError(f"no tasks in {spec!r}; give `all` or names like antonyms,topic")
     return names
@@ -279,11 +329,52 @@ def _choices_for(task: Task, index: int, config: PromptConfig, rng: np.random.Ge
     return tuple(choices[position] for position in rng.permutation(len(choices)))
 
 
-def build_prompts(task: Task, shots: int, config: PromptConfig = PromptConfig()) -> list[Prompt]:
-    """One prompt per evaluated item, with ``shots`` demonstrations from the demo split."""
+def class_labels(task: Task) -> tuple[str, ...] | None:
+    """The shared fixed choices when every item has the same set (a classification task), else None."""
+    first = task.items[0].choices
+    if first is None or any(item.choices is None or set(item.choices) != set(first) for item in task.items):
+        return None
+    return first
+
+
+def label_mapping(task: Task, config: PromptConfig) -> dict[str, str]:
+    """Original label -> shown label: identity for ``labels="original"``, a seeded SUL draw otherwise.
+
+    >>> mapping = label_mapping(load_task("sentiment"), PromptConfig(labels="unrelated"))
+    >>> sorted(mapping) == ["negative", "positive"] and set(mapping.values()) <= set(UNRELATED_LABELS)
+    True
+    """
+    labels = [label for item in task.items for label in (item.choices or ())]
+    ordered = list(dict.fromkeys(labels))  # first-appearance order: stable for a given file
+    if config.labels == "original":
+        return {label: label for label in ordered}
+    if any(item.choices is None for item in task.items):
+        raise InterpError(f"task {task.name!r}: labels='unrelated' needs fixed choices on every item")
+    pool = [word for word in UNRELATED_LABELS if word not in ordered]
+    if len(pool) < len(ordered):
+        raise InterpError(f"task {task.name!r} has {len(ordered)} labels; only {len(pool)} unrelated words are available")
+    drawn = np.random.default_rng([config.seed, 1]).permutation(len(pool))[: len(ordered)]
+    return {label: pool[position] for label, position in zip(ordered, drawn)}
+
+
+def _balanced_demonstrations(task: Task, demo: list[int], shots: int, classes: tuple[str, ...],
+                             rng: np.random.Generator) -> list[int]:
+    """``shots`` demo items whose class counts differ by at most one, in random order."""
+    counts = np.full(len(classes), shots // len(classes))
+    counts[rng.choice(len(classes), size=shots % len(classes), replace=False)] += 1
+    chosen = []
+    for label, count in zip(classes, counts):
+        pool = [index for index in demo if task.items[index].answer == label]
+        if len(pool) < count:
+            raise InterpError(f"task {task.name!r}: {shots} balanced shots need {count} demonstrations of "
+                              f"{label!r}; the demo split has {len(pool)}")
+        chosen += [pool[position] for position in rng.choice(len(pool), size=int(count), replace=False)]
+    return [chosen[position] for position in rng.permutation(len(chosen))]
+
+
+def _check_shots(task: Task, shots: int, config: PromptConfig, demo: list[int], evaluated: list[int]) -> None:
     if shots < 0:
         raise InterpError(f"shots must be 0 or more, got {shots}")
-    demo, evaluated = split_items(task, config)
     if shots > len(demo):
         raise InterpError(
             f"task {task.name!r} has {len(demo)} demonstration items (demo_fraction={config.demo_fraction} of "
@@ -291,21 +382,60 @@ def build_prompts(task: Task, shots: int, config: PromptConfig = PromptConfig())
         )
     if not evaluated:
         raise InterpError(f"task {task.name!r} has no items left to evaluate after the demo split")
+
+
+def build_prompts(task: Task, shots: int, config: PromptConfig = PromptConfig()) -> list[Prompt]:
+    """One prompt per evaluated item, with ``shots`` demonstrations from the demo split.
+
+    >>> prompts = build_prompts(load_task("repetition"), 4, PromptConfig(max_items=2, labels="unrelated"))
+    >>> [line.split(" -> ")[1] in UNRELATED_LABELS for line in prompts[0].context.splitlines()[:-1]]
+    [True, True, True, True]
+    """
+    if task.source.startswith("lm-eval:"):  # lm-eval's own few-shot contexts and delimiters
+        from interp.reach.lm_eval_adapter import lm_eval_prompts
+
+        return lm_eval_prompts(task, shots, config)
+    demo, evaluated = split_items(task, config)
+    _check_shots(task, shots, config, demo, evaluated)
+    classes = class_labels(task)
+    balanced = classes is not None if config.balanced_demos is None else config.balanced_demos
+    if balanced and classes is None:
+        raise InterpError(f"task {task.name!r}: balanced_demos needs the same fixed choices on every item")
+    shown = label_mapping(task, config)
+    show = lambda label: shown.get(label, label)  # noqa: E731  (identity for free-form answers)
+    demo_seed = config.seed if config.demo_seed is None else config.demo_seed
     prompts = []
     for index in evaluated:
         # One generator per item so that a prompt does not depend on which other items are evaluated.
-        rng = np.random.default_rng([config.seed, index])
-        chosen = [demo[position] for position in rng.choice(len(demo), size=shots, replace=False)]
-        lines = [config.template.format(input=task.items[d].input) + " " + task.items[d].answer for d in chosen]
+        rng = np.random.default_rng([demo_seed, index])
+        if balanced:
+            chosen = _balanced_demonstrations(task, demo, shots, classes, rng)
+        else:
+            chosen = [demo[position] for position in rng.choice(len(demo), size=shots, replace=False)]
+        lines = [config.template.format(input=task.items[d].input) + " " + show(task.items[d].answer) for d in chosen]
         lines.append(config.template.format(input=task.items[index].input))
         choices = _choices_for(task, index, config, rng)
         prompts.append(
             Prompt(
                 item_index=index,
                 context=config.separator.join(lines),
-                continuations=tuple(" " + choice for choice in choices),
+                continuations=tuple(" " + show(choice) for choice in choices),
                 answer_index=choices.index(task.items[index].answer),
                 demo_indices=tuple(chosen),
+                prepend_bos=config.prepend_bos,
             )
         )
     return prompts
+
+
+def build_prompts_over_seeds(task: Task, shots: int, config: PromptConfig = PromptConfig(),
+                             demo_seeds: Sequence[int] = (0, 1, 2, 3, 4)) -> dict[int, list[Prompt]]:
+    """Prompts for each demonstration seed: same split and items, demonstrations redrawn (five, as Crosbie & Shutova).
+
+    >>> runs = build_prompts_over_seeds(load_task("recursion"), 5, PromptConfig(max_items=3), demo_seeds=(0, 1))
+    >>> [prompt.item_index for prompt in runs[0]] == [prompt.item_index for prompt in runs[1]]
+    True
+    """
+    if not demo_seeds or len(set(demo_seeds)) != len(demo_seeds):
+        raise InterpError(f"demo_seeds must be distinct and non-empty, got {list(demo_seeds)}")
+    return {int(seed): build_prompts(task, shots, dataclasses.replace(config, demo_seed=int(seed))) for seed in demo_seeds}
