@@ -10,8 +10,18 @@ import pytest
 
 from interp.data import data_path
 from interp.errors import InterpError
-from interp.tasks.prompts import (ABSTRACT_TASKS, BUILTIN_TASKS, UNRELATED_LABELS, PromptConfig, build_prompts,
-                                  build_prompts_over_seeds, label_mapping, load_task, resolve_task_names, split_items)
+from interp.tasks.prompts import (
+    ABSTRACT_TASKS,
+    BUILTIN_TASKS,
+    UNRELATED_LABELS,
+    PromptConfig,
+    build_prompts,
+    build_prompts_over_seeds,
+    label_mapping,
+    load_task,
+    resolve_task_names,
+    split_items,
+)
 
 
 @functools.cache
@@ -81,7 +91,8 @@ def test_classification_demonstrations_are_balanced_by_default(name, shots):
 
 def test_unbalanced_option_and_free_form_tasks_keep_the_plain_draw():
     task = load_task("antonyms")
-    assert build_prompts(task, 5, PromptConfig(max_items=5)) == build_prompts(task, 5, PromptConfig(max_items=5, demo_seed=0))
+    same_seed = PromptConfig(max_items=5, demo_seed=0)
+    assert build_prompts(task, 5, PromptConfig(max_items=5)) == build_prompts(task, 5, same_seed)
     with pytest.raises(InterpError, match="balanced_demos needs the same fixed choices"):
         build_prompts(task, 5, PromptConfig(balanced_demos=True))
     sentiment = load_task("sentiment")
@@ -98,7 +109,7 @@ def test_unrelated_labels_replace_labels_consistently(name):
     assert sorted(mapping) == sorted(task.items[0].choices)
     assert len(set(mapping.values())) == len(mapping) and set(mapping.values()) <= set(UNRELATED_LABELS)
     original = build_prompts(task, 4, PromptConfig(max_items=20))
-    for plain, unrelated in zip(original, build_prompts(task, 4, config)):
+    for plain, unrelated in zip(original, build_prompts(task, 4, config), strict=True):
         assert unrelated.demo_indices == plain.demo_indices and unrelated.answer_index == plain.answer_index
         assert unrelated.continuations == tuple(" " + mapping[choice.strip()] for choice in plain.continuations)
         shown = [line.rsplit(" -> ", 1)[1] for line in unrelated.context.splitlines()[:-1]]
@@ -117,7 +128,7 @@ def test_demonstration_seeds_redraw_only_the_demonstrations():
     task = load_task("centre_embedding")
     runs = build_prompts_over_seeds(task, 5, PromptConfig(max_items=30), demo_seeds=(0, 1, 2))
     demo, evaluated = split_items(task, PromptConfig(max_items=30))
-    for seed, prompts in runs.items():
+    for prompts in runs.values():
         assert [prompt.item_index for prompt in prompts] == evaluated
         assert all(set(prompt.demo_indices) <= set(demo) for prompt in prompts)
     assert runs[0] == build_prompts(task, 5, PromptConfig(max_items=30))

@@ -7,8 +7,13 @@ import torch
 
 from interp.errors import InterpError
 from interp.hooks import ResumedRun, pattern_hook
-from interp.induction.knockout import (induction_edges, knocked_out_repeated_loss, knockout_hooks,
-                                       self_contained_knockout_hooks, word_starts)
+from interp.induction.knockout import (
+    induction_edges,
+    knocked_out_repeated_loss,
+    knockout_hooks,
+    self_contained_knockout_hooks,
+    word_starts,
+)
 
 
 def loop_edges(tokens: list[int], starts: list[bool] | None) -> set[tuple[int, int]]:

@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import warnings
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import einops
 import torch
@@ -85,8 +86,8 @@ def word_starts(tokenizer: Any, tokens: Int[Tensor, "batch pos"]) -> Bool[Tensor
     special = set(getattr(tokenizer, "all_special_ids", ()) or ())
     texts = [_token_text(str(raw or "")) for raw in tokenizer.convert_ids_to_tokens(distinct.tolist())]
     is_special = [int(token) in special for token in distinct.tolist()]
-    begins = torch.tensor([flag or not text[:1].isalnum() for text, flag in zip(texts, is_special)])
-    ends = torch.tensor([flag or not text[-1:].isalnum() for text, flag in zip(texts, is_special)])
+    begins = torch.tensor([flag or not text[:1].isalnum() for text, flag in zip(texts, is_special, strict=True)])
+    ends = torch.tensor([flag or not text[-1:].isalnum() for text, flag in zip(texts, is_special, strict=True)])
     starts = begins[inverse].clone()  # (batch, pos)
     starts[:, 1:] |= ends[inverse][:, :-1]
     starts[:, 0] = True
@@ -168,17 +169,20 @@ def check_knockout_supported(bridge: "TransformerBridge") -> None:
     if not _SUPPORTED[bridge]:
         kind = type(bridge.blocks[0].attn).__name__
         raise InterpError(f"attention knockout needs editable attention scores; this model's {kind} hands attention to "
-                          "the Hugging Face module, which ignores edits to hook_attn_scores (use zero or mean ablation)")
+                          "the Hugging Face module, which ignores edits to hook_attn_scores (use zero or mean "
+                          "ablation)")
 
 
-def knockout_hook(edges: Bool[Tensor, "batch query key"], knocked: Bool[Tensor, "copies head"], copies: int) -> Callable:
+def knockout_hook(edges: Bool[Tensor, "batch query key"], knocked: Bool[Tensor, "copies head"],
+                  copies: int) -> Callable:
     """A ``hook_attn_scores`` hook: in copy ``c`` the heads ``knocked[c]`` get ``-inf`` on ``edges``.
 
     The scores arrive as ``(copies * batch, head, query, key)``; the caller's tensor is not edited.
     """
 
     def hook(scores: Tensor, hook: Any) -> Tensor:
-        stacked = einops.rearrange(scores, "(copies batch) head query key -> copies batch head query key", copies=copies)
+        stacked = einops.rearrange(scores, "(copies batch) head query key -> copies batch head query key",
+                                   copies=copies)
         heads = einops.rearrange(knocked.to(scores.device), "copies head -> copies 1 head 1 1")
         where = einops.rearrange(edges.to(scores.device), "batch query key -> 1 batch 1 query key")
         blocked = stacked.masked_fill(heads & where, float("-inf"))

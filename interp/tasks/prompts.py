@@ -48,9 +48,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -104,7 +105,8 @@ ABSTRACT_TASKS: dict[str, str] = {
     "recursion": "letters X Y Y Y -> foo, four distinct letters -> bar",
     "centre_embedding": "letters X Y Z Y X -> foo, five distinct letters -> bar",
     "word_categories": "fruit + animal -> foo, furniture + profession -> bar",
-    "word_categories_4way": "fruit + animal / furniture + profession / vehicle + colour / clothing + country -> foo / bar / zip / vex",
+    "word_categories_4way": "fruit + animal / furniture + profession / vehicle + colour / clothing + country "
+                            "-> foo / bar / zip / vex",
 }
 
 # Semantically unrelated labels: short common words, each one token after a space for the SmolLM2
@@ -352,9 +354,9 @@ def label_mapping(task: Task, config: PromptConfig) -> dict[str, str]:
         raise InterpError(f"task {task.name!r}: labels='unrelated' needs fixed choices on every item")
     pool = [word for word in UNRELATED_LABELS if word not in ordered]
     if len(pool) < len(ordered):
-        raise InterpError(f"task {task.name!r} has {len(ordered)} labels; only {len(pool)} unrelated words are available")
+        raise InterpError(f"task {task.name!r} has {len(ordered)} labels; only {len(pool)} unrelated words exist")
     drawn = np.random.default_rng([config.seed, 1]).permutation(len(pool))[: len(ordered)]
-    return {label: pool[position] for label, position in zip(ordered, drawn)}
+    return {label: pool[position] for label, position in zip(ordered, drawn, strict=True)}
 
 
 def _balanced_demonstrations(task: Task, demo: list[int], shots: int, classes: tuple[str, ...],
@@ -363,7 +365,7 @@ def _balanced_demonstrations(task: Task, demo: list[int], shots: int, classes: t
     counts = np.full(len(classes), shots // len(classes))
     counts[rng.choice(len(classes), size=shots % len(classes), replace=False)] += 1
     chosen = []
-    for label, count in zip(classes, counts):
+    for label, count in zip(classes, counts, strict=True):
         pool = [index for index in demo if task.items[index].answer == label]
         if len(pool) < count:
             raise InterpError(f"task {task.name!r}: {shots} balanced shots need {count} demonstrations of "
@@ -438,4 +440,5 @@ def build_prompts_over_seeds(task: Task, shots: int, config: PromptConfig = Prom
     """
     if not demo_seeds or len(set(demo_seeds)) != len(demo_seeds):
         raise InterpError(f"demo_seeds must be distinct and non-empty, got {list(demo_seeds)}")
-    return {int(seed): build_prompts(task, shots, dataclasses.replace(config, demo_seed=int(seed))) for seed in demo_seeds}
+    return {int(seed): build_prompts(task, shots, dataclasses.replace(config, demo_seed=int(seed)))
+            for seed in demo_seeds}

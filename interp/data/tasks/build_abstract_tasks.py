@@ -1,4 +1,4 @@
-"""Builds the abstract pattern tasks (repetition, recursion, centre embedding, word categories), written for this project.
+"""Builds the abstract pattern tasks (repetition, recursion, centre embedding, word categories), written here.
 
 After Crosbie & Shutova (NAACL Findings 2025): each item is a short sequence whose *pattern*
 decides an arbitrary label (``foo``/``bar``, or ``foo``/``bar``/``zip``/``vex`` for the 4-way
@@ -35,12 +35,15 @@ FOUR_WAY_LABELS = ("foo", "bar", "zip", "vex")
 CATEGORIES = {
     "fruit": "apple banana cherry grape lemon mango orange peach pear plum lime kiwi coconut papaya berry".split(),
     "animal": "dog cat horse cow sheep goat lion tiger bear wolf fox rabbit mouse deer monkey zebra camel".split(),
-    "furniture": "chair table bed desk shelf stool bench cabinet couch lamp mirror sofa wardrobe dresser cupboard".split(),
-    "profession": "doctor teacher lawyer nurse farmer pilot baker chef dentist engineer judge soldier writer actor banker plumber".split(),
+    "furniture": "chair table bed desk shelf stool bench cabinet couch lamp mirror sofa wardrobe dresser "
+                 "cupboard".split(),
+    "profession": "doctor teacher lawyer nurse farmer pilot baker chef dentist engineer judge soldier writer actor "
+                  "banker plumber".split(),
     "vehicle": "car bus truck train bike boat ship plane taxi tram van canoe".split(),
     "colour": "red blue green yellow purple pink brown black white grey violet silver gold".split(),
     "clothing": "shirt jacket coat dress skirt hat sock glove boot shoe belt vest".split(),
-    "country": "France Spain Italy Germany Japan China India Brazil Mexico Canada Egypt Kenya Peru Chile Norway".split(),
+    "country": "France Spain Italy Germany Japan China India Brazil Mexico Canada Egypt Kenya Peru Chile "
+               "Norway".split(),
 }
 
 
@@ -80,7 +83,8 @@ def letter_task(pattern, length: int, seed: int) -> list[tuple[str, str]]:
     taken: set[str] = set()
     half = ITEMS_PER_TASK // 2
     rows = [(text, BINARY_LABELS[0]) for text in unique_draws(pattern, rng, half, taken)]
-    rows += [(text, BINARY_LABELS[1]) for text in unique_draws(lambda r: " ".join(distinct_letters(r, length)), rng, half, taken)]
+    distinct = lambda generator: " ".join(distinct_letters(generator, length))  # noqa: E731
+    rows += [(text, BINARY_LABELS[1]) for text in unique_draws(distinct, rng, half, taken)]
     rng.shuffle(rows)
     return rows
 
@@ -90,7 +94,7 @@ def category_task(pairs: list[tuple[str, str]], labels: tuple[str, ...], seed: i
     rng = random.Random(seed)
     per_class = ITEMS_PER_TASK // len(pairs)
     rows = []
-    for (first, second), label in zip(pairs, labels):
+    for (first, second), label in zip(pairs, labels, strict=True):
         combinations = sorted(itertools.product(CATEGORIES[first], CATEGORIES[second]))
         rows += [(f"{left} {right}", label) for left, right in rng.sample(combinations, per_class)]
     rng.shuffle(rows)
