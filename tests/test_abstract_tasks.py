@@ -155,3 +155,31 @@ def test_labels_are_single_tokens_for_the_real_tokenizers(model):
     labels = {label for name in ABSTRACT_TASKS for label in load_task(name).items[0].choices} | set(UNRELATED_LABELS)
     lengths = {label: len(tokenizer(" " + label, add_special_tokens=False)["input_ids"]) for label in labels}
     assert lengths == {label: 1 for label in labels}
+
+
+def test_accuracy_over_demonstration_seeds_equals_one_seed_at_a_time(tiny_models, tmp_path):
+    import json
+
+    import numpy as np
+
+    from interp.tasks.demo_seeds import evaluate_over_demo_seeds, seed_spread
+    from interp.tasks.evaluation import evaluate_prompts
+    from interp.tasks.prompts import read_task_file
+
+    bridge, _ = tiny_models["gpt2"]
+    path = tmp_path / "tiny_classes.jsonl"
+    lines = [json.dumps({"input": f"w{i} w{i + 1}", "choices": ["cat", "dog"], "answer": ["cat", "dog"][i % 2]})
+             for i in range(40)]
+    path.write_text("\n".join(lines) + "\n")
+    task = read_task_file(path)
+    config = PromptConfig(max_items=6, labels="unrelated")
+    table = evaluate_over_demo_seeds(bridge, task, 3, config, demo_seeds=(0, 1, 2))
+    assert table["demo_seed"].tolist() == [0, 1, 2] and table["balanced_demos"].all()
+    assert set(table["label_map"]) == {",".join(f"{k}={v}" for k, v in label_mapping(task, config).items())}
+    for seed in (0, 1, 2):
+        alone = evaluate_prompts(bridge, build_prompts(task, 3, PromptConfig(max_items=6, labels="unrelated",
+                                                                             demo_seed=seed)))
+        assert table.loc[table["demo_seed"] == seed, "accuracy"].item() == pytest.approx(alone["accuracy"])
+    spread = seed_spread(table).iloc[0]
+    assert spread["accuracy_sd"] == pytest.approx(np.std(table["accuracy"], ddof=1))
+    assert len(evaluate_over_demo_seeds(bridge, task, 0, config, demo_seeds=(0, 1, 2))) == 1  # no shots, one run
