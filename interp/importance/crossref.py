@@ -13,7 +13,7 @@ For every (task, shots) it reports
   counted as 0 so that shares stay within [0, 1]).
 
 Across (task, shots): the Spearman matrix of importance scores (scores are correlated, not
-argsort permutations: see specs.md) and an aggregate ranking, the mean of the raw scores.
+argsort permutations: see docs/methods.md) and an aggregate ranking, the mean of the raw scores.
 
 >>> import numpy as np
 >>> overlap_p_value(np.array([1, 1, 0, 0]), np.array([1, 1, 0, 0]), n_permutations=2000, seed=0) < 0.3

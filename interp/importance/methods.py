@@ -1,7 +1,7 @@
 """Task importance of every attention head and FFN: gradient, exact ablation, attribution patching.
 
 Three estimates for one (task, shots), each one value per head and per FFN (see
-``/work/shared/specs.md``):
+``docs/methods.md``):
 
 - **gradient** (Michel et al. 2019; Bansal et al. 2023): ``I_h = sum_tokens |z_h . dL/dz_h| /
   n_tokens`` with ``z_h`` = ``hook_z`` (head output before W_O) and ``L`` the loss on the gold

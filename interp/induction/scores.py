@@ -10,7 +10,7 @@ Two layers of API:
 Everything is batched over sequences and vectorised over heads and positions; nothing loops in
 Python below the layer level, and everything stays on the model's device.
 
-Definitions (``../shared/specs.md``; Olsson et al. 2022, Bansal et al. 2023):
+Definitions (``docs/methods.md``; Olsson et al. 2022, Bansal et al. 2023):
 
 - *prefix matching*: for each query whose token occurred earlier, the attention summed over the
   positions right after each earlier occurrence; averaged over those queries (on a 4-repeat

@@ -2,7 +2,7 @@
 
 Remove the ``x%`` lowest-ranked heads (or FFNs, or both) and evaluate every task and shot
 count. A component is removed by masking its output through a hook: ``hook_z`` for a head
-(multiplying its attention probabilities by 0 equals zeroing ``z_h``; see specs.md) and
+(multiplying its attention probabilities by 0 equals zeroing ``z_h``; see docs/methods.md) and
 ``hook_mlp_out`` for an FFN (skipping the FFN with its layer norm), replaced by zero or by its
 mean over the task's tokens (``ablation``).
 
