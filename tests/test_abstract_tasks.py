@@ -183,3 +183,19 @@ def test_accuracy_over_demonstration_seeds_equals_one_seed_at_a_time(tiny_models
     spread = seed_spread(table).iloc[0]
     assert spread["accuracy_sd"] == pytest.approx(np.std(table["accuracy"], ddof=1))
     assert len(evaluate_over_demo_seeds(bridge, task, 0, config, demo_seeds=(0, 1, 2))) == 1  # no shots, one run
+
+
+def test_sul_task_spec_is_the_task_with_the_mapped_labels():
+    from interp.tasks.prompts import load_task as load
+
+    plain, sul = load("sentiment"), load("sul:sentiment")
+    mapping = label_mapping(plain, PromptConfig(labels="unrelated"))
+    assert sul.name == "sentiment_sul" and all(f"{k}={v}" in sul.source for k, v in mapping.items())
+    assert [item.answer for item in sul.items] == [mapping[item.answer] for item in plain.items]
+    config = PromptConfig(max_items=10)
+    via_spec = build_prompts(sul, 5, config)
+    via_config = build_prompts(plain, 5, PromptConfig(max_items=10, labels="unrelated"))
+    assert [(p.context, p.continuations, p.answer_index) for p in via_spec] == \
+        [(p.context, p.continuations, p.answer_index) for p in via_config]
+    with pytest.raises(InterpError, match="needs fixed choices"):
+        load("sul:antonyms")

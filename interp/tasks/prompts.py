@@ -76,6 +76,7 @@ __all__ = [
     "read_task_file",
     "resolve_task_names",
     "split_items",
+    "with_unrelated_labels",
 ]
 
 TASK_DIR = data_path("tasks")
@@ -273,7 +274,13 @@ def load_paper_task(name: str, max_items: int | None = 1000) -> Task:
 
 
 def load_task(spec: str) -> Task:
-    """A built-in task name, ``paper:NAME`` (through ``datasets``), ``lm-eval:NAME`` (lm-eval-harness) or a JSONL path."""
+    """A built-in task name, ``paper:NAME`` (through ``datasets``), ``lm-eval:NAME`` (lm-eval-harness) or a JSONL path.
+
+    ``sul:SPEC`` is task SPEC with semantically unrelated labels (:func:`with_unrelated_labels`), so any
+    command that takes tasks can run an SUL version beside the original.
+    """
+    if spec.startswith("sul:"):
+        return with_unrelated_labels(load_task(spec.removeprefix("sul:")))
     if spec in BUILTIN_TASKS or spec in ABSTRACT_TASKS:
         return read_task_file(TASK_DIR / f"{spec}.jsonl", name=spec)
     if spec.startswith("paper:"):
@@ -286,7 +293,7 @@ def load_task(spec: str) -> Task:
         return read_task_file(spec)
     raise InterpError(
         f"unknown task {spec!r}; choose one of: {', '.join([*BUILTIN_TASKS, *ABSTRACT_TASKS])}, paper:NAME "
-        f"({', '.join(PAPER_TASKS)}), lm-eval:NAME or a path to a .jsonl file"
+        f"({', '.join(PAPER_TASKS)}), lm-eval:NAME, sul:TASK or a path to a .jsonl file"
     )
 
 
@@ -357,6 +364,23 @@ def label_mapping(task: Task, config: PromptConfig) -> dict[str, str]:
         raise InterpError(f"task {task.name!r} has {len(ordered)} labels; only {len(pool)} unrelated words exist")
     drawn = np.random.default_rng([config.seed, 1]).permutation(len(pool))[: len(ordered)]
     return {label: pool[position] for label, position in zip(ordered, drawn, strict=True)}
+
+
+def with_unrelated_labels(task: Task, seed: int = 0) -> Task:
+    """``task`` with :func:`label_mapping`'s SUL words for labels; named ``NAME_sul``, the mapping in ``source``.
+
+    >>> task = with_unrelated_labels(load_task("topic"))
+    >>> task.name, set(task.items[0].choices) <= set(UNRELATED_LABELS), "sports=" in task.source
+    ('topic_sul', True, True)
+    """
+    mapping = label_mapping(task, PromptConfig(labels="unrelated", seed=seed))
+    items = tuple(
+        TaskItem(item.input, mapping[item.answer], tuple(mapping[choice] for choice in item.choices),
+                 tuple(mapping[alias] for alias in item.aliases if alias in mapping))
+        for item in task.items
+    )
+    described = ", ".join(f"{label}={shown}" for label, shown in mapping.items())
+    return Task(f"{task.name}_sul", items, f"{task.source} with unrelated labels ({described})")
 
 
 def _balanced_demonstrations(task: Task, demo: list[int], shots: int, classes: tuple[str, ...],
