@@ -27,9 +27,11 @@ ITEMS = 12  # evaluated documents (lm-eval's limit; the workbench's max_items)
 
 
 def _task_yaml(name: str, data: str, output_type: str = "multiple_choice") -> str:
-    return (f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\ntest_split: test\n"
+    return (f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n"
+            "test_split: test\n"
             f"fewshot_split: test\noutput_type: {output_type}\ndoc_to_text: \"{{{{input}}}} ->\"\n"
-            "doc_to_choice: \"{{choices}}\"\ndoc_to_target: label\ntarget_delimiter: \" \"\nfewshot_delimiter: \"\\n\"\n"
+            "doc_to_choice: \"{{choices}}\"\ndoc_to_target: label\ntarget_delimiter: \" \"\n"
+            "fewshot_delimiter: \"\\n\"\n"
             "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
             "  - metric: acc_norm\n    aggregation: mean\n    higher_is_better: true\n")
 
@@ -46,7 +48,8 @@ def task_folder(tmp_path_factory):
         rows.append({"input": str(number), "choices": choices, "label": label})
     (folder / "successor.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     (folder / "successor.yaml").write_text(_task_yaml(TASK, str(folder / "successor.jsonl")))
-    (folder / "rolling.yaml").write_text(_task_yaml("interp_rolling", str(folder / "successor.jsonl"), "loglikelihood_rolling"))
+    rolling = _task_yaml("interp_rolling", str(folder / "successor.jsonl"), "loglikelihood_rolling")
+    (folder / "rolling.yaml").write_text(rolling)
     return folder
 
 
@@ -83,13 +86,14 @@ def test_lm_eval_accuracy_equals_the_workbench(toy, task_folder, manager, monkey
     prompts = _workbench_prompts(task_folder, monkeypatch, shots)
     assert len(prompts) == len(samples) == ITEMS
     # the same contexts and continuations: lm-eval's few-shot sampler, seed and delimiters
-    for prompt, sample in zip(prompts, samples):
+    for prompt, sample in zip(prompts, samples, strict=True):
         assert [tuple(argument) for argument in sample["arguments"]] == [(prompt.context, continuation)
                                                                         for continuation in prompt.continuations]
         assert prompt.answer_index == sample["target"]
     encoded = encode_prompts(bridge.tokenizer, prompts)
     scores = score_sequences(bridge, encoded, batch_size=4, fwd_hooks=hooks)
-    lm_eval_logprobs = torch.tensor([response[0][0] for sample in samples for response in sample["resps"]], dtype=torch.float64)
+    lm_eval_logprobs = torch.tensor([response[0][0] for sample in samples for response in sample["resps"]],
+                                    dtype=torch.float64)
     assert torch.allclose(scores.logprob_sum, lm_eval_logprobs, atol=1e-4, rtol=0)
     metrics = multiple_choice_metrics(scores.logprob_sum, scores.n_tokens, encoded)
     assert result["results"][TASK]["acc,none"] == pytest.approx(float(metrics["correct"].mean()), abs=1e-12)
@@ -98,9 +102,11 @@ def test_lm_eval_accuracy_equals_the_workbench(toy, task_folder, manager, monkey
                                 dtype=torch.float64)
     normalised = encoded.continuation_chars / choice_chars  # turns the workbench's division into lm-eval's
     norm_metrics = multiple_choice_metrics(scores.logprob_sum * normalised, scores.n_tokens, encoded)
-    assert result["results"][TASK]["acc_norm,none"] == pytest.approx(float(norm_metrics["correct_norm"].mean()), abs=1e-12)
+    accuracy = result["results"][TASK]["acc,none"]
+    accuracy_norm = float(norm_metrics["correct_norm"].mean())
+    assert result["results"][TASK]["acc_norm,none"] == pytest.approx(accuracy_norm, abs=1e-12)
     if not removed and shots == 3:  # the workbench's own job path gives the same accuracy
-        assert evaluate_prompts(bridge, prompts, batch_size=4)["accuracy"] == pytest.approx(result["results"][TASK]["acc,none"])
+        assert evaluate_prompts(bridge, prompts, batch_size=4)["accuracy"] == pytest.approx(accuracy)
 
 
 def test_masking_changes_what_lm_eval_sees(toy):

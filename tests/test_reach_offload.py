@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import encode_tiny_task
 
 from interp.errors import InterpError
 from interp.importance.methods import ImportanceConfig, ablation_importance, gradient_importance
@@ -19,10 +20,15 @@ from interp.induction.scores import METRICS, score_heads
 from interp.induction.sequences import SequenceConfig
 from interp.models.loading import load_model
 from interp.pruning.components import masked_scores
-from interp.reach.placement import (Placement, check_realized_map, is_offloaded, parse_device_map, parse_max_memory,
-                                    placement_summary, readable_weights)
-
-from conftest import encode_tiny_task
+from interp.reach.placement import (
+    Placement,
+    check_realized_map,
+    is_offloaded,
+    parse_device_map,
+    parse_max_memory,
+    placement_summary,
+    readable_weights,
+)
 
 TOLERANCE = 1e-6  # float32 round-off; the sharded forward does the same arithmetic in the same order
 
@@ -154,7 +160,8 @@ def test_bad_memory_caps_are_named(text, message):
 
 def test_placement_forms():
     assert parse_device_map("balanced") == "balanced"
-    assert parse_device_map('{"lm_head": "1", "model.layers.0": "cuda:0"}') == {"lm_head": 1, "model.layers.0": "cuda:0"}
+    parsed = parse_device_map('{"lm_head": "1", "model.layers.0": "cuda:0"}')
+    assert parsed == {"lm_head": 1, "model.layers.0": "cuda:0"}
     assert parse_max_memory('{"0": "10GiB", "cpu": "1GB"}') == {0: "10GiB", "cpu": "1GB"}
     placement = Placement.from_options(None, "cpu=1GiB")  # a cap alone asks accelerate to plan the map
     assert placement.device_map == "auto" and placement.load_kwargs("x")["max_memory"] == {"cpu": "1GiB"}

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -59,7 +60,8 @@ def _require_lm_eval() -> None:
     try:
         import lm_eval  # noqa: F401
     except ImportError:
-        raise InterpError(f"lm-eval tasks and the lm-eval adapter need the optional package lm-eval: {INSTALL_HINT}") from None
+        raise InterpError(f"lm-eval tasks and the lm-eval adapter need the optional package lm-eval: {INSTALL_HINT}"
+                          ) from None
 
 
 def split_lm_eval_spec(spec: str) -> str:
@@ -102,7 +104,8 @@ def _score_windows(bridge: "TransformerBridge", windows: Sequence[tuple[list[int
         sums = torch.zeros(len(chosen), dtype=torch.float64, device=log_probs.device)
         sums.index_add_(0, rows_t.to(sums.device), target_logprob.double())
         all_greedy = torch.zeros_like(sums).index_add_(0, rows_t.to(sums.device), 1.0 - greedy) == 0
-        for row, (total, is_greedy) in enumerate(zip(sums.tolist(), all_greedy.tolist())):  # one transfer per batch
+        pairs = zip(sums.tolist(), all_greedy.tolist(), strict=True)  # one transfer per batch
+        for row, (total, is_greedy) in enumerate(pairs):
             results[chosen[row]] = (total, is_greedy)
     return results
 
@@ -150,7 +153,7 @@ def _lm_class() -> type:
                 whole = (list(context) + list(continuation))[-(self.max_length + 1):]  # lm-eval: cut from the left
                 windows.append((whole[: len(whole) - len(continuation)], whole[len(whole) - len(continuation):]))
             results = _score_windows(self.bridge, windows, self.fwd_hooks, self.batch_size)
-            for (key, _, _), result in zip(requests, results):
+            for (key, _, _), result in zip(requests, results, strict=True):
                 if self.cache_hook is not None and key[0] is not None:
                     self.cache_hook.add_partial("loglikelihood", key, result)
             return results
@@ -166,7 +169,8 @@ def _lm_class() -> type:
 
         def generate_until(self, requests: list, disable_tqdm: bool = False) -> list[str]:
             raise InterpError("the workbench's lm-eval adapter scores log-likelihoods only; generation tasks "
-                              "(output_type: generate_until) are not supported: choose a multiple_choice or loglikelihood task")
+                              "(output_type: generate_until) are not supported: choose a multiple_choice or "
+                              "loglikelihood task")
 
     return HookedLM
 
@@ -189,7 +193,8 @@ def hooked_lm(bridge: "TransformerBridge", fwd_hooks: Sequence = (), batch_size:
 
 
 def _task_manager(name: str, include: str) -> Any:
-    """The custom folders alone when they define ``name``: indexing lm-eval's thousands of built-in YAMLs takes minutes."""
+    """The custom folders alone when they define ``name`` (indexing lm-eval's thousands of built-in YAMLs takes
+    minutes); otherwise those folders and lm-eval's own tasks."""
     from lm_eval.tasks import TaskManager
 
     if include:
@@ -218,7 +223,7 @@ def _task_object(name: str, include: str) -> Any:
     if task.OUTPUT_TYPE != "multiple_choice" or getattr(task, "multiple_input", False):
         raise InterpError(f"lm-eval task {name!r} has output type {task.OUTPUT_TYPE}"
                           f"{' with one context per choice' if getattr(task, 'multiple_input', False) else ''}; "
-                          "workbench studies take multiple_choice tasks with one context (use hooked_lm for the others)")
+                          "workbench studies take multiple_choice tasks with one context (hooked_lm runs the others)")
     return task
 
 

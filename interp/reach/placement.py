@@ -20,10 +20,10 @@ masks and replacement values to the device of the activation they meet.
 {'model.layers.0': 'cpu', 'model.layers.1': 'disk', 'lm_head': 0}
 >>> parse_max_memory("0=20GiB, cpu=64GiB")
 {0: '20GiB', 'cpu': '64GiB'}
->>> parse_device_map("everywhere")
+>>> parse_device_map("everywhere")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-interp.errors.InterpError: device map 'everywhere': use auto, balanced, balanced_low_0, sequential, a JSON object or a .json file of module -> device
+interp.errors.InterpError: device map 'everywhere': use auto, balanced, balanced_low_0, sequential, a JSON object or ...
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ import contextlib
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from interp.errors import InterpError
 
@@ -187,9 +188,9 @@ def check_realized_map(hf_device_map: dict[str, Any] | None) -> None:
     gpus = sorted({value for value in values if value.isdigit() or value.startswith("cuda")})
     if offloaded and gpus:
         raise InterpError(
-            f"the device map puts modules on GPU(s) {', '.join(gpus)} and on {' and '.join(offloaded)}; TransformerLens "
-            "runs all-GPU maps or all-cpu/disk maps only: raise --max-memory for the GPUs, or use --device-map with "
-            "cpu/disk values only"
+            f"the device map puts modules on GPU(s) {', '.join(gpus)} and on {' and '.join(offloaded)}; "
+            "TransformerLens runs all-GPU maps or all-cpu/disk maps only: raise --max-memory for the GPUs, or use "
+            "--device-map with cpu/disk values only"
         )
 
 
