@@ -6,7 +6,7 @@ OUT ?= results/$(MODEL)
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup run test bench figures clean
+.PHONY: setup run test lint bench figures clean
 
 setup: $(VENV)/.installed
 
@@ -30,8 +30,13 @@ run: setup
 test: setup
 	$(BIN)/pytest -q
 
+# ruff as configured in pyproject.toml (line length 120; E, F, I, B, UP)
+lint: setup
+	$(BIN)/ruff check interp tests benchmarks
+
+# Every benchmark in benchmarks/, each with its own defaults; each prints the ratios it measured in that run.
 bench: setup
-	$(BIN)/python benchmarks/bench_induction.py
+	set -e; for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache
