@@ -199,3 +199,26 @@ def test_sul_task_spec_is_the_task_with_the_mapped_labels():
         [(p.context, p.continuations, p.answer_index) for p in via_config]
     with pytest.raises(InterpError, match="needs fixed choices"):
         load("sul:antonyms")
+
+
+def test_accuracy_command_writes_seed_rows_spread_and_the_sul_mapping(tmp_path):
+    from typer.testing import CliRunner
+
+    from interp.cli import app
+    from interp.store import read_json, read_table
+
+    result = CliRunner().invoke(app, ["accuracy", "--model", "toy-attn-2l", "--tasks", "repetition,sul:sentiment",
+                                      "--shots", "0,2", "--demo-seeds", "0,1", "--max-items", "4",
+                                      "--out", str(tmp_path), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    rows = read_table(tmp_path / "accuracy_seeds")
+    assert sorted(zip(rows["task"], rows["shots"], rows["demo_seed"], strict=True)) == [
+        ("repetition", 0, 0), ("repetition", 2, 0), ("repetition", 2, 1),
+        ("sentiment_sul", 0, 0), ("sentiment_sul", 2, 0), ("sentiment_sul", 2, 1)]
+    assert set(rows["chance"]) == {0.5} and (rows["n_items"] == 4).all()
+    spread = read_table(tmp_path / "accuracy_spread")
+    assert len(spread) == 4 and set(spread["n_seeds"]) == {1.0, 2.0}
+    sources = [task["source"] for task in read_json(tmp_path / "accuracy.json")["tasks"]]
+    assert "with unrelated labels (negative=" in sources[1] or "with unrelated labels (positive=" in sources[1]
+    bad = CliRunner().invoke(app, ["accuracy", "--model", "toy-attn-2l", "--labels", "random", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "labels must be one of original, unrelated" in bad.output

@@ -15,17 +15,27 @@ Zero-shot prompts have no demonstrations, so they are evaluated once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from interp.tasks.evaluation import evaluate_prompts
-from interp.tasks.prompts import PromptConfig, Task, build_prompts_over_seeds, class_labels, label_mapping
+from interp.tasks.prompts import (
+    PromptConfig,
+    Task,
+    build_prompts_over_seeds,
+    class_labels,
+    label_mapping,
+    load_task,
+    resolve_task_names,
+)
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
-__all__ = ["DEFAULT_DEMO_SEEDS", "evaluate_over_demo_seeds", "seed_spread"]
+__all__ = ["DEFAULT_DEMO_SEEDS", "evaluate_over_demo_seeds", "run_accuracy", "seed_spread"]
 
 DEFAULT_DEMO_SEEDS = (0, 1, 2, 3, 4)  # five, as Crosbie & Shutova
 
@@ -59,3 +69,32 @@ def seed_spread(table: pd.DataFrame) -> pd.DataFrame:
     spread["n_seeds"] = spread["n_seeds"].astype(float)
     return spread
 
+
+
+def run_accuracy(model: "str | tuple[TransformerBridge, Any]", tasks: str, shots: Sequence[int], out: Path,
+                 config: PromptConfig = PromptConfig(), demo_seeds: Sequence[int] = DEFAULT_DEMO_SEEDS,
+                 batch_size: int = 8, device: str = "auto") -> dict[str, pd.DataFrame]:
+    """``interp accuracy``: every (task, shots, demonstration seed) into ``out/accuracy_seeds`` and the spread
+    into ``out/accuracy_spread`` (parquet + CSV), settings in ``out/accuracy.json``; a few minutes, so no cache.
+
+    >>> run_accuracy("toy-attn-2l", "repetition", [0, 2], "out/toy", PromptConfig(max_items=4))  # doctest: +SKIP
+    """
+    from interp.jobs import ModelHandle, check_shots, check_task_labels, task_key
+    from interp.store import results_folder, run_metadata, write_json, write_table
+
+    loaded = [load_task(name) for name in resolve_task_names(tasks)]  # unknown tasks fail before the model loads
+    check_task_labels(loaded)
+    shots = check_shots(shots)
+    handle = ModelHandle(model, device=device)
+    with results_folder(Path(out)) as folder:
+        bridge, record = handle.load()
+        frames = [evaluate_over_demo_seeds(bridge, task, k, config, demo_seeds, batch_size)
+                  .assign(chance=task.chance(config.n_choices)) for task in loaded for k in shots]
+        table = pd.concat(frames, ignore_index=True)
+        tables = {"accuracy_seeds": table, "accuracy_spread": seed_spread(table)}
+        for name, frame in tables.items():
+            write_table(frame, folder / name)
+        described = [task_key(task) | {"source": task.source} for task in loaded]
+        write_json(run_metadata(record, tasks=described, shots=shots, demo_seeds=list(demo_seeds),
+                                prompts=asdict(config), batch_size=batch_size), folder / "accuracy.json")
+    return tables
