@@ -2,22 +2,27 @@
 
 Reads two tables from one results folder: ``importance`` (from ``interp importance``) and
 ``induction_scores`` (from ``interp induction``: columns model, layer, head, metric, mean, ...).
-For every (task, shots) it reports
+For every estimator in the importance table (``estimator``: gradient over ``all`` tokens or over
+the ``answer`` positions, ``exact`` for ablation; and the BOS policy ``prepend_bos``) and every
+(task, shots) it reports
 
-- the Spearman correlation of head importance with prefix matching and with copying;
+- the Spearman correlation of head importance with prefix matching and with copying, its
+  p-value and its Benjamini-Hochberg q-value (one family per estimator and table);
 - the overlap of the top-k important heads with the top-k heads of each induction metric, with
-  a permutation-test p-value (random k-sets of heads), and the heads that are in both;
+  the exact hypergeometric p-value (a uniformly random k-set of heads) and its q-value, and the
+  heads that are in both;
 - where the important heads and FFNs sit: each layer's share of the total importance;
 - the share of total prefix-matching / copying score kept as heads are removed in order of
   increasing task importance (Bansal's "retained induction capacity"; negative head scores are
   counted as 0 so that shares stay within [0, 1]).
 
 Across (task, shots): the Spearman matrix of importance scores (scores are correlated, not
-argsort permutations: see docs/methods.md) and an aggregate ranking, the mean of the raw scores.
+argsort permutations: see docs/methods.md) and an aggregate ranking, the mean of the raw scores.  When
+two gradient estimators were run, ``crossref_estimators`` says how far their rankings agree.
 
 >>> import numpy as np
->>> overlap_p_value(np.array([1, 1, 0, 0]), np.array([1, 1, 0, 0]), n_permutations=2000, seed=0) < 0.3
-True
+>>> round(overlap_p_value(np.array([1, 1, 0, 0]), np.array([1, 1, 0, 0])), 3)
+0.167
 """
 
 from __future__ import annotations
@@ -30,10 +35,15 @@ import pandas as pd
 from scipy import stats
 
 from interp.errors import InterpError
+from interp.stats import bh_qvalues, overlap_p_value
 
-__all__ = ["CrossrefConfig", "INDUCTION_METRICS", "overlap_p_value", "retained_share", "run_crossref", "top_k_mask"]
+__all__ = ["CrossrefConfig", "ESTIMATOR_COLUMNS", "INDUCTION_METRICS", "correlation_keys", "overlap_p_value", "primary_rows",
+           "retained_share", "run_crossref", "top_k_mask"]
 
 INDUCTION_METRICS = ("prefix_matching", "copying")
+ESTIMATOR_COLUMNS = ("estimator", "prepend_bos")  # the choices that make two importance tables different measurements
+CORRELATION_TEST = "spearman (t approximation)"  # scipy.stats.spearmanr's p-value
+OVERLAP_TEST = "hypergeometric (exact)"
 
 
 @dataclass(frozen=True)
@@ -42,17 +52,29 @@ class CrossrefConfig:
 
     importance_metric: str = "gradient"  # which importance rows rank the heads (e.g. zero_loss_delta)
     top_k: int = 10  # heads counted as "important" / "induction"
-    n_permutations: int = 10000  # for the overlap p-value
-    seed: int = 0  # permutation test
     removal_steps: int = 10  # fractions 0, 1/steps, ..., 1 of heads removed
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
             raise InterpError(f"top_k must be positive, got {self.top_k}")
-        if self.n_permutations < 100:
-            raise InterpError(f"n_permutations must be at least 100, got {self.n_permutations}")
         if self.removal_steps < 1:
             raise InterpError(f"removal_steps must be positive, got {self.removal_steps}")
+
+
+def primary_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of one estimator, for figures that show one: Bansal's (all tokens, BOS first) when present.
+
+    >>> frame = pd.DataFrame({"estimator": ["answer", "all"], "prepend_bos": [True, True], "value": [1, 2]})
+    >>> primary_rows(frame)["value"].tolist()
+    [2]
+    """
+    if not set(ESTIMATOR_COLUMNS) <= set(table.columns) or table.empty:
+        return table
+    choices = table[list(ESTIMATOR_COLUMNS)].drop_duplicates()
+    ranked = choices.assign(order=(choices["estimator"] != "all").astype(int) + (choices["prepend_bos"] != True).astype(int))  # noqa: E712
+    chosen = ranked.sort_values(["order", "estimator"]).iloc[0]
+    keep = (table["estimator"] == chosen["estimator"]) & (table["prepend_bos"] == chosen["prepend_bos"])
+    return table[keep].reset_index(drop=True)
 
 
 def top_k_mask(scores: np.ndarray, k: int) -> np.ndarray:
@@ -64,17 +86,6 @@ def top_k_mask(scores: np.ndarray, k: int) -> np.ndarray:
     mask = np.zeros(len(scores), dtype=bool)
     mask[np.argsort(-scores, kind="stable")[:k]] = True
     return mask
-
-
-def overlap_p_value(important: np.ndarray, induction: np.ndarray, n_permutations: int = 10000, seed: int = 0) -> float:
-    """P(random k-set of heads overlaps the induction set at least as much as ``important`` does)."""
-    important, induction = important.astype(bool), induction.astype(bool)
-    observed = int((important & induction).sum())
-    rng = np.random.default_rng(seed)
-    keys = rng.random((n_permutations, len(important)))
-    random_sets = np.argsort(keys, axis=1)[:, : int(important.sum())]  # (permutation, k) uniform k-subsets
-    overlaps = induction[random_sets].sum(axis=1)
-    return float((1 + (overlaps >= observed).sum()) / (1 + n_permutations))
 
 
 def retained_share(importance: np.ndarray, induction: np.ndarray, steps: int = 10) -> pd.DataFrame:
@@ -111,100 +122,184 @@ def _induction_grid(folder: Path, heads: pd.DataFrame) -> pd.DataFrame:
     return merged
 
 
-def run_crossref(folder: Path, config: CrossrefConfig = CrossrefConfig(), figures: bool = True) -> dict[str, pd.DataFrame]:
-    """Write the crossref_* tables (and figures) into ``folder``; return them."""
-    from interp.store import read_table, run_metadata, write_json, write_table
+def _with_estimators(importance: pd.DataFrame) -> pd.DataFrame:
+    """Fill the estimator columns of results made before they existed (gradient then always summed over all tokens)."""
+    importance = importance.copy()
+    if "estimator" not in importance.columns:
+        gradient_like = importance["metric"].str.startswith(("gradient", "attribution"))
+        importance["estimator"] = np.where(gradient_like, "all", "exact")
+    if "prepend_bos" not in importance.columns:
+        importance["prepend_bos"] = True  # the bridge's tokenizer has always put BOS first
+    importance["prepend_bos"] = importance["prepend_bos"].astype(bool)
+    return importance
 
-    folder = Path(folder)
-    importance = read_table(folder / "importance")
-    chosen = importance[importance["metric"] == config.importance_metric]
-    if chosen.empty:
-        metrics = ", ".join(sorted(importance["metric"].unique()))
-        raise InterpError(f"no importance rows with metric {config.importance_metric!r}; choose one of: {metrics}")
-    keys = ["task", "shots"]
-    heads = chosen[chosen["component"] == "head"]
-    ffns = chosen[chosen["component"] == "ffn"]
-    head_grid = heads.pivot_table(index=["layer", "head"], columns=keys, values="value", aggfunc="mean")
-    if head_grid.isna().any().any():
-        raise InterpError("importance results cover different heads across tasks; were they made with one model?")
-    frame = _induction_grid(folder, head_grid.index.to_frame(index=False))
+
+def _head_tables(scores_by_column: dict, frame: pd.DataFrame, k: int, steps: int) -> dict[str, list]:
+    """Correlations, overlaps, shared heads and retention curves of one estimator's (task, shots) columns."""
     n_heads = len(frame)
-    k = min(config.top_k, n_heads)
-    correlations, overlaps, both, retention, layers = [], [], [], [], []
-    columns = list(head_grid.columns) + [("aggregate", -1)]
-    aggregate = head_grid.mean(axis=1).to_numpy()  # mean of raw scores over (task, shots)
-    for column in columns:
-        task, shots = column
-        scores = aggregate if task == "aggregate" else head_grid[column].to_numpy()
+    out: dict[str, list] = {"correlations": [], "overlaps": [], "both": [], "retention": []}
+    for (task, shots), scores in scores_by_column.items():
         important = top_k_mask(scores, k)
         for metric in INDUCTION_METRICS:
             induction = frame[metric].to_numpy()
             rho, p_value = stats.spearmanr(scores, induction)
-            correlations.append({"task": task, "shots": shots, "induction_metric": metric, "spearman": rho, "p_value": p_value})
+            out["correlations"].append({"task": task, "shots": shots, "induction_metric": metric, "spearman": rho,
+                                        "p_value": p_value, "test": CORRELATION_TEST})
             induction_set = top_k_mask(induction, k)
-            overlaps.append({"task": task, "shots": shots, "induction_metric": metric, "top_k": k,
-                             "overlap": int((important & induction_set).sum()), "expected": k * k / n_heads,
-                             "p_value": overlap_p_value(important, induction_set, config.n_permutations, config.seed)})
+            out["overlaps"].append({"task": task, "shots": shots, "induction_metric": metric, "top_k": k,
+                                    "overlap": int((important & induction_set).sum()), "expected": k * k / n_heads,
+                                    "p_value": overlap_p_value(important, induction_set), "test": OVERLAP_TEST})
             for index in np.flatnonzero(important & induction_set):
-                both.append({"task": task, "shots": shots, "induction_metric": metric, "layer": int(frame["layer"][index]),
-                             "head": int(frame["head"][index]), "importance": float(scores[index]),
-                             "induction": float(induction[index])})
-            curve = retained_share(scores, induction, config.removal_steps)
-            curve.insert(0, "induction_metric", metric)
-            curve.insert(0, "shots", shots)
-            curve.insert(0, "task", task)
-            retention.append(curve)
-    for (task, shots), group in chosen.groupby(keys):
+                out["both"].append({"task": task, "shots": shots, "induction_metric": metric,
+                                    "layer": int(frame["layer"][index]), "head": int(frame["head"][index]),
+                                    "importance": float(scores[index]), "induction": float(induction[index])})
+            curve = retained_share(scores, induction, steps)
+            out["retention"].append(curve.assign(task=task, shots=shots, induction_metric=metric))
+    return out
+
+
+def _layer_rows(chosen: pd.DataFrame, k: int) -> list[dict]:
+    rows = []
+    for (task, shots), group in chosen.groupby(["task", "shots"]):
         for component, part in group.groupby("component"):
             per_layer = part.groupby("layer")["value"].sum()
             total = per_layer.abs().sum()
             top_layers = part.nlargest(k if component == "head" else max(1, len(part) // 5), "value")["layer"]
             for layer, value in per_layer.items():
-                layers.append({"task": task, "shots": shots, "component": component, "layer": int(layer),
-                               "share": float(abs(value) / total) if total > 0 else np.nan,
-                               "mean_layer_of_top": float(top_layers.mean())})
-    rank_matrix = head_grid.corr(method="spearman")
-    labels = [f"{task}/{shots}" for task, shots in rank_matrix.columns]
-    rank_table = pd.DataFrame(rank_matrix.to_numpy(), index=labels, columns=labels).reset_index(names="key")
-    aggregate_table = frame[["layer", "head"]].assign(aggregate_importance=aggregate, prefix_matching=frame["prefix_matching"],
-                                                      copying=frame["copying"])
-    aggregate_table["rank"] = aggregate_table["aggregate_importance"].rank(ascending=False, method="first").astype(int)
+                rows.append({"task": task, "shots": shots, "component": component, "layer": int(layer),
+                             "share": float(abs(value) / total) if total > 0 else np.nan,
+                             "mean_layer_of_top": float(top_layers.mean())})
+    return rows
+
+
+def _estimator_agreement(grids: dict[tuple, pd.DataFrame], k: int) -> pd.DataFrame:
+    """Per (task, shots) and on the aggregate: how alike two estimators' head rankings are (Spearman, top-k overlap)."""
+    rows = []
+    labels = list(grids)
+    for first, second in [(a, b) for index, a in enumerate(labels) for b in labels[index + 1:]]:
+        shared = [column for column in grids[first].columns if column in grids[second].columns]
+        pairs = [(column, grids[first][column].to_numpy(), grids[second][column].to_numpy()) for column in shared]
+        if shared:
+            pairs.append((("aggregate", -1), grids[first][shared].mean(axis=1).to_numpy(),
+                          grids[second][shared].mean(axis=1).to_numpy()))
+        for (task, shots), left, right in pairs:
+            rows.append({"task": task, "shots": shots, "estimator_a": first[0], "prepend_bos_a": first[1],
+                         "estimator_b": second[0], "prepend_bos_b": second[1],
+                         "spearman": stats.spearmanr(left, right).statistic, "top_k": k,
+                         "top_k_overlap": int((top_k_mask(left, k) & top_k_mask(right, k)).sum())})
+    return pd.DataFrame(rows)
+
+
+def _grids(chosen: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
+    """(estimator, prepend_bos) -> (layer, head) x (task, shots) grid of head importance."""
+    grids = {}
+    for (estimator, bos), part in chosen[chosen["component"] == "head"].groupby(list(ESTIMATOR_COLUMNS)):
+        grid = part.pivot_table(index=["layer", "head"], columns=["task", "shots"], values="value", aggfunc="mean")
+        if grid.isna().any().any():
+            raise InterpError("importance results cover different heads across tasks; were they made with one model?")
+        grids[(estimator, bool(bos))] = grid
+    if not grids:
+        raise InterpError("the importance table has no head rows to cross-reference")
+    return grids
+
+
+def _tag(table: pd.DataFrame, estimator: str, bos: bool) -> pd.DataFrame:
+    return table.assign(estimator=estimator, prepend_bos=bos)
+
+
+def _with_q_values(table: pd.DataFrame) -> pd.DataFrame:
+    """BH q-values beside the p-values: one family per estimator (every (task, shots, metric) row, aggregate included)."""
+    table = table.copy()
+    table["q_value"] = np.nan
+    for _, index in table.groupby(list(ESTIMATOR_COLUMNS)).groups.items():
+        table.loc[index, "q_value"] = bh_qvalues(table.loc[index, "p_value"].to_numpy())
+    return table
+
+
+def run_crossref(folder: Path, config: CrossrefConfig = CrossrefConfig(), figures: bool = True) -> dict[str, pd.DataFrame]:
+    """Write the crossref_* tables (and figures) into ``folder``; return them."""
+    from interp.store import read_table, run_metadata, write_json, write_table
+
+    folder = Path(folder)
+    importance = _with_estimators(read_table(folder / "importance"))
+    chosen = importance[importance["metric"] == config.importance_metric]
+    if chosen.empty:
+        metrics = ", ".join(sorted(importance["metric"].unique()))
+        raise InterpError(f"no importance rows with metric {config.importance_metric!r}; choose one of: {metrics}")
+    grids = _grids(chosen)
+    several = len(grids) > 1
+    parts: dict[str, list] = {name: [] for name in ("correlations", "overlaps", "both", "retention", "layers", "aggregate")}
+    rank_columns = {}
+    for (estimator, bos), head_grid in grids.items():
+        frame = _induction_grid(folder, head_grid.index.to_frame(index=False))
+        k = min(config.top_k, len(frame))
+        aggregate = head_grid.mean(axis=1).to_numpy()  # mean of raw scores over (task, shots)
+        columns = {column: head_grid[column].to_numpy() for column in head_grid.columns} | {("aggregate", -1): aggregate}
+        found = _head_tables(columns, frame, k, config.removal_steps)
+        parts["correlations"].append(_tag(pd.DataFrame(found["correlations"]), estimator, bos))
+        parts["overlaps"].append(_tag(pd.DataFrame(found["overlaps"]), estimator, bos))
+        parts["both"].append(_tag(pd.DataFrame(found["both"], columns=["task", "shots", "induction_metric", "layer", "head",
+                                                                       "importance", "induction"]), estimator, bos))
+        parts["retention"].append(_tag(pd.concat(found["retention"], ignore_index=True)[
+            ["task", "shots", "induction_metric", "fraction_removed", "heads_removed", "retained"]], estimator, bos))
+        subset = chosen[(chosen["estimator"] == estimator) & (chosen["prepend_bos"] == bos)]
+        parts["layers"].append(_tag(pd.DataFrame(_layer_rows(subset, k)), estimator, bos))
+        table = frame[["layer", "head"]].assign(aggregate_importance=aggregate, prefix_matching=frame["prefix_matching"],
+                                                copying=frame["copying"])
+        table["rank"] = table["aggregate_importance"].rank(ascending=False, method="first").astype(int)
+        parts["aggregate"].append(_tag(table.sort_values("rank"), estimator, bos))
+        suffix = f" [{estimator}{'' if bos else ', no BOS'}]" if several else ""
+        rank_columns.update({f"{task}/{shots}{suffix}": head_grid[(task, shots)] for task, shots in head_grid.columns})
+    rank_matrix = pd.DataFrame(rank_columns).corr(method="spearman")
     tables = {
-        "crossref_correlations": pd.DataFrame(correlations),
-        "crossref_overlap": pd.DataFrame(overlaps),
-        "crossref_both_heads": pd.DataFrame(both, columns=["task", "shots", "induction_metric", "layer", "head",
-                                                           "importance", "induction"]),
-        "crossref_retention": pd.concat(retention, ignore_index=True),
-        "crossref_layers": pd.DataFrame(layers),
-        "crossref_rank_matrix": rank_table,
-        "crossref_aggregate": aggregate_table.sort_values("rank").reset_index(drop=True),
+        "crossref_correlations": _with_q_values(pd.concat(parts["correlations"], ignore_index=True)),
+        "crossref_overlap": _with_q_values(pd.concat(parts["overlaps"], ignore_index=True)),
+        "crossref_both_heads": pd.concat(parts["both"], ignore_index=True),
+        "crossref_retention": pd.concat(parts["retention"], ignore_index=True),
+        "crossref_layers": pd.concat(parts["layers"], ignore_index=True),
+        "crossref_rank_matrix": rank_matrix.reset_index(names="key"),
+        "crossref_aggregate": pd.concat(parts["aggregate"], ignore_index=True),
     }
+    if several:
+        tables["crossref_estimators"] = _estimator_agreement(grids, min(config.top_k, len(frame)))
     for name, table in tables.items():
         write_table(table, folder / name)
-    write_json(run_metadata(None, command="crossref", config=config.__dict__, n_results=len(head_grid.columns),
-                            ffn_rows=len(ffns)), folder / "crossref.json")
+    write_json(run_metadata(None, command="crossref", config=config.__dict__, estimators=[list(key) for key in grids],
+                            n_results=sum(len(grid.columns) for grid in grids.values()),
+                            ffn_rows=int((chosen["component"] == "ffn").sum())), folder / "crossref.json")
     if figures:
         _write_figures(folder, tables)
     return tables
 
 
+def correlation_keys(correlations: pd.DataFrame) -> pd.Series:
+    """Row labels of the correlation heatmap: task/shots, and the estimator when the table holds several."""
+    keys = correlations["task"] + "/" + correlations["shots"].astype(str)
+    if set(ESTIMATOR_COLUMNS) <= set(correlations.columns) and len(correlations[list(ESTIMATOR_COLUMNS)].drop_duplicates()) > 1:
+        keys = keys + " [" + correlations["estimator"] + np.where(correlations["prepend_bos"], "", ", no BOS") + "]"
+    return keys
+
+
 def _write_figures(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
+    """The crossref figures; those that show one ranking use :func:`primary_rows`."""
     from interp.output.figures import (correlation_heatmap, layer_head_heatmap, layer_share_figure, retention_figure,
-                                save_figure, scatter_with_labels)
+                                       save_figure, scatter_with_labels)
 
     out = folder / "figures"
     correlations = tables["crossref_correlations"]
-    save_figure(correlation_heatmap(correlations.assign(key=correlations["task"] + "/" + correlations["shots"].astype(str)),
+    save_figure(correlation_heatmap(correlations.assign(key=correlation_keys(correlations)),
                                     row="key", column="induction_metric", value="spearman",
                                     title="Spearman: head importance vs induction scores"), out / "crossref_correlations")
     matrix = tables["crossref_rank_matrix"].melt(id_vars="key", var_name="other", value_name="spearman")
     save_figure(correlation_heatmap(matrix, row="key", column="other", value="spearman",
                                     title="Spearman between importance rankings"), out / "crossref_rank_matrix")
-    save_figure(retention_figure(tables["crossref_retention"], title="Induction score kept as heads are removed"),
+    save_figure(retention_figure(primary_rows(tables["crossref_retention"]), title="Induction score kept as heads are removed"),
                 out / "crossref_retention")
-    save_figure(layer_share_figure(tables["crossref_layers"], title="Share of importance by layer"), out / "crossref_layers")
-    save_figure(layer_head_heatmap(tables["crossref_aggregate"], "aggregate_importance",
+    save_figure(layer_share_figure(primary_rows(tables["crossref_layers"]), title="Share of importance by layer"),
+                out / "crossref_layers")
+    aggregate = primary_rows(tables["crossref_aggregate"])
+    save_figure(layer_head_heatmap(aggregate, "aggregate_importance",
                                    title="Aggregate task importance (mean over tasks and shots)"), out / "crossref_aggregate_heatmap")
-    save_figure(scatter_with_labels(tables["crossref_aggregate"], "prefix_matching", "aggregate_importance",
+    save_figure(scatter_with_labels(aggregate, "prefix_matching", "aggregate_importance",
                                     title="Aggregate task importance vs prefix matching", rank_by="aggregate_importance"),
                 out / "crossref_aggregate_vs_prefix")

@@ -16,10 +16,21 @@ otherwise, as a documented fallback, the token id (most tokenizers number tokens
 frequency).  Sequences are drawn with a ``torch.Generator`` seeded by ``s`` on the CPU, so they
 are identical on every machine and device (the paper's code seeded torch but drew with numpy).
 
+A model reads at most its context (``max_length``, set by the jobs from
+:func:`interp.models.context.model_context`).  Seeds whose sequences would be longer are either
+*capped* (``fit="cap"``: ``L`` shortened to the longest that fits, the seed still drawing its own
+tokens) or *dropped* (``fit="drop"``); a protocol whose shortest sequence does not fit stops with
+an :class:`~interp.errors.InterpError`.  Which seeds were changed is in :meth:`SequenceConfig.fit_report`.
+
 >>> from interp.induction.sequences import SequenceConfig
 >>> config = SequenceConfig(protocol="bansal", num_seeds=3)
 >>> [config.period(seed) for seed in config.seeds()]
 [25, 27, 29]
+>>> capped = SequenceConfig(protocol="bansal", num_seeds=6, max_length=128)
+>>> [capped.period(seed) for seed in capped.seeds()], capped.fit_report()["capped_seeds"]
+([25, 27, 29, 31, 31, 31], [4, 5])
+>>> SequenceConfig(protocol="bansal", num_seeds=6, max_length=128, fit="drop").seeds()
+[0, 1, 2, 3]
 """
 
 from __future__ import annotations
@@ -34,11 +45,13 @@ from jaxtyping import Int
 from torch import Tensor
 
 from interp.errors import InterpError, check_choice
+from interp.models.context import ContextLimit, check_fits
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 __all__ = [
+    "FITS",
     "PROTOCOLS",
     "SequenceBatch",
     "SequenceConfig",
@@ -48,6 +61,7 @@ __all__ = [
 ]
 
 PROTOCOLS = ("bansal", "olsson")
+FITS = ("cap", "drop")
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,8 @@ class SequenceConfig:
     repeats: int = 4  # both papers repeat the random block 4 times
     base_length: int = 25  # both papers start at 25 random tokens
     first_seed: int = 0  # shift to draw fresh sequences (e.g. a held-out set)
+    max_length: int | None = None  # the model's context in tokens; None: no limit (jobs set it from the model)
+    fit: str = "cap"  # seeds too long for max_length: "cap" keeps the seed count, "drop" keeps each seed's L
 
     def __post_init__(self) -> None:
         check_choice("protocol", self.protocol, PROTOCOLS)
@@ -71,20 +87,69 @@ class SequenceConfig:
             raise InterpError(f"repeats must be at least 2 (prefix matching needs a repeat), got {self.repeats!r}")
         if self.base_length < 2 or self.first_seed < 0:
             raise InterpError(f"base_length must be >= 2 and first_seed >= 0, got {self.base_length}, {self.first_seed}")
+        check_choice("context fit", self.fit, FITS)
+        if self.max_length is not None:
+            shortest = self.sequence_length(self.base_length)
+            if shortest > self.max_length:
+                raise InterpError(
+                    f"the {self.protocol} protocol's shortest sequence has {shortest} tokens (BOS + {self.repeats} x "
+                    f"{self.base_length}) but the model reads at most {self.max_length}; induction scores cannot be "
+                    "measured on this model with this protocol")
+            if not self.seeds():
+                raise InterpError(f"no seed from {self.first_seed} fits the model's {self.max_length} tokens; "
+                                  "use fit='cap' or a smaller first_seed")
+
+    def sequence_length(self, period: int) -> int:
+        """Tokens in a repeated sequence of period ``period``: BOS + ``repeats`` blocks."""
+        return 1 + self.repeats * period
+
+    def _protocol_period(self, seed: int) -> int:
+        return self.base_length + 2 * seed if self.protocol == "bansal" else self.base_length
+
+    def _fits(self, seed: int) -> bool:
+        return self.max_length is None or self.sequence_length(self._protocol_period(seed)) <= self.max_length
 
     def seeds(self) -> list[int]:
-        return list(range(self.first_seed, self.first_seed + self.num_seeds))
+        requested = range(self.first_seed, self.first_seed + self.num_seeds)
+        return [seed for seed in requested if self.fit == "cap" or self._fits(seed)]
 
     def period(self, seed: int) -> int:
-        """Number of distinct random tokens ``L`` in the repeated block for ``seed``."""
-        return self.base_length + 2 * seed if self.protocol == "bansal" else self.base_length
+        """Number of distinct random tokens ``L`` in the repeated block for ``seed`` (capped to the context)."""
+        if self._fits(seed):
+            return self._protocol_period(seed)
+        return (self.max_length - 1) // self.repeats
+
+    def fit_report(self) -> dict:
+        """What the context changed: for the metadata and the console."""
+        requested = list(range(self.first_seed, self.first_seed + self.num_seeds))
+        too_long = [seed for seed in requested if not self._fits(seed)]
+        longest = max(self.sequence_length(self.period(seed)) for seed in self.seeds())
+        return {"max_length": self.max_length, "fit": self.fit, "capped_seeds": too_long if self.fit == "cap" else [],
+                "dropped_seeds": too_long if self.fit == "drop" else [], "longest_sequence": longest}
+
+    def fit_note(self) -> str | None:
+        """One console line when the context changed the protocol, else None."""
+        report = self.fit_report()
+        if report["capped_seeds"]:
+            seeds = report["capped_seeds"]
+            return (f"context {self.max_length} tokens: seeds {seeds[0]}..{seeds[-1]} ({len(seeds)} of {self.num_seeds}) "
+                    f"capped at L = {self.period(seeds[0])} ({report['longest_sequence']} tokens) instead of "
+                    f"L = {self._protocol_period(seeds[0])}..{self._protocol_period(seeds[-1])}")
+        if report["dropped_seeds"]:
+            seeds = report["dropped_seeds"]
+            return (f"context {self.max_length} tokens: seeds {seeds[0]}..{seeds[-1]} left out (longer than the context); "
+                    f"{len(self.seeds())} of {self.num_seeds} seeds scored")
+        return None
 
     def copying_length(self, seed: int) -> int:
         """Number of distinct random tokens in the unrepeated copying sequence."""
         return self.repeats * self.period(seed) if self.protocol == "bansal" else self.period(seed)
 
     def to_dict(self) -> dict:
-        return {**self.__dict__, "lengths": "L = 25 + 2 * seed" if self.protocol == "bansal" else "L = 25"}
+        lengths = f"L = {self.base_length} + 2 * seed" if self.protocol == "bansal" else f"L = {self.base_length}"
+        if self.max_length is not None and self.protocol == "bansal" and self.fit == "cap":
+            lengths = f"L = min({self.base_length} + 2 * seed, {(self.max_length - 1) // self.repeats})"
+        return {**self.__dict__, "lengths": lengths}
 
 
 # Ranking a 262k-token vocabulary (Gemma 3) takes seconds: do it once per tokenizer object.
@@ -182,11 +247,13 @@ def make_batches(
     kind: str,
     max_batch_tokens: int = 4096,
     seeds: Sequence[int] | None = None,
+    context: "ContextLimit | None" = None,
 ) -> list[SequenceBatch]:
     """Batches of ``kind`` = ``"repeated"`` (prefix matching) or ``"unrepeated"`` (copying).
 
     Seeds are grouped in order (lengths grow with the seed) so that padding stays small, with at
     most ``max_batch_tokens`` padded tokens per batch (one long sequence may exceed it alone).
+    A sequence longer than ``context`` (the model's) stops with an :class:`InterpError`.
     """
     check_choice("sequence kind", kind, ("repeated", "unrepeated"))
     pool, _ = token_pool(tokenizer, config.exclude_ratio)
@@ -202,6 +269,9 @@ def make_batches(
             body = _distinct_tokens(pool, config.copying_length(seed), seed)
         rows.append(torch.cat([torch.tensor([bos]), body]))
         periods.append(period)
+        if context is not None:
+            check_fits(len(rows[-1]), context, f"{config.protocol} seed {seed} ({kind}, L = {period})",
+                       "pass SequenceConfig(max_length=...) to cap or drop the seeds that do not fit, or use the olsson protocol")
     batches, start = [], 0
     while start < len(rows):
         stop = start + 1
