@@ -153,7 +153,7 @@ def _fake_results(folder, n_layers=4, n_heads=5, seed=0):
 
 def test_crossref_against_plain_computations(tmp_path):
     _fake_results(tmp_path)
-    tables = run_crossref(tmp_path, CrossrefConfig(top_k=5, n_permutations=500), figures=False)
+    tables = run_crossref(tmp_path, CrossrefConfig(top_k=5), figures=False)
     importance = read_table(tmp_path / "importance")
     induction = read_table(tmp_path / "induction_scores")
     heads = importance[(importance.component == "head") & (importance.task == "b") & (importance.shots == 5)]

@@ -44,7 +44,7 @@ def tiny_results(tiny_models, tmp_path_factory):
         rows.append(pd.DataFrame({"model": record.name, "task": task, "shots": 1, "method": "gradient", "component": "ffn",
                                   "layer": np.arange(2), "head": -1, "metric": "gradient", "value": rng.random(2)}))
     write_table(pd.concat(rows, ignore_index=True), folder / "importance")
-    run_crossref(folder, CrossrefConfig(top_k=3, n_permutations=200), figures=False)
+    run_crossref(folder, CrossrefConfig(top_k=3), figures=False)
     fractions = np.linspace(0, 0.9, 10)
     sweep = pd.concat([
         pd.DataFrame({"component": "head", "fraction_pruned": fractions, "accuracy": np.where(fractions < 0.65, 0.8, 0.3)}),

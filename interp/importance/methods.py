@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ABLATIONS",
+    "GRADIENT_POSITIONS",
     "METHODS",
     "ImportanceConfig",
     "ablation_importance",
@@ -64,6 +65,7 @@ __all__ = [
 ]
 
 METHODS = ("gradient", "ablation", "attribution")
+GRADIENT_POSITIONS = ("all", "answer")  # tokens gradient importance sums over
 ABLATIONS = ("zero", "mean", "resample")
 
 
@@ -78,17 +80,35 @@ class ImportanceConfig:
     seed: int = 0  # demo split, demonstrations, distractors and resampling donors
     n_choices: int = 4  # candidates for items without fixed choices
     layers: tuple[int, ...] | None = None  # exact ablation only in these layers (None: all); others stay NaN
+    # gradient importance sums |z . dL/dz| over every token of the gold sequence (Bansal et al.'s definition) or
+    # only over the positions that predict the answer; the choice reorders the heads (docs/methods.md)
+    gradient_positions: str = "all"
+    prepend_bos: bool = True  # the model's BOS before every prompt (PromptConfig.prepend_bos; docs/methods.md)
 
     def __post_init__(self) -> None:
         for ablation in self.ablations:
             check_choice("ablation", ablation, ABLATIONS)
+        check_choice("gradient positions", self.gradient_positions, GRADIENT_POSITIONS)
         if self.batch_size < 1:
             raise InterpError(f"batch_size must be positive, got {self.batch_size}")
         if self.ablations_per_forward is not None and self.ablations_per_forward < 1:
             raise InterpError(f"ablations_per_forward must be positive or None, got {self.ablations_per_forward}")
 
     def prompt_config(self) -> PromptConfig:
-        return PromptConfig(n_choices=self.n_choices, seed=self.seed, max_items=self.max_items)
+        return PromptConfig(n_choices=self.n_choices, seed=self.seed, max_items=self.max_items, prepend_bos=self.prepend_bos)
+
+    def result_label(self, method: str) -> str:
+        """``method`` plus the non-default estimator choices (``gradient-answer``, ``ablation-nobos``): a result's file name."""
+        parts = [method]
+        if method == "gradient" and self.gradient_positions != "all":
+            parts.append(self.gradient_positions)
+        if not self.prepend_bos:
+            parts.append("nobos")
+        return "-".join(parts)
+
+    def estimator(self, method: str) -> str:
+        """The ``estimator`` column of ``method``'s rows: which tokens the gradient sums over, or ``exact``."""
+        return {"gradient": self.gradient_positions, "attribution": "all"}.get(method, "exact")
 
 
 def _gold_loss_per_target(values: Float[Tensor, " target"], batch: Batch) -> Float[Tensor, " batch"]:
@@ -113,17 +133,22 @@ class _GradientSums:
     act_ffn: Tensor  # (layer, d_model)
     n_tokens: float = 0.0
     n_items: int = 0
+    n_scored: float = 0.0  # tokens the gradient scores sum over (``positions``)
 
 
 def gradient_importance(bridge: "TransformerBridge", encoded: EncodedPrompts,
-                        batch_size: int = 8) -> dict[str, Tensor]:
+                        batch_size: int = 8, positions: str = "all") -> dict[str, Tensor]:
     """Gradient importance and mean-ablation attribution from one forward + backward per batch.
 
     Returns tensors ``head_gradient`` (layer, head), ``ffn_gradient`` (layer,),
     ``head_attribution``, ``ffn_attribution``; the loss is each gold sequence's mean
     continuation NLL (summed over items for the gradient scores, averaged for attribution, so
     that attribution estimates the change of the mean gold loss that exact ablation reports).
+    ``positions``: the gradient scores average ``|z . dL/dz|`` over every real token (``"all"``,
+    Bansal et al.) or only over the positions whose logits predict an answer token
+    (``"answer"``); attribution always sums over every token, as mean ablation replaces them all.
     """
+    check_choice("gradient positions", positions, GRADIENT_POSITIONS)
     n_layers, n_heads = n_layers_heads(bridge)
     d_head, d_model = int(bridge.cfg.d_head), int(bridge.cfg.d_model)
     sums = _GradientSums(
@@ -156,17 +181,20 @@ def gradient_importance(bridge: "TransformerBridge", encoded: EncodedPrompts,
         mlp = torch.stack(home(stored[mlp_out_hook(layer)] for layer in range(n_layers))).detach().double()
         mlp_grad = torch.stack(home(gradients[n_layers:])).double()  # (layer, batch, pos, d_model)
         mask = valid.double()
+        scored = mask if positions == "all" else torch.zeros_like(mask).index_put_(
+            (batch.target_rows, batch.target_positions), torch.ones((), dtype=mask.dtype, device=mask.device))
         head_dot = einops.einsum(z, z_grad, "layer batch pos head d_head, layer batch pos head d_head -> layer batch pos head")
         ffn_dot = einops.einsum(mlp, mlp_grad, "layer batch pos d_model, layer batch pos d_model -> layer batch pos")
-        sums.abs_head += einops.einsum(head_dot.abs(), mask, "layer batch pos head, batch pos -> layer head").cpu()
+        sums.abs_head += einops.einsum(head_dot.abs(), scored, "layer batch pos head, batch pos -> layer head").cpu()
         sums.dot_head += einops.einsum(head_dot, mask, "layer batch pos head, batch pos -> layer head").cpu()
-        sums.abs_ffn += einops.einsum(ffn_dot.abs(), mask, "layer batch pos, batch pos -> layer").cpu()
+        sums.abs_ffn += einops.einsum(ffn_dot.abs(), scored, "layer batch pos, batch pos -> layer").cpu()
         sums.dot_ffn += einops.einsum(ffn_dot, mask, "layer batch pos, batch pos -> layer").cpu()
         sums.grad_head += einops.einsum(z_grad, mask, "layer batch pos head d_head, batch pos -> layer head d_head").cpu()
         sums.grad_ffn += einops.einsum(mlp_grad, mask, "layer batch pos d_model, batch pos -> layer d_model").cpu()
         sums.act_head += einops.einsum(z, mask, "layer batch pos head d_head, batch pos -> layer head d_head").cpu()
         sums.act_ffn += einops.einsum(mlp, mask, "layer batch pos d_model, batch pos -> layer d_model").cpu()
         sums.n_tokens += float(mask.sum())
+        sums.n_scored += float(scored.sum())
         sums.n_items += len(batch.sequence_ids)
     mean_head, mean_ffn = sums.act_head / sums.n_tokens, sums.act_ffn / sums.n_tokens
     # sum_tokens (mean - z) . g = mean . sum g - sum z . g  (the mean is fixed over tokens)
@@ -175,8 +203,8 @@ def gradient_importance(bridge: "TransformerBridge", encoded: EncodedPrompts,
     ffn_attribution = (einops.einsum(mean_ffn, sums.grad_ffn, "layer d_model, layer d_model -> layer")
                        - sums.dot_ffn) / sums.n_items
     return {
-        "head_gradient": sums.abs_head / sums.n_tokens,
-        "ffn_gradient": sums.abs_ffn / sums.n_tokens,
+        "head_gradient": sums.abs_head / sums.n_scored,
+        "ffn_gradient": sums.abs_ffn / sums.n_scored,
         "head_attribution": head_attribution,
         "ffn_attribution": ffn_attribution,
     }
@@ -388,7 +416,7 @@ def importance_table(bridge: "TransformerBridge", encoded: EncodedPrompts, metho
     check_choice("method", method, METHODS)
     frames = []
     if method in ("gradient", "attribution"):
-        scores = gradient_importance(bridge, encoded, config.batch_size)
+        scores = gradient_importance(bridge, encoded, config.batch_size, config.gradient_positions)
         if method == "gradient":
             frames += [_rows(scores["head_gradient"], "head", "gradient"),
                        _rows(_l2_normalise(scores["head_gradient"]), "head", "gradient_l2"),
@@ -412,7 +440,9 @@ def importance_table(bridge: "TransformerBridge", encoded: EncodedPrompts, metho
                 for name, clean_name in (("accuracy", "correct"), ("accuracy_norm", "correct_norm"), ("loss", "gold_loss")):
                     delta = metrics[clean_name].mean(-1) - clean_metrics[clean_name].mean(-1)
                     frames.append(_rows(delta, component, f"{kind}_{name}_delta"))
-    return pd.concat(frames, ignore_index=True), summary
+    # the choices that change the numbers, in every row and in the summary, so results made with other choices never mix
+    summary.update(estimator=config.estimator(method), prepend_bos=config.prepend_bos)
+    return pd.concat(frames, ignore_index=True).assign(estimator=config.estimator(method), prepend_bos=config.prepend_bos), summary
 
 
 def attribution_agreement(table: pd.DataFrame) -> pd.DataFrame:

@@ -51,6 +51,7 @@ from torch import Tensor
 from interp.errors import check_choice
 from interp.hooks import StopForward, run_until
 from interp.induction.sequences import SequenceBatch, SequenceConfig, make_batches
+from interp.models.context import model_context
 from interp.reach.placement import readable_weights
 
 if TYPE_CHECKING:
@@ -452,10 +453,13 @@ def score_heads(
     tables, loss_tables = [], []
     wanted_attention = [metric for metric in ATTENTION_METRICS if metric in metrics]
     batches: list[tuple[str, SequenceBatch]] = []
+    context = model_context(bridge)  # a sequence longer than the model's context stops here, never scored
     if wanted_attention or loss:
-        batches += [("repeated", batch) for batch in make_batches(bridge.tokenizer, config, "repeated", max_batch_tokens, chosen)]
+        batches += [("repeated", batch)
+                    for batch in make_batches(bridge.tokenizer, config, "repeated", max_batch_tokens, chosen, context)]
     if "copying" in metrics:
-        batches += [("unrepeated", batch) for batch in make_batches(bridge.tokenizer, config, "unrepeated", max_batch_tokens, chosen)]
+        batches += [("unrepeated", batch)
+                    for batch in make_batches(bridge.tokenizer, config, "unrepeated", max_batch_tokens, chosen, context)]
     if progress:
         from tqdm.auto import tqdm
 

@@ -350,6 +350,9 @@ def load_model(
             f"model {spec!r}: TransformerLens cannot wrap architecture {architecture} ({str(error).splitlines()[0]})"
         ) from None
     bridge.eval()
+    from interp.models.context import model_context
+
+    bridge.cfg.n_ctx = model_context(bridge).tokens  # a model that states no context: its tokenizer's limit
     outputs_to_input_device(bridge)  # several GPUs: final residual and logits come back to the tokens' device
     cfg = bridge.cfg
     n_kv_heads = getattr(cfg, "n_key_value_heads", None) or cfg.n_heads

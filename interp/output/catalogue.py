@@ -102,13 +102,14 @@ def _induction(folder: Path) -> list[FigureEntry]:
 
 
 def _importance(folder: Path) -> list[FigureEntry]:
+    from interp.importance.crossref import correlation_keys, primary_rows
     from interp.output.figures import (correlation_heatmap, layer_head_heatmap, layer_share_figure, retention_figure,
                                 scatter_with_labels)
 
     entries = []
     correlations = _table(folder, "crossref_correlations")
     if correlations is not None:
-        keyed = correlations.assign(key=correlations["task"] + "/" + correlations["shots"].astype(str))
+        keyed = correlations.assign(key=correlation_keys(correlations))  # estimator in the label when there are several
         entries.append(FigureEntry("importance", "crossref_correlations",
                                    correlation_heatmap(keyed, row="key", column="induction_metric", value="spearman",
                                                        title="Spearman: head importance vs induction scores"),
@@ -121,15 +122,18 @@ def _importance(folder: Path) -> list[FigureEntry]:
                                                        title="Spearman between importance rankings"),
                                    "How alike the head-importance rankings of different tasks and shot counts are."))
     retention = _table(folder, "crossref_retention")
+    retention = None if retention is None else primary_rows(retention)  # one ranking per figure: Bansal's when there
     if retention is not None:
         entries.append(FigureEntry("importance", "crossref_retention",
                                    retention_figure(retention, title="Induction score kept as heads are removed"),
                                    "Share of the total induction score kept as heads are removed, least important first."))
     layers = _table(folder, "crossref_layers")
+    layers = None if layers is None else primary_rows(layers)
     if layers is not None:
         entries.append(FigureEntry("importance", "crossref_layers", layer_share_figure(layers, title="Share of importance by layer"),
                                    "Each layer's share of the total task importance of heads and FFNs."))
     aggregate = _table(folder, "crossref_aggregate")
+    aggregate = None if aggregate is None else primary_rows(aggregate)
     if aggregate is not None:
         entries.append(FigureEntry("importance", "crossref_aggregate_heatmap",
                                    layer_head_heatmap(aggregate, "aggregate_importance",

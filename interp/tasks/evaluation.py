@@ -24,6 +24,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.errors import InterpError
+from interp.stats import wilson_interval  # re-exported: callers import it from here
 from interp.tasks.prompts import Prompt
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ __all__ = [
     "Batch",
     "EncodedPrompts",
     "SequenceScores",
+    "context_token_ids",
     "encode_prompts",
     "evaluate_prompts",
     "iterate_batches",
@@ -85,22 +87,37 @@ class SequenceScores:
     n_tokens: Float[Tensor, " sequence"]
 
 
+def context_token_ids(tokenizer: Any, prompt: Prompt) -> list[int]:
+    """A prompt's context tokens: the tokenizer's BOS (else EOS) first when ``prompt.prepend_bos``, then the text.
+
+    The text is tokenised without special tokens, so the BOS policy is the prompt's alone and never
+    the tokenizer's (a bridge's tokenizer adds one, a plain Hugging Face tokenizer may not).
+    """
+    ids = list(tokenizer(prompt.context, add_special_tokens=False)["input_ids"])
+    if not prompt.prepend_bos:
+        return ids
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if bos is None:
+        raise InterpError("the tokenizer has neither a BOS nor an EOS token to start prompts with; use --no-prepend-bos")
+    return [int(bos)] + ids
+
+
 def encode_prompts(tokenizer: Any, prompts: Sequence[Prompt], max_length: int | None = None,
                    task_name: str = "task") -> EncodedPrompts:
     """Tokenise every (prompt, choice); say which item does not fit ``max_length`` tokens."""
     tokens, context_lengths, items, choices, chars, gold, answers, counts = [], [], [], [], [], [], [], []
     for item_number, prompt in enumerate(prompts):
-        context = list(tokenizer(prompt.context)["input_ids"])
+        context = context_token_ids(tokenizer, prompt)
         for choice_number, continuation in enumerate(prompt.continuations):
             continuation_ids = list(tokenizer(continuation, add_special_tokens=False)["input_ids"])
             if not continuation_ids:
                 raise InterpError(f"{task_name}: item {prompt.item_index}: choice {continuation!r} encodes to no tokens")
             sequence = context + continuation_ids
             if max_length is not None and len(sequence) > max_length:
-                raise InterpError(
-                    f"{task_name}: item {prompt.item_index} does not fit the model's context: {len(sequence)} tokens, "
-                    f"limit {max_length}; use fewer shots"
-                )
+                advice = (f"use fewer shots (this prompt has {len(prompt.demo_indices)} demonstrations)" if prompt.demo_indices
+                          else "the item alone is longer than the context: shorten it or leave it out of the task")
+                raise InterpError(f"{task_name}: item {prompt.item_index} does not fit the model's context: "
+                                  f"{len(sequence)} tokens, limit {max_length}; {advice}")
             if choice_number == prompt.answer_index:
                 gold.append(len(tokens))
             tokens.append(tuple(sequence))
@@ -229,16 +246,6 @@ def multiple_choice_metrics(logprob_sum: Float[Tensor, "*copies sequence"], n_to
     }
 
 
-def wilson_interval(successes: float | int, total: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval for a binomial proportion."""
-    if total == 0:
-        return (math.nan, math.nan)
-    share = successes / total
-    centre = (share + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(share * (1 - share) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
 def summarise(metrics: dict[str, Tensor]) -> dict[str, float]:
     """Accuracy with its Wilson interval, normalised accuracy and mean gold loss (one copy)."""
     n_items = int(metrics["correct"].shape[-1])
@@ -248,6 +255,7 @@ def summarise(metrics: dict[str, Tensor]) -> dict[str, float]:
         "accuracy": correct / n_items,
         "accuracy_ci_low": low,
         "accuracy_ci_high": high,
+        "accuracy_interval_method": "wilson",  # scipy binomtest(...).proportion_ci(method="wilson")
         "accuracy_norm": float(metrics["correct_norm"].mean()),
         "loss": float(metrics["gold_loss"].mean()),
         "n_items": n_items,

@@ -171,18 +171,19 @@ def score_checkpoint(bridge: "TransformerBridge", config: DynamicsConfig, docume
     """Head scores, repeated-sequence loss and ICL loss curve of one model (step columns added later)."""
     from interp.induction.scores import score_heads
     from interp.induction.sequences import SequenceConfig
+    from interp.models.context import check_fits, model_context
 
+    context = model_context(bridge)
     sequences = SequenceConfig(protocol=config.protocol, num_seeds=config.num_seeds)
-    longest = 1 + sequences.repeats * max(sequences.period(seed) for seed in sequences.seeds())
-    if longest > bridge.cfg.n_ctx:
-        raise InterpError(f"{config.protocol} sequences need {longest} tokens but the model's context is {bridge.cfg.n_ctx}; "
-                          "use the olsson protocol or fewer seeds")
+    longest = max(sequences.sequence_length(sequences.period(seed)) for seed in sequences.seeds())
+    # one protocol for every checkpoint: stop rather than cap, so the time axis compares like with like
+    check_fits(longest, context, f"{config.num_seeds} seeds of the {config.protocol} protocol",
+               "use --protocol olsson (101 tokens) or fewer --seeds")
     heads, repeated = score_heads(bridge, sequences, metrics=config.metrics, loss=True)
     heads = heads.groupby(["layer", "head", "metric"], as_index=False)["value"].agg(value="mean", std="std")
     repeated = repeated.groupby("repeat", as_index=False)["loss"].mean()
-    length = config.icl_length or min(512, bridge.cfg.n_ctx)
-    if length > bridge.cfg.n_ctx:
-        raise InterpError(f"icl_length {length} exceeds the model's context {bridge.cfg.n_ctx}")
+    length = config.icl_length or min(512, context.tokens)
+    check_fits(length, context, f"--icl-length {length}", f"use --icl-length {context.tokens} or less (the default fits)")
     loss = per_token_loss(bridge, icl_windows(bridge, documents, length, config.icl_examples))
     by_token = loss.mean(dim=0)  # column p - 1 is the loss of predicting token p
     curve = pd.DataFrame({"position": range(1, length), "loss": by_token.numpy()})
