@@ -181,3 +181,42 @@ def test_toy_knockout_of_the_previous_token_head_changes_almost_nothing(toy):
     # L0H0 is the previous-token head: ablating it wrecks induction, but it has almost no induction edges.
     assert ablated_repeated_loss(toy, [(0, 0)])["loss"].mean() - clean > 1.0
     assert abs(knocked_out_repeated_loss(toy, [(0, 0)], granularity="token")["loss"].mean() - clean) < 0.02
+
+
+def test_packed_rows_get_the_edges_of_their_unpacked_sequences(tiny_models, tmp_path):
+    import json
+
+    from interp.induction.knockout import previous_positions
+    from interp.tasks.evaluation import encode_prompts, iterate_batches, logits_to_target_logprobs, sum_by_row
+    from interp.tasks.prompts import PromptConfig, build_prompts, read_task_file
+
+    bridge, _ = tiny_models["llama"]
+    choices = ["zqx w1 zqx", "w2 w3 w2 w3", "w1 zqxv w1"]  # multi-token continuations, some words split in pieces
+    path = tmp_path / "multi.jsonl"
+    path.write_text("".join(json.dumps({"input": f"w{i} zqx w{i + 1}", "choices": choices, "answer": choices[i % 3]})
+                            + "\n" for i in range(30)))
+    encoded = encode_prompts(bridge.tokenizer, build_prompts(read_task_file(path), 2, PromptConfig(max_items=5)))
+    masks = torch.zeros(3, 2, 4, dtype=torch.bool)
+    masks[0, 1, 2] = masks[1, 0, 1] = masks[1, 1, 0] = True  # copy 2 removes nothing
+
+    def scores(share_context: bool) -> tuple[torch.Tensor, bool]:
+        out, packed = torch.zeros(3, encoded.n_sequences, dtype=torch.float64), False
+        for batch in iterate_batches(encoded, list(range(encoded.n_sequences)), 4, "cpu", 2, share_context):
+            visible = None if batch.attention_mask is None else batch.attention_mask[:, 0] == 0
+            packed |= visible is not None
+            previous = None if visible is None else previous_positions(visible)
+            edges = induction_edges(batch.tokens, word_starts(bridge.tokenizer, batch.tokens, previous), visible)
+            kwargs = {name: value.repeat(3, *([1] * (value.dim() - 1)))
+                      for name, value in batch.forward_kwargs().items()}
+            with torch.no_grad():
+                logits = bridge.run_with_hooks(batch.tokens.repeat(3, 1), fwd_hooks=knockout_hooks(edges, masks),
+                                               **kwargs)
+            stacked = logits.reshape(3, -1, *logits.shape[1:])[:, batch.target_rows, batch.target_positions]
+            out[:, batch.sequence_ids] = sum_by_row(logits_to_target_logprobs(stacked, batch), batch).double()
+        return out, packed
+
+    unpacked, _ = scores(False)
+    shared, packed = scores(True)
+    assert packed, "some rows hold several multi-token continuations"
+    assert torch.allclose(shared, unpacked, atol=1e-4)
+    assert not torch.allclose(unpacked[0], unpacked[2], atol=1e-3), "the knockout changes the scores"

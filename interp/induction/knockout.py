@@ -63,6 +63,7 @@ __all__ = [
     "knocked_out_repeated_loss",
     "knockout_hook",
     "knockout_hooks",
+    "previous_positions",
     "self_contained_knockout_hooks",
     "word_starts",
 ]
@@ -77,9 +78,26 @@ def _token_text(raw: str) -> str:
     return raw
 
 
-def word_starts(tokenizer: Any, tokens: Int[Tensor, "batch pos"]) -> Bool[Tensor, "batch pos"]:
+def previous_positions(visible: Bool[Tensor, "batch query key"]) -> Int[Tensor, "batch pos"]:
+    """Each token's predecessor in its own sequence (-1: none): ``k - 1`` in a plain row, else the last key ``k`` sees.
+
+    In a packed shared-context row the first token of a continuation follows the context's last
+    token, not the previous continuation; every query that sees the token sees it there.
+    """
+    position = torch.arange(visible.shape[-1], device=visible.device)
+    own_row = visible & (position[None, :] < position[:, None])  # (batch, pos, earlier): strictly before itself
+    return torch.where(own_row, position, -1).amax(dim=-1)
+
+
+def _plain_previous(tokens: Tensor) -> Tensor:
+    return (torch.arange(tokens.shape[1], device=tokens.device) - 1).expand(tokens.shape)
+
+
+def word_starts(tokenizer: Any, tokens: Int[Tensor, "batch pos"],
+                previous: Int[Tensor, "batch pos"] | None = None) -> Bool[Tensor, "batch pos"]:
     """Whether each token begins a word (see the module docstring), from the tokenizer's token strings.
 
+    ``previous`` (:func:`previous_positions`) names each token's predecessor; default ``k - 1``.
     Only the distinct ids present are looked up, so a 262k vocabulary costs nothing.
     """
     distinct, inverse = torch.unique(tokens.cpu(), return_inverse=True)
@@ -88,14 +106,14 @@ def word_starts(tokenizer: Any, tokens: Int[Tensor, "batch pos"]) -> Bool[Tensor
     is_special = [int(token) in special for token in distinct.tolist()]
     begins = torch.tensor([flag or not text[:1].isalnum() for text, flag in zip(texts, is_special, strict=True)])
     ends = torch.tensor([flag or not text[-1:].isalnum() for text, flag in zip(texts, is_special, strict=True)])
-    starts = begins[inverse].clone()  # (batch, pos)
-    starts[:, 1:] |= ends[inverse][:, :-1]
-    starts[:, 0] = True
+    previous = (_plain_previous(tokens) if previous is None else previous).cpu()
+    ends_before = ends[inverse].gather(1, previous.clamp(min=0))  # (batch, pos): the predecessor ends a word
+    starts = begins[inverse] | ends_before | (previous < 0)
     return starts.to(tokens.device)
 
 
-def _matching_occurrences(tokens: Int[Tensor, "batch pos"],
-                          starts: Bool[Tensor, "batch pos"] | None) -> Bool[Tensor, "batch query earlier"]:
+def _matching_occurrences(tokens: Int[Tensor, "batch pos"], starts: Bool[Tensor, "batch pos"] | None,
+                          previous: Int[Tensor, "batch pos"]) -> Bool[Tensor, "batch query earlier"]:
     """``[b, q, j]``: position ``j`` ends an occurrence of the unit (token or word so far) ending at ``q``."""
     same = tokens[:, :, None] == tokens[:, None, :]  # (batch, query, earlier)
     if starts is None:
@@ -103,36 +121,56 @@ def _matching_occurrences(tokens: Int[Tensor, "batch pos"],
     both_start = starts[:, :, None] & starts[:, None, :]
     both_inside = ~starts[:, :, None] & ~starts[:, None, :]
     match = same & both_start
-    # A word-internal position matches when its token does and the positions before both match:
-    # one step per token of the longest word; a loop over offsets within a word, not over positions.
-    position = torch.arange(tokens.shape[1], device=tokens.device)
-    last_start = torch.cummax(torch.where(starts, position, 0), dim=1).values
-    for _ in range(int((position - last_start).max())):
-        before = torch.zeros_like(match)
-        before[:, 1:, 1:] = match[:, :-1, :-1]
+    # A word-internal position matches when its token does and the two predecessors match: one step
+    # per token of the longest word (a loop over offsets within a word, not over positions).
+    rows = torch.arange(tokens.shape[0], device=tokens.device)[:, None, None]
+    before_query, before_earlier = previous.clamp(min=0)[:, :, None], previous.clamp(min=0)[:, None, :]
+    has_before = (previous >= 0)[:, :, None] & (previous >= 0)[:, None, :]
+    word_length = _longest_word(starts, previous)
+    for _ in range(word_length - 1):
+        before = match[rows, before_query, before_earlier] & has_before
         match = same & (both_start | (both_inside & before))
     return match
+
+
+def _longest_word(starts: Tensor, previous: Tensor) -> int:
+    """Tokens in the longest word, following predecessors (a few steps: words are short)."""
+    length, inside = 1, ~starts
+    while bool(inside.any()):
+        length += 1
+        inside = inside & ~starts.gather(1, previous.clamp(min=0))
+        previous = previous.gather(1, previous.clamp(min=0))
+    return length
 
 
 def induction_edges(tokens: Int[Tensor, "batch pos"], starts: Bool[Tensor, "batch pos"] | None = None,
                     visible: Bool[Tensor, "batch query key"] | None = None) -> Bool[Tensor, "batch query key"]:
     """The induction edges of every query (module docstring); ``starts=None`` gives token granularity.
 
-    ``visible`` (packed rows with a block mask): an occurrence counts only where the query sees both
-    it and the key after it.
+    ``visible`` (packed shared-context rows with a block mask): each query sees its own sequence only,
+    so occurrences, predecessors and "the key right after" are taken within what it sees; the edges
+    then equal those of the unpacked sequences (tested).
     """
     if starts is not None and starts.shape != tokens.shape:
         raise InterpError(f"word starts have shape {tuple(starts.shape)}; the tokens have {tuple(tokens.shape)}")
-    position = torch.arange(tokens.shape[1], device=tokens.device)
+    length = tokens.shape[1]
+    position = torch.arange(length, device=tokens.device)
     earlier = position[None, :] < position[:, None]  # (query, earlier): strictly before the query
-    occurrence = _matching_occurrences(tokens, starts) & earlier
-    edges = torch.zeros_like(occurrence)
-    edges[:, :, 1:] = occurrence[:, :, :-1]  # the key right after each occurrence
-    if visible is not None:
-        seen_occurrence = torch.zeros_like(visible)
-        seen_occurrence[:, :, 1:] = visible[:, :, :-1]
-        edges &= visible & seen_occurrence
-    return edges
+    previous = _plain_previous(tokens) if visible is None else previous_positions(visible)
+    occurrence = _matching_occurrences(tokens, starts, previous) & earlier
+    if visible is None:
+        edges = torch.zeros_like(occurrence)
+        edges[:, :, 1:] = occurrence[:, :, :-1]  # the key right after each occurrence
+        return edges
+    occurrence &= visible
+    # The key after j as the query sees it: the first visible position after j (reverse running minimum).
+    candidates = torch.where(visible, position, length)
+    next_from = torch.flip(torch.cummin(torch.flip(candidates, [-1]), dim=-1).values, [-1])  # first visible >= k
+    after = torch.cat([next_from[..., 1:], torch.full_like(next_from[..., :1], length)], dim=-1)  # first visible > j
+    valid = occurrence & (after < length)
+    counts = torch.zeros(*occurrence.shape[:2], length + 1, dtype=torch.int32, device=tokens.device)
+    counts.scatter_add_(-1, torch.where(valid, after, length), valid.int())
+    return counts[..., :length] > 0
 
 
 _SUPPORTED: "weakref.WeakKeyDictionary[Any, bool]" = weakref.WeakKeyDictionary()  # bridge -> probe result
