@@ -223,6 +223,16 @@ def test_the_printed_wall_time_covers_the_whole_command(toy_run):
     assert job is not None and job <= whole <= elapsed + 0.05
 
 
+def test_the_console_script_counts_from_the_interpreters_start():
+    began = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "interp.cli", "models"], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    elapsed = time.perf_counter() - began
+    assert done.returncode == 0, done.stderr
+    whole = float(re.search(r"wall time ([\d.]+) s \(the whole command\)", done.stdout).group(1))
+    assert 0.5 * elapsed <= whole <= elapsed  # start-up and imports (most of this command) are counted
+
+
 def test_quiet_prints_nothing_but_errors(tmp_path):
     code = ("from interp.cli import app\ntry:\n"
             "    app(['--quiet', 'induction', '--model', 'toy-attn-2l', '--seeds', '2', "
