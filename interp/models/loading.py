@@ -144,7 +144,7 @@ class ModelRecord:
     d_vocab: int
     dtype: str
     device: str
-    source: str
+    source: str  # the spec's kind and file name, never a machine's absolute path
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -263,17 +263,18 @@ def _resolve_source(spec: str) -> tuple[str, str]:
         if location is None:
             raise InterpError(f"model {spec!r} is not installed; install it with: {known.install}")
         if location.suffix == ".gguf":
-            return str(_gguf_to_hf_dir(spec, location)), f"gguf:{location}"
-        return str(location), f"dir:{location}"
+            return str(_gguf_to_hf_dir(spec, location)), f"gguf:{location.name}"
+        return str(location), f"package:{spec}"
     path = Path(spec).expanduser()
     if spec.endswith(".gguf"):
         if not path.is_file():
             raise InterpError(f"model {spec!r}: no such GGUF file")
-        return str(_gguf_to_hf_dir(spec, path)), f"gguf:{path.resolve()}"
+        # the file name only (here and for directories): a user's absolute path stays out of the results
+        return str(_gguf_to_hf_dir(spec, path)), f"gguf:{path.name}"
     if path.is_dir():
         if not (path / "config.json").exists():
             raise InterpError(f"model {spec!r}: the directory has no config.json (not a Hugging Face model)")
-        return str(path), f"dir:{path.resolve()}"
+        return str(path), f"dir:{path.name}"
     if "/" in spec and (spec.startswith((".", "/", "~")) or path.parent.exists() and path.suffix):
         raise InterpError(f"model {spec!r}: no such file or directory")
     return spec, f"hub:{spec}"
