@@ -36,6 +36,8 @@ if TYPE_CHECKING:  # heavy imports stay inside the functions so `interp --help` 
     import torch
     from transformer_lens.model_bridge import TransformerBridge
 
+    from interp.reach.placement import Placement
+
 __all__ = [
     "DEFAULT_MODEL",
     "KNOWN_MODELS",
@@ -307,13 +309,13 @@ def load_model(
     *,
     device: str = "auto",
     dtype: "str | torch.dtype" = "float32",
-    device_map: "str | dict | None" = None,
+    device_map: "str | dict | Placement | None" = None,
     max_memory: "str | dict | None" = None,
     offload_folder: str | None = None,
 ) -> "tuple[TransformerBridge, ModelRecord]":
     """Load ``spec`` as a ``TransformerBridge`` on ``device``; return it and a :class:`ModelRecord`.
 
-    ``device_map`` (``auto``, a JSON map or a dict; see :mod:`interp.reach.placement`) and
+    ``device_map`` (``auto``, a JSON map, a dict, or a whole ``Placement``; see :mod:`interp.reach.placement`) and
     ``max_memory`` are passed to transformers/accelerate to shard a model that does not fit one
     GPU (the paper's OPT-66B ran this way), with modules on ``disk`` kept in ``offload_folder``;
     ``device`` is then ignored.
@@ -324,7 +326,8 @@ def load_model(
     from interp.reach.placement import Placement, check_realized_map, device_label, outputs_to_input_device
 
     torch_dtype = resolve_dtype(dtype)
-    placement = Placement.from_options(device_map, max_memory, offload_folder)
+    placement = device_map if isinstance(device_map, Placement) else Placement.from_options(device_map, max_memory,
+                                                                                             offload_folder)
     target_device = None if placement.sharded else resolve_device(device)
     source, description = _resolve_source(spec)
     if description.startswith("hub:"):
