@@ -21,7 +21,8 @@ one-liners above).
 
 from interp.explore.api import composition, load, patch, score
 from interp.explore.composition import composition_figure, composition_table
-from interp.explore.patching import PatchingConfig, activation_patching, answer_metric, induction_prompts, patching_figure
+from interp.explore.patching import (PatchingConfig, activation_patching, answer_metric, induction_prompts, patching_figure,
+                                     repeated_name_prompts)
 from interp.explore.viewer import head_overview, save_html, view_head, view_layer
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "load",
     "patch",
     "patching_figure",
+    "repeated_name_prompts",
     "save_html",
     "score",
     "view_head",

@@ -16,8 +16,9 @@ scale-free.  Its floor is not 0: two unrelated matrices of these shapes still sc
 Gaussian matrices of the same shapes (mean and standard deviation over random pairs).
 
 Computed exactly and cheaply from the ``d_head``-sized factors: with ``W_OV^1 M^2 = A X E^T``
-(``A = W_V^1``, ``X = W_O^1 D``, ``D`` the reader's reading factor, ``E`` its other factor),
-``||A X E^T||_F^2 = tr(A^T A X E^T E X^T)``, so no ``d_model x d_model`` matrix is ever formed.
+(``A = W_V^1``, ``X = W_O^1 D``, ``D`` the reader's reading factor, ``E`` its other factor) and
+the QR factors ``A = Q_A R_A``, ``E = Q_E R_E``, ``||A X E^T||_F = ||R_A X R_E^T||_F``: one
+``d_head x d_head`` product per pair, and no ``d_model x d_model`` matrix is ever formed.
 
 Choices, stated: the reader's pre-attention norm gain is folded into its ``W_Q``, ``W_K``,
 ``W_V`` (``fold_norms=True``; the norm's 1/rms scale is a scalar per position and cancels, the
@@ -65,6 +66,11 @@ __all__ = [
 COMPOSITION_KINDS = ("q", "k", "v")
 
 
+def _triangular(factor: Float[Tensor, "head d_model d_head"]) -> Float[Tensor, "head d_head d_head"]:
+    """``R`` with ``factor^T factor = R^T R`` (QR; exact for rank-deficient factors too)."""
+    return torch.linalg.qr(factor, mode="reduced").R
+
+
 def composition_scores(
     writer_value: Float[Tensor, "writer d_model d_head"],
     writer_output: Float[Tensor, "writer d_head d_model"],
@@ -74,24 +80,23 @@ def composition_scores(
     """``||W_OV^w R^r||_F / (||W_OV^w||_F ||R^r||_F)`` for every (writer, reader) pair.
 
     ``W_OV^w = writer_value @ writer_output``; the reader's matrix is ``R^r = reader_reading @
-    reader_other^T`` (Q: ``W_Q, W_K``; K: ``W_K, W_Q``; V: ``W_V, W_O^T``).  Computed in float64
-    from ``d_head``-sized Gram matrices (see the module docstring).
+    reader_other^T`` (Q: ``W_Q, W_K``; K: ``W_K, W_Q``; V: ``W_V, W_O^T``).  With QR factors
+    ``writer_value = Q_w R_w`` and ``reader_other = Q_r R_r``, ``||A X E^T||_F = ||R_w X R_r^T||_F``
+    (orthonormal columns keep the norm), so each pair costs one ``d_head x d_model x d_head``
+    product and a sum of squares (no cancellation), never a ``d_model x d_model`` matrix.
     """
-    value, output = writer_value.double(), writer_output.double()
-    reading, other = reader_reading.double(), reader_other.double()
-    gram_value = einsum(value, value, "writer d_model left, writer d_model right -> writer left right")
-    gram_other = einsum(other, other, "reader d_model left, reader d_model right -> reader left right")
-    gram_reading = einsum(reading, reading, "reader d_model left, reader d_model right -> reader left right")
-    cross = einsum(output, reading, "writer left d_model, reader d_model right -> writer reader left right")
-    # ||A X E^T||^2 = tr((A^T A) X (E^T E) X^T) = sum((A^T A) X * X (E^T E)) since the Grams are symmetric
-    left = einsum(gram_value, cross, "writer row inner, writer reader inner column -> writer reader row column")
-    right = einsum(cross, gram_other, "writer reader row inner, reader inner column -> writer reader row column")
-    product = (left * right).sum(dim=(-2, -1)).clamp(min=0.0)
-    output_gram = einsum(output, output, "writer left d_model, writer right d_model -> writer left right")
-    writer_norm = (gram_value * output_gram).sum(dim=(-2, -1))  # ||A B||^2 = tr(A^T A B B^T)
-    reader_norm = (gram_reading * gram_other).sum(dim=(-2, -1))
+    dtype = torch.promote_types(writer_value.dtype, torch.float32)  # float32 at least: half precision overflows squares
+    value, output, reading, other = (factor.to(dtype) for factor in (writer_value, writer_output, reader_reading, reader_other))
+    writer_side = einsum(_triangular(value), output,
+                         "writer row inner, writer inner d_model -> writer row d_model")  # R_w W_O: (writer, d_head, d_model)
+    reader_side = einsum(reading, _triangular(other),
+                         "reader d_model inner, reader column inner -> reader d_model column")  # D R_r^T
+    product = einsum(writer_side, reader_side, "writer row d_model, reader d_model column -> writer reader row column")
+    product_norm = product.double().square().sum(dim=(-2, -1))
+    writer_norm = writer_side.double().square().sum(dim=(-2, -1))  # ||W_V W_O||^2
+    reader_norm = reader_side.double().square().sum(dim=(-2, -1))  # ||D E^T||^2
     scale = (writer_norm[:, None] * reader_norm[None, :]).clamp(min=1e-300)
-    return (product / scale).sqrt().to(writer_value.dtype)
+    return (product_norm / scale).sqrt().to(writer_value.dtype)
 
 
 def _reader_factors(weights: dict[str, Tensor], kind: str) -> tuple[Tensor, Tensor]:

@@ -60,6 +60,7 @@ __all__ = [
     "induction_prompts",
     "patch_hook",
     "patching_figure",
+    "repeated_name_prompts",
 ]
 
 ACTIVATIONS = ("z", "resid_pre", "pattern")
@@ -134,6 +135,36 @@ def induction_prompts(bridge: "TransformerBridge", prompts: int = 8, length: int
     corrupted[:, cut] = replacement  # position cut holds A[cut - 1], the earlier occurrence of the last token
     device = bridge.cfg.device or "cpu"
     return clean.to(device), corrupted.to(device), block[:, cut].to(device)
+
+
+def repeated_name_prompts(bridge: "TransformerBridge", text: str, replacement: "str | None" = None
+                          ) -> tuple[Int[Tensor, "1 pos"], Int[Tensor, "1 pos"], int]:
+    """(clean, corrupted, answer) from a text whose last token occurred earlier ("... Vernon Potter ... Vernon").
+
+    The answer is the token that followed the last token's most recent earlier occurrence
+    (" Potter"); the corrupted prompt replaces that occurrence by ``replacement`` (one token; by
+    default a token of the random-token pool that the text does not contain), so only induction
+    can find the answer in the clean prompt and nothing points to it in the corrupted one.
+    """
+    from interp.explore.text import answer_token, display_token
+
+    clean = as_tokens(bridge, text)
+    row = clean[0]
+    earlier = (row[1:-1] == row[-1]).nonzero()  # positions 1..pos-2 holding the last token (BOS excluded)
+    if len(earlier) == 0:
+        last = display_token(bridge.tokenizer.decode([int(row[-1])]))
+        raise InterpError(f"the text's last token {last!r} does not occur earlier in it; end the text with a repeated "
+                          "name, e.g. '... Vernon Potter ... Vernon'")
+    position = int(earlier[-1]) + 1
+    if replacement is None:
+        pool, _ = token_pool(bridge.tokenizer)
+        unused = pool[~torch.isin(pool, row.cpu())]
+        swap = int(unused[torch.randperm(len(unused), generator=torch.Generator().manual_seed(0))[0]])
+    else:
+        swap = answer_token(bridge, replacement)
+    corrupted = clean.clone()
+    corrupted[0, position] = swap
+    return clean, corrupted, int(row[position + 1])
 
 
 def patch_hook(source: Tensor, chosen: Bool[Tensor, "copies index"], axis: int) -> Callable:
