@@ -195,7 +195,10 @@ class ResumedRun:
     run and :meth:`resume` its value with interventions from block ``layer`` on.
     """
 
-    def __init__(self, bridge: "TransformerBridge", tokens: Int[Tensor, "batch pos"], readout: Readout):
+    def __init__(self, bridge: "TransformerBridge", tokens: Int[Tensor, "batch pos"], readout: Readout,
+                 forward_kwargs: dict[str, Any] | None = None):
+        # forward_kwargs: e.g. a packed batch's attention mask and position ids; the blocks' captured
+        # call arguments carry them into every resumed run.
         self.bridge, self.rows, self.readout = bridge, int(tokens.shape[0]), readout
         n_layers, _ = n_layers_heads(bridge)
         self.residuals: list[Tensor | None] = [None] * n_layers
@@ -219,7 +222,7 @@ class ResumedRun:
         handles.append(bridge.blocks[n_layers - 1].register_forward_hook(keep_final))
         try:
             with torch.no_grad():
-                bridge(tokens, return_type="logits")
+                bridge(tokens, return_type="logits", **(forward_kwargs or {}))
         except StopForward:
             pass
         finally:

@@ -28,7 +28,7 @@ import plotly.graph_objects as go
 
 from interp.errors import InterpError
 
-__all__ = ["FigureEntry", "PRUNING_PREFIXES", "collect_figures", "comparison_figure", "curve_columns", "dynamics_entries",
+__all__ = ["FigureEntry", "PRUNING_PREFIXES", "causal_entries", "collect_figures", "comparison_figure", "curve_columns", "dynamics_entries",
            "induction_entries", "known_pruning_figures", "pruning_tables", "regenerate_figures"]
 
 PRUNING_PREFIXES = ("pruning", "layer_pruning", "layer_distances", "layer_drop", "angular", "laser")  # names of pruning sweeps
@@ -260,12 +260,46 @@ def _dynamics(folder: Path) -> list[FigureEntry]:
     return [] if tables is None else dynamics_entries(*tables)
 
 
+def causal_entries(versus_random: pd.DataFrame | None, repeated: pd.DataFrame | None = None) -> list[FigureEntry]:
+    """The causal test's figures (``interp ablate``): effect vs % of heads removed, rankings against random heads."""
+    from interp.output.figures import causal_effect_figure
+
+    entries = []
+    if versus_random is not None and not versus_random.empty:
+        pooled = versus_random[versus_random["task"] == "all"]
+        tasks = versus_random.loc[versus_random["task"] != "all", "task"].nunique()
+        for metric, label in (("accuracy", "accuracy change"), ("gold_logprob", "gold log-prob change (nats)")):
+            part = pooled[pooled["metric"] == metric]
+            if not part.empty:
+                entries.append(FigureEntry(
+                    "causal", f"causal_{metric}", causal_effect_figure(part, label, f"Causal test: {label}, mean over {tasks} tasks"),
+                    f"Change in {label.split(' change')[0]} when the top k% of heads by each ranking are removed (bars: 95% "
+                    "interval, paired over items, tasks weighted equally); grey: the same number of random heads, "
+                    "min-max over draws, dotted their mean."))
+    if repeated is not None and not repeated.empty:
+        shared = repeated[(repeated["scope"] == "repeated") & (repeated["metric"] == "loss_repeats_later")
+                          & (repeated["ranking"] != "random")]
+        if not shared.empty:
+            shared = shared.rename(columns={"ci_low": "change_ci_low", "ci_high": "change_ci_high"})
+            entries.append(FigureEntry(
+                "causal", "causal_repeated_loss",
+                causal_effect_figure(shared, "loss change on repeats 2-4 (nats)", "Causal test: loss on repeated random tokens",
+                                     facet_columns="metric"),
+                "Change in the loss on repeats 2-4 of repeated random tokens (where induction heads act) as the top k% "
+                "heads of each ranking are removed; grey: random heads."))
+    return entries
+
+
+def _causal(folder: Path) -> list[FigureEntry]:
+    return causal_entries(_table(folder, "causal_vs_random"), _table(folder, "causal_repeated"))
+
+
 def collect_figures(folder: Path) -> list[FigureEntry]:
     """Every figure the tables in ``folder`` support, in report order."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    return _induction(folder) + _importance(folder) + _pruning(folder) + _dynamics(folder)
+    return _induction(folder) + _importance(folder) + _pruning(folder) + _dynamics(folder) + _causal(folder)
 
 
 def regenerate_figures(folder: Path, formats: tuple[str, ...] = ("html", "png", "pdf")) -> list[Path]:

@@ -46,6 +46,7 @@ __all__ = [
     "model_comparison_figure",
     "save_figures",
     "curve_figure",
+    "causal_effect_figure",
 ]
 
 SEQUENTIAL = "Viridis"  # perceptually uniform and colour-blind safe, for scores
@@ -534,3 +535,51 @@ def curve_figure(table: pd.DataFrame, x: str, y: str, title: str, group: Sequenc
     figure.update_xaxes(title=x.replace("_", " "))
     figure.update_yaxes(title=y.replace("_", " "))
     return _style(figure, title, width=760, height=460)
+
+_RANKING_COLOURS = {"prefix_matching": "#d62728", "copying": "#1f77b4", "own": "#2ca02c"}  # random is grey
+
+
+def causal_effect_figure(table: pd.DataFrame, y_label: str, title: str, facet_rows: str = "ablation",
+                         facet_columns: str = "shots") -> go.Figure:
+    """Change vs % of heads removed, one line per ranking (with its 95% interval), random draws as a grey band.
+
+    ``table`` has columns percent, ranking, change, change_ci_low, change_ci_high, random_min,
+    random_max, random_mean and the facet columns (rows of ``causal_vs_random``, one task or ``all``).
+
+    >>> rows = pd.DataFrame({"ablation": "zero", "shots": 5, "percent": [1, 10], "ranking": "own", "change": [-0.1, -0.3],
+    ...                      "change_ci_low": [-0.2, -0.4], "change_ci_high": [0.0, -0.2], "random_min": [-0.05, -0.1],
+    ...                      "random_max": [0.0, 0.0], "random_mean": [-0.02, -0.05]})
+    >>> len(causal_effect_figure(rows, "accuracy change", "causal test").data)
+    3
+    """
+    from plotly.subplots import make_subplots
+
+    row_values, column_values = sorted(table[facet_rows].unique()), sorted(table[facet_columns].unique())
+    figure = make_subplots(rows=len(row_values), cols=len(column_values), shared_xaxes=True, shared_yaxes=True,
+                           subplot_titles=[f"{facet_rows} {row}, {facet_columns} {column}"
+                                           for row in row_values for column in column_values])
+    for row_index, row_value in enumerate(row_values, start=1):
+        for column_index, column_value in enumerate(column_values, start=1):
+            panel = table[(table[facet_rows] == row_value) & (table[facet_columns] == column_value)].sort_values("percent")
+            first = row_index == 1 and column_index == 1
+            band = panel.drop_duplicates("percent")
+            figure.add_trace(go.Scatter(x=list(band["percent"]) + list(band["percent"])[::-1],
+                                        y=list(band["random_max"]) + list(band["random_min"])[::-1], fill="toself",
+                                        line=dict(width=0), fillcolor="rgba(120,120,120,0.25)", hoverinfo="skip",
+                                        name="random (min-max over draws)", showlegend=first, legendgroup="random"),
+                             row=row_index, col=column_index)
+            figure.add_trace(go.Scatter(x=band["percent"], y=band["random_mean"], mode="lines", name="random (mean)",
+                                        line=dict(color="grey", dash="dot"), showlegend=first, legendgroup="random mean",
+                                        hovertemplate="random<br>%{x}% of heads: %{y:.3f}<extra></extra>"),
+                             row=row_index, col=column_index)
+            for ranking, curve in panel.groupby("ranking", sort=True):
+                colour = _RANKING_COLOURS.get(ranking, "black")
+                figure.add_trace(go.Scatter(
+                    x=curve["percent"], y=curve["change"], mode="lines+markers", name=ranking, legendgroup=ranking,
+                    showlegend=first, line=dict(color=colour),
+                    error_y=dict(type="data", symmetric=False, array=curve["change_ci_high"] - curve["change"],
+                                 arrayminus=curve["change"] - curve["change_ci_low"], color=colour),
+                    hovertemplate=ranking + "<br>%{x}% of heads: %{y:.3f}<extra></extra>"), row=row_index, col=column_index)
+    figure.update_xaxes(title="% of heads removed", type="log")
+    figure.update_yaxes(title=y_label, zeroline=True)
+    return _style(figure, title, width=420 * len(column_values) + 200, height=320 * len(row_values) + 120)

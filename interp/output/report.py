@@ -29,7 +29,7 @@ __all__ = ["DEFAULT_TOLERANCE", "findings", "paper_claims", "write_report"]
 
 DEFAULT_TOLERANCE = 0.01  # accuracy drop (absolute) still counted as "within tolerance" when a table states none
 _SECTIONS = {"induction": "Induction heads", "importance": "Task importance and induction",
-             "pruning": "Pruning, layer dropping and LASER", "dynamics": "Training dynamics"}
+             "pruning": "Pruning, layer dropping and LASER", "dynamics": "Training dynamics", "causal": "Causal test"}
 
 
 def _table(folder: Path, name: str) -> pd.DataFrame | None:
@@ -234,7 +234,54 @@ def findings(folder: Path) -> dict[str, list[str]]:
     metadata = _json(folder / "induction_metadata.json")
     n_layers = metadata.get("model", {}).get("n_layers") if isinstance(metadata.get("model"), dict) else None
     return {"induction": _induction_findings(folder, n_layers), "importance": _importance_findings(folder)[0],
-            "pruning": _pruning_findings(folder)[0], "dynamics": _dynamics_findings(folder)}
+            "pruning": _pruning_findings(folder)[0], "dynamics": _dynamics_findings(folder),
+            "causal": _causal_findings(folder)}
+
+
+def _verdict(low: float, high: float, harm: str, less: str) -> str:
+    """Words for a difference interval (ablated minus random): below 0 = more harm."""
+    if high < 0:
+        return harm
+    if low > 0:
+        return less
+    return "not distinguishable from random heads at 95%"
+
+
+def _causal_findings(folder: Path, percent: float = 10) -> list[str]:
+    """The causal test's answer, from ``causal_vs_random``: do the top-k prefix-matching heads matter more than random ones?"""
+    table = _table(folder, "causal_vs_random")
+    if table is None or table.empty:
+        return ["The causal test was not run here (run `interp ablate`)."]
+    sentences = []
+    chosen = min(table["percent"].unique(), key=lambda value: abs(value - percent))
+    pooled = table[(table["task"] == "all") & (table["percent"] == chosen) & (table["metric"] == "accuracy")]
+    n_tasks = table.loc[table["task"] != "all", "task"].nunique()
+    for row in pooled.sort_values(["shots", "ablation", "ranking"]).itertuples():
+        verdict = _verdict(row.difference_ci_low, row.difference_ci_high, "hurts more than random heads",
+                           "hurts less than random heads")
+        sentences.append(
+            f"{row.shots}-shot, {row.ablation} ablation: removing the top {chosen:g}% ({row.k}) heads by "
+            f"{row.ranking.replace('_', ' ')} changes accuracy by {row.change:+.3f} (95% CI {row.change_ci_low:+.3f} to "
+            f"{row.change_ci_high:+.3f}; mean over {n_tasks} tasks); {row.k} random heads by {row.random_mean:+.3f} "
+            f"(range {row.random_min:+.3f} to {row.random_max:+.3f} over {row.n_draws} draws); ranking minus random "
+            f"{row.difference:+.3f} (95% CI {row.difference_ci_low:+.3f} to {row.difference_ci_high:+.3f}): {verdict}.")
+    per_task = table[(table["task"] != "all") & (table["percent"] == chosen) & (table["metric"] == "accuracy")
+                     & (table["ranking"] == "prefix_matching")]
+    for (shots, ablation), part in per_task.groupby(["shots", "ablation"]):
+        worse = int((part["difference_ci_high"] < 0).sum())
+        better = int((part["difference_ci_low"] > 0).sum())
+        sentences.append(f"Per task ({shots}-shot, {ablation}): the top {chosen:g}% prefix-matching heads hurt accuracy "
+                         f"more than random heads on {worse} of {len(part)} tasks and less on {better} (95% intervals).")
+    repeated = _table(folder, "causal_repeated")
+    if repeated is not None and "difference" in repeated.columns:
+        rows = repeated[(repeated["scope"] == "repeated") & (repeated["metric"] == "loss_repeats_later")
+                        & (repeated["ranking"] == "prefix_matching") & (repeated["percent"] == chosen)]
+        for row in rows.itertuples():
+            sentences.append(f"On repeated random tokens ({row.ablation} ablation), removing them moves the loss on repeats "
+                             f"2-4 from {row.clean:.2f} to {row.ablated:.2f} nats; random heads move it by "
+                             f"{row.random_mean:+.2f} on average (difference {row.difference:+.2f}, 95% CI "
+                             f"{row.difference_ci_low:+.2f} to {row.difference_ci_high:+.2f}).")
+    return sentences
 
 
 def _dynamics_findings(folder: Path) -> list[str]:

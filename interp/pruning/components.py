@@ -197,8 +197,10 @@ def _check_masks(bridge: "TransformerBridge", head_masks: Tensor, ffn_masks: Ten
 def masked_scores(bridge: "TransformerBridge", encoded: EncodedPrompts, head_masks: Bool[Tensor, "mask layer head"],
                   ffn_masks: Bool[Tensor, "mask layer"], means: tuple[Tensor, Tensor] | None = None,
                   batch_size: int = 8, masks_per_forward: int = 10,
-                  progress: Callable[[int], None] | None = None) -> Float[Tensor, "mask sequence"]:
+                  progress: Callable[[int], None] | None = None, share_context: bool = True) -> Float[Tensor, "mask sequence"]:
     """Summed continuation log-probability of every sequence under every mask (True = removed).
+
+    ``share_context``: one batch row per prompt, its choices sharing the context (see tasks.evaluation).
 
     ``means`` (per-layer mean ``z`` and FFN output) switches from zero to mean ablation.
     Identical masks are evaluated once; an empty mask is the clean forward.
@@ -215,8 +217,8 @@ def masked_scores(bridge: "TransformerBridge", encoded: EncodedPrompts, head_mas
     unique_ffns = unique[:, -n_layers:]
     results = torch.zeros(len(unique), encoded.n_sequences, dtype=torch.float64)
     for batch in iterate_batches(encoded, list(range(encoded.n_sequences)), batch_size, bridge.cfg.device,
-                                 pad_id_of(bridge.tokenizer)):
-        run = ResumedRun(bridge, batch.tokens, target_logprob_readout(bridge, batch))
+                                 pad_id_of(bridge.tokenizer), share_context):
+        run = ResumedRun(bridge, batch.tokens, target_logprob_readout(bridge, batch), batch.forward_kwargs())
         ids = batch.sequence_ids.cpu()
         results[:, ids] = sum_by_row(run.clean, batch).double().cpu()  # empty masks keep this
         for group in groups:

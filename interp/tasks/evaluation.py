@@ -9,6 +9,15 @@ negative log-likelihood per token of the correct continuation, averaged over ite
 Sequences are right-padded into batches; with causal attention, padding after a sequence's
 last token cannot change any of its log-probabilities, so no attention mask is needed.
 
+**Shared context** (``share_context=True``, what evaluation, exact ablation and pruning use): the
+choices of one prompt share its context, so a batch row holds one prompt: its context once, then,
+for each choice, the continuation tokens that are *inputs* (all but the last). Every choice's first
+token is read from the context's last position, so single-token choices cost nothing beyond the
+context. Where a row holds several multi-token continuations, a block attention mask lets each
+continuation see the context and itself only, and per-token position ids restart each continuation
+at the context's length, so every log-probability equals that of the choice's own sequence (up to
+float rounding; tested to 1e-5). ``share_context=False`` keeps one row per (prompt, choice).
+
 >>> wilson_interval(8, 10)  # doctest: +ELLIPSIS
 (0.49..., 0.94...)
 """
@@ -33,11 +42,13 @@ if TYPE_CHECKING:
 __all__ = [
     "Batch",
     "EncodedPrompts",
+    "SHARED_CONTEXT_MASK_FILL",
     "SequenceScores",
     "context_token_ids",
     "encode_prompts",
     "evaluate_prompts",
     "iterate_batches",
+    "make_batch",
     "multiple_choice_metrics",
     "score_sequences",
     "target_logprobs",
@@ -67,16 +78,39 @@ class EncodedPrompts:
         return len(self.tokens)
 
 
+SHARED_CONTEXT_MASK_FILL = torch.finfo(torch.float32).min  # additive mask value where a packed token may not look
+
+
 @dataclass(frozen=True)
 class Batch:
-    """Right-padded token ids for some sequences, and the (row, position, token) of every target."""
+    """Right-padded token ids for some sequences, and the (row, position, token) of every target.
 
-    sequence_ids: Int[Tensor, " batch"]
+    One row per sequence, or (shared context) one row per prompt holding several sequences; then
+    ``target_slots`` says which entry of ``sequence_ids`` each target belongs to, and a row holding
+    more than one multi-token continuation carries ``position_ids`` and an additive ``attention_mask``
+    that every forward over ``tokens`` must receive (:meth:`forward_kwargs`).
+    """
+
+    sequence_ids: Int[Tensor, " sequence"]  # the sequences scored in this batch
     tokens: Int[Tensor, "batch pos"]
     valid: Float[Tensor, "batch pos"]  # 1 on real tokens, 0 on padding
     target_rows: Int[Tensor, " target"]
     target_positions: Int[Tensor, " target"]  # the position whose logits predict the target
     target_tokens: Int[Tensor, " target"]
+    target_slots: Int[Tensor, " target"] | None = None  # None: one sequence per row, the slot is the row
+    position_ids: Int[Tensor, "batch pos"] | None = None  # packed rows: each token's position in its own sequence
+    attention_mask: Float[Tensor, "batch 1 pos pos"] | None = None  # packed rows: 0 where a token may look
+
+    @property
+    def slots(self) -> Int[Tensor, " target"]:
+        """Index into ``sequence_ids`` of every target's sequence."""
+        return self.target_rows if self.target_slots is None else self.target_slots
+
+    def forward_kwargs(self) -> dict[str, Tensor]:
+        """Keyword arguments every forward over ``tokens`` needs (empty unless rows are packed)."""
+        if self.attention_mask is None:
+            return {}
+        return {"attention_mask": self.attention_mask, "position_ids": self.position_ids}
 
 
 @dataclass(frozen=True)
@@ -140,8 +174,10 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[Prompt], max_length: int | 
 
 
 def make_batch(encoded: EncodedPrompts, sequence_ids: Sequence[int], device: str | torch.device,
-               pad_id: int = 0) -> Batch:
-    """Right-pad the given sequences into one :class:`Batch` on ``device``."""
+               pad_id: int = 0, share_context: bool = False) -> Batch:
+    """Right-pad the given sequences into one :class:`Batch` on ``device``; shared context: one row per prompt."""
+    if share_context:
+        return _shared_context_batch(encoded, sequence_ids, device, pad_id)
     lengths = [len(encoded.tokens[index]) for index in sequence_ids]
     width = max(lengths)
     tokens = torch.full((len(sequence_ids), width), pad_id, dtype=torch.long)
@@ -160,11 +196,91 @@ def make_batch(encoded: EncodedPrompts, sequence_ids: Sequence[int], device: str
                  as_long(targets))
 
 
+def _rows_of_prompts(encoded: EncodedPrompts, sequence_ids: Sequence[int]) -> list[list[int]]:
+    """The sequences grouped by prompt, prompts in order of first appearance."""
+    rows: dict[int, list[int]] = {}
+    items = encoded.item_of_sequence.tolist()
+    for index in sequence_ids:
+        rows.setdefault(items[index], []).append(int(index))
+    return list(rows.values())
+
+
+def _packed_row(encoded: EncodedPrompts, sequences: Sequence[int]) -> tuple[list[int], list[int], list[int], list]:
+    """One prompt's row: (tokens, position ids, segment per token (-1: context), targets (slot, position, token))."""
+    first = sequences[0]
+    context_length = encoded.context_lengths[first]
+    tokens = list(encoded.tokens[first][:context_length])
+    positions, segments, targets = list(range(context_length)), [-1] * context_length, []
+    for slot, index in enumerate(sequences):
+        continuation = encoded.tokens[index][context_length:]
+        start = len(tokens)
+        # Inputs are every continuation token but the last; the first target is read at the context's end.
+        reads = [context_length - 1] + list(range(start, start + len(continuation) - 1))
+        targets.extend(zip([slot] * len(continuation), reads, continuation))
+        tokens.extend(continuation[:-1])
+        positions.extend(range(context_length, context_length + len(continuation) - 1))
+        segments.extend([slot] * (len(continuation) - 1))
+    return tokens, positions, segments, targets
+
+
+def _shared_context_batch(encoded: EncodedPrompts, sequence_ids: Sequence[int], device: str | torch.device,
+                          pad_id: int) -> Batch:
+    """One row per prompt: its context once, then each chosen continuation's input tokens."""
+    rows = _rows_of_prompts(encoded, sequence_ids)
+    packed = [_packed_row(encoded, sequences) for sequences in rows]
+    width = max(len(tokens) for tokens, *_ in packed)
+    tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    valid = torch.zeros((len(rows), width))
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    segments = torch.full((len(rows), width), -2, dtype=torch.long)  # -2: padding
+    order, target_rows, target_slots, target_positions, target_tokens = [], [], [], [], []
+    for row, (sequences, (row_tokens, row_positions, row_segments, targets)) in enumerate(zip(rows, packed)):
+        length = len(row_tokens)
+        tokens[row, :length] = torch.tensor(row_tokens, dtype=torch.long)
+        valid[row, :length] = 1.0
+        positions[row, :length] = torch.tensor(row_positions, dtype=torch.long)
+        segments[row, :length] = torch.tensor(row_segments, dtype=torch.long)
+        for slot, read, token in targets:
+            target_rows.append(row)
+            target_slots.append(len(order) + slot)
+            target_positions.append(read)
+            target_tokens.append(token)
+        order.extend(sequences)
+    as_long = lambda values: torch.tensor(values, dtype=torch.long, device=device)  # noqa: E731
+    # A mask is needed only where a row holds two continuations that would otherwise see each other.
+    needs_mask = any(len({segment for segment in row_segments if segment >= 0}) > 1 for _, _, row_segments, _ in packed)
+    mask = position_ids = None
+    if needs_mask:
+        mask = _block_mask(segments).to(device)
+        position_ids = positions.to(device)
+    return Batch(as_long(order), tokens.to(device), valid.to(device), as_long(target_rows), as_long(target_positions),
+                 as_long(target_tokens), as_long(target_slots), position_ids, mask)
+
+
+def _block_mask(segments: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch 1 pos pos"]:
+    """Additive mask: causal, and a continuation token sees the context and its own continuation only.
+
+    Padding (segment -2) sees everything before it, so no query row is fully masked.
+    """
+    width = segments.shape[1]
+    causal = torch.ones(width, width, dtype=torch.bool).tril()  # (query, key)
+    query = segments.unsqueeze(2)  # (batch, query, 1)
+    key = segments.unsqueeze(1)  # (batch, 1, key)
+    allowed = causal & ((key == -1) | (key == query) | (query == -2))
+    return torch.where(allowed, 0.0, SHARED_CONTEXT_MASK_FILL).unsqueeze(1)
+
+
 def iterate_batches(encoded: EncodedPrompts, sequence_ids: Sequence[int], batch_size: int,
-                    device: str | torch.device, pad_id: int = 0) -> Iterator[Batch]:
-    """Batches of ``batch_size`` sequences, in the given order."""
+                    device: str | torch.device, pad_id: int = 0, share_context: bool = False) -> Iterator[Batch]:
+    """Batches of ``batch_size`` rows in the given order: sequences, or (shared context) prompts."""
     if batch_size < 1:
         raise InterpError(f"batch_size must be positive, got {batch_size}")
+    if share_context:
+        rows = _rows_of_prompts(encoded, sequence_ids)
+        for start in range(0, len(rows), batch_size):
+            chunk = [index for row in rows[start : start + batch_size] for index in row]
+            yield _shared_context_batch(encoded, chunk, device, pad_id)
+        return
     for start in range(0, len(sequence_ids), batch_size):
         yield make_batch(encoded, list(sequence_ids[start : start + batch_size]), device, pad_id)
 
@@ -194,10 +310,10 @@ def logits_to_target_logprobs(logits: Float[Tensor, "*copies target vocab"], bat
     return log_probs.gather(-1, index).squeeze(-1)
 
 
-def sum_by_row(values: Float[Tensor, "*copies target"], batch: Batch) -> Float[Tensor, "*copies batch"]:
-    """Sum per-target values into their sequence (row of the batch)."""
+def sum_by_row(values: Float[Tensor, "*copies target"], batch: Batch) -> Float[Tensor, "*copies sequence"]:
+    """Sum per-target values into their sequence (the order of ``batch.sequence_ids``)."""
     shape = (*values.shape[:-1], len(batch.sequence_ids))
-    return torch.zeros(shape, dtype=values.dtype, device=values.device).index_add_(-1, batch.target_rows, values)
+    return torch.zeros(shape, dtype=values.dtype, device=values.device).index_add_(-1, batch.slots, values)
 
 
 def pad_id_of(tokenizer: Any) -> int:
@@ -208,15 +324,17 @@ def pad_id_of(tokenizer: Any) -> int:
 
 
 def score_sequences(bridge: "TransformerBridge", encoded: EncodedPrompts, batch_size: int = 8,
-                    fwd_hooks: Sequence[tuple[str, Any]] = (), sequence_ids: Sequence[int] | None = None) -> SequenceScores:
-    """Summed continuation log-probability of each sequence: one ordinary forward per batch."""
+                    fwd_hooks: Sequence[tuple[str, Any]] = (), sequence_ids: Sequence[int] | None = None,
+                    share_context: bool = True) -> SequenceScores:
+    """Summed continuation log-probability of each sequence: one ordinary forward per batch of ``batch_size`` rows."""
     device = bridge.cfg.device
     ids = list(range(encoded.n_sequences)) if sequence_ids is None else list(sequence_ids)
     logprob_sum = torch.zeros(encoded.n_sequences, dtype=torch.float64)
     n_tokens = torch.zeros(encoded.n_sequences, dtype=torch.float64)
     with torch.no_grad():
-        for batch in iterate_batches(encoded, ids, batch_size, device, pad_id_of(bridge.tokenizer)):
-            logits = bridge.run_with_hooks(batch.tokens, fwd_hooks=list(fwd_hooks), return_type="logits")
+        for batch in iterate_batches(encoded, ids, batch_size, device, pad_id_of(bridge.tokenizer), share_context):
+            logits = bridge.run_with_hooks(batch.tokens, fwd_hooks=list(fwd_hooks), return_type="logits",
+                                           **batch.forward_kwargs())
             values = logits_to_target_logprobs(logits[batch.target_rows, batch.target_positions], batch)
             logprob_sum[batch.sequence_ids.cpu()] = sum_by_row(values, batch).double().cpu()
             n_tokens[batch.sequence_ids.cpu()] = sum_by_row(torch.ones_like(values), batch).double().cpu()
