@@ -72,18 +72,18 @@ def _lm_eval_run(lm, manager, shots):
                                    fewshot_random_seed=0, bootstrap_iters=0, log_samples=True)
 
 
-def _workbench_prompts(task_folder, monkeypatch, shots):
+def _workbench_prompts(task_folder, monkeypatch, shots, bos):
     monkeypatch.setenv(INCLUDE_ENV, str(task_folder))
-    return build_prompts(load_task(f"lm-eval:{TASK}"), shots, PromptConfig(max_items=ITEMS, seed=0))
+    return build_prompts(load_task(f"lm-eval:{TASK}"), shots, PromptConfig(max_items=ITEMS, seed=0, prepend_bos=bos))
 
 
-@pytest.mark.parametrize("shots, removed", [(3, ()), (0, ((1, 2), (0, 0)))])
-def test_lm_eval_accuracy_equals_the_workbench(toy, task_folder, manager, monkeypatch, shots, removed):
+@pytest.mark.parametrize("shots, removed, bos", [(3, (), True), (0, ((1, 2), (0, 0)), True), (2, (), False)])
+def test_lm_eval_accuracy_equals_the_workbench(toy, task_folder, manager, monkeypatch, shots, removed, bos):
     bridge, _ = toy
     hooks = heads_removed_hooks(bridge, removed) if removed else []
-    result = _lm_eval_run(hooked_lm(bridge, hooks, batch_size=5), manager, shots)
+    result = _lm_eval_run(hooked_lm(bridge, hooks, batch_size=5, prepend_bos=bos), manager, shots)
     samples = sorted(result["samples"][TASK], key=lambda sample: sample["doc_id"])
-    prompts = _workbench_prompts(task_folder, monkeypatch, shots)
+    prompts = _workbench_prompts(task_folder, monkeypatch, shots, bos)
     assert len(prompts) == len(samples) == ITEMS
     # the same contexts and continuations: lm-eval's few-shot sampler, seed and delimiters
     for prompt, sample in zip(prompts, samples, strict=True):

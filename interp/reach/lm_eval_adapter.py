@@ -16,9 +16,10 @@ ARC, BoolQ ...) are lm-eval task definitions.  Two bridges (lm-eval is an option
   pruning and the causal test then run their batched ablations on the paper's tasks.  Custom
   task YAML folders are found through ``$INTERP_LM_EVAL_INCLUDE`` (``os.pathsep``-separated).
 
-Tokenisation follows the workbench (context with the tokenizer's special tokens, continuation
-without), so an lm-eval run through :func:`hooked_lm` and the workbench's own scoring of the
-same prompts give the same log-likelihoods.  Note that lm-eval's ``acc_norm`` divides by the
+Tokenisation follows the workbench (:func:`interp.tasks.evaluation.context_token_ids`: BOS, or
+EOS, then the context without special tokens, under ``prepend_bos``; the continuation alone), so
+an lm-eval run through :func:`hooked_lm` and the workbench's own scoring of the same prompts give
+the same log-likelihoods.  Note that lm-eval's ``acc_norm`` divides by the
 choice's length *without* the delimiter, the workbench's ``accuracy_norm`` by the continuation's
 length with it; ``acc`` and ``accuracy`` are the same definition.
 
@@ -120,9 +121,11 @@ def _lm_class() -> type:
     class HookedLM(TemplateLM):
         """A ``TransformerBridge`` with forward hooks, as lm-eval sees a model."""
 
-        def __init__(self, bridge: "TransformerBridge", fwd_hooks: Sequence = (), batch_size: int = 8) -> None:
+        def __init__(self, bridge: "TransformerBridge", fwd_hooks: Sequence = (), batch_size: int = 8,
+                     prepend_bos: bool = True) -> None:
             super().__init__()
             self.bridge, self.fwd_hooks, self.batch_size = bridge, list(fwd_hooks), batch_size
+            self.prepend_bos = prepend_bos
             self.tokenizer = bridge.tokenizer
             self.max_length = int(bridge.cfg.n_ctx)
 
@@ -139,12 +142,17 @@ def _lm_class() -> type:
             return list(self.tokenizer(string, add_special_tokens=bool(add_special_tokens))["input_ids"])
 
         def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-            # The workbench's convention (interp.tasks.evaluation.encode_prompts): the context with the
-            # tokenizer's special tokens, the continuation alone.  lm-eval's trailing-space move is kept.
+            # The workbench's convention (interp.tasks.evaluation.encode_prompts): its BOS policy on the context,
+            # the continuation alone.  lm-eval's trailing-space move is kept.
+            from interp.tasks.evaluation import context_token_ids
+            from interp.tasks.prompts import Prompt
+
             spaces = len(context) - len(context.rstrip())
             if spaces:
                 context, continuation = context[:-spaces], context[-spaces:] + continuation
-            return self.tok_encode(context, add_special_tokens=True), self.tok_encode(continuation)
+            prompt = Prompt(item_index=0, context=context, continuations=(), answer_index=0,
+                            prepend_bos=self.prepend_bos)
+            return context_token_ids(self.tokenizer, prompt), self.tok_encode(continuation)
 
         def _loglikelihood_tokens(self, requests: list, disable_tqdm: bool = False, **kwargs: Any
                                   ) -> list[tuple[float, bool]]:
@@ -175,8 +183,11 @@ def _lm_class() -> type:
     return HookedLM
 
 
-def hooked_lm(bridge: "TransformerBridge", fwd_hooks: Sequence = (), batch_size: int = 8) -> Any:
+def hooked_lm(bridge: "TransformerBridge", fwd_hooks: Sequence = (), batch_size: int = 8,
+              prepend_bos: bool = True) -> Any:
     """``bridge`` with ``fwd_hooks`` (e.g. :func:`interp.hooks.heads_removed_hooks`) as an lm-eval ``LM``.
+
+    ``prepend_bos``: the workbench's BOS policy for contexts (``PromptConfig.prepend_bos``).
 
     >>> from interp.models.loading import load_model                      # doctest: +SKIP
     >>> import lm_eval                                                     # doctest: +SKIP
@@ -186,7 +197,7 @@ def hooked_lm(bridge: "TransformerBridge", fwd_hooks: Sequence = (), batch_size:
     """
     if batch_size < 1:
         raise InterpError(f"batch_size must be positive, got {batch_size}")
-    return _lm_class()(bridge, fwd_hooks, batch_size)
+    return _lm_class()(bridge, fwd_hooks, batch_size, prepend_bos)
 
 
 # --------------------------------------------------------------------------------- tasks as prompts
@@ -269,5 +280,5 @@ def lm_eval_prompts(task: "Task", shots: int, config: "PromptConfig") -> list["P
         context = lm_task.fewshot_context(doc, num_fewshot=shots, gen_prefix=lm_task.doc_to_prefix(doc))
         prompts.append(Prompt(item_index=int(doc_id), context=context,
                               continuations=tuple(f"{delimiter}{choice}" for choice in choices),
-                              answer_index=_gold_index(lm_task, doc, choices)))
+                              answer_index=_gold_index(lm_task, doc, choices), prepend_bos=config.prepend_bos))
     return prompts
