@@ -142,3 +142,24 @@ def test_generation_and_other_task_types_are_refused_in_one_line(toy, task_folde
         split_lm_eval_spec("lm-eval:")
     with pytest.raises(InterpError, match="batch_size must be positive"):
         hooked_lm(bridge, batch_size=0)
+
+
+def test_jobs_take_lm_eval_tasks_by_name(task_folder, monkeypatch, tmp_path):
+    from interp.importance.job import run_importance
+    from interp.importance.methods import ImportanceConfig
+    from interp.pruning.components import PruningConfig
+    from interp.pruning.job import run_pruning
+
+    monkeypatch.setenv(INCLUDE_ENV, str(task_folder))
+    name = f"lm-eval:{TASK}"
+    importance = run_importance("toy-attn-2l", [name], [1], "gradient", tmp_path, ImportanceConfig(max_items=4),
+                                device="cpu", progress=False, echo=lambda message: None)
+    accuracy = importance.tables["task_accuracy"]
+    assert list(accuracy["task"]) == [name] and int(accuracy["n_items"].iloc[0]) == 4
+    pruning = run_pruning("heads", "toy-attn-2l", [name], [1], tmp_path,
+                          PruningConfig(percents=(0, 50), rankings=("random",), n_random=1, max_items=4),
+                          device="cpu", figures=False, progress=False, echo=lambda message: None)
+    cells = pruning.tables["pruning_heads"]
+    assert set(cells["head_percent"]) == {0, 50} and set(cells["task"]) == {name}
+    # the unpruned cell is the lm-eval task's own accuracy on the same items
+    assert cells.loc[cells["head_percent"] == 0, "accuracy"].iloc[0] == pytest.approx(accuracy["accuracy"].iloc[0])
