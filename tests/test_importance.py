@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from interp.importance.crossref import CrossrefConfig, retained_share, run_crossref
 from interp.errors import InterpError
 from interp.tasks.evaluation import encode_prompts
+from interp.importance.job import run_importance
 from interp.importance.methods import (ABLATIONS, ImportanceConfig, ablation_importance, activation_means, gradient_importance,
-                               run_importance, single_ablation_scores)
+                               single_ablation_scores)
 from interp.store import read_table, write_table
 from interp.tasks.prompts import PromptConfig, build_prompts
 
@@ -92,19 +93,17 @@ def test_sweep_writes_resumes_and_cli_reports_bad_input(tiny_model_dirs, tiny_mo
 
     bridge_record = tiny_models["gpt2"]
     config = ImportanceConfig(max_items=2, batch_size=8, ablations=("zero",), n_choices=2)
-    table = run_importance("tiny", [str(task_file)], [0, 1], "ablation", tmp_path, config, bridge_record=bridge_record,
-                           show_progress=False)
+    table = run_importance(bridge_record, [str(task_file)], [0, 1], "ablation", tmp_path, config,
+                           progress=False).tables["importance"]
     assert set(table["shots"]) == {0, 1} and set(table["metric"]) >= {"zero_accuracy_delta", "zero_loss_delta"}
     done = tmp_path / "importance" / "succ__1shot__ablation.parquet"
     stamp = done.stat().st_mtime_ns
-    run_importance("tiny", [str(task_file)], [0, 1], "ablation", tmp_path, config, bridge_record=bridge_record,
-                   show_progress=False)
+    run_importance(bridge_record, [str(task_file)], [0, 1], "ablation", tmp_path, config, progress=False)
     assert done.stat().st_mtime_ns == stamp  # resumed: nothing recomputed
     assert len(read_table(tmp_path / "task_accuracy")) == 2
     mean_config = ImportanceConfig(max_items=3, batch_size=8, ablations=("mean",), n_choices=2)
     for method in ("attribution", "ablation"):
-        run_importance("tiny", [str(task_file)], [1], method, tmp_path / "agree", mean_config,
-                       bridge_record=bridge_record, show_progress=False)
+        run_importance(bridge_record, [str(task_file)], [1], method, tmp_path / "agree", mean_config, progress=False)
     agreement = read_table(tmp_path / "agree" / "attribution_vs_ablation")
     assert "head" in set(agreement["component"]) and agreement["spearman"].between(-1, 1).all()  # 2 FFNs: too few
     runner = CliRunner()

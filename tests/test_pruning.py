@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from interp.errors import InterpError
 from interp.tasks.evaluation import evaluate_prompts
-from interp.pruning.components import (PruningConfig, masked_scores, masked_scores_reference, prune_count, pruning_mask,
-                                      run_pruning)
+from interp.pruning.components import PruningConfig, masked_scores, masked_scores_reference, prune_count, pruning_mask
+from interp.pruning.job import run_pruning
 from interp.pruning.thresholds import prunable_percent, threshold_table
 from interp.tasks.prompts import build_prompts, read_task_file
 
@@ -83,8 +83,8 @@ def test_masked_scores_equal_one_forward_per_mask(tiny_model, task_file):
 def test_zero_percent_equals_the_unpruned_model(tiny_models, task_file, tmp_path):
     bridge, record = tiny_models["gpt2"]
     config = PruningConfig(max_items=4, n_choices=2, rankings=("own", "random"), n_random=2, percents=(0, 50))
-    tables = run_pruning("heads", "tiny", [str(task_file)], [2], tmp_path, config, bridge_record=(bridge, record),
-                         figures=False, show_progress=False)
+    tables = run_pruning("heads", (bridge, record), [str(task_file)], [2], tmp_path, config, figures=False,
+                         progress=False).tables
     table = tables["pruning_heads"]
     unpruned = evaluate_prompts(bridge, build_prompts(read_task_file(task_file), 2, config.prompt_config()), batch_size=3)
     zero = table[table["head_percent"] == 0]
@@ -96,12 +96,13 @@ def test_zero_percent_equals_the_unpruned_model(tiny_models, task_file, tmp_path
 def test_sweep_resumes_without_recomputing(tiny_models, task_file, tmp_path, monkeypatch):
     bridge, record = tiny_models["llama"]
     config = PruningConfig(max_items=3, n_choices=2, rankings=("own",), percents=(0, 25, 50))
-    first = run_pruning("ffns", "tiny", [str(task_file)], [1], tmp_path, config, bridge_record=(bridge, record),
-                        figures=False, show_progress=False)["pruning_ffns"]
+    first = run_pruning("ffns", (bridge, record), [str(task_file)], [1], tmp_path, config, figures=False,
+                        progress=False).tables["pruning_ffns"]
     cells = sorted((tmp_path / "pruning" / "ffns").glob("*/cells/*.json"))
     assert len(cells) == 3
     cells[1].unlink()  # as if the run had stopped before this cell
-    import interp.pruning.components as pruning
+    import interp.pruning.job as pruning
+    import interp.pruning.rankings as rankings
 
     calls = []
     original = pruning.masked_scores
@@ -111,17 +112,21 @@ def test_sweep_resumes_without_recomputing(tiny_models, task_file, tmp_path, mon
         return original(bridge, encoded, head_masks, *args, **kwargs)
 
     monkeypatch.setattr(pruning, "masked_scores", counting)
-    again = run_pruning("ffns", "tiny", [str(task_file)], [1], tmp_path, config, bridge_record=(bridge, record),
-                        figures=False, show_progress=False)["pruning_ffns"]
-    assert calls == [1]  # only the missing cell (the rankings were stored too)
+    monkeypatch.setattr(rankings, "masked_scores", counting)  # the FFN oracle ranking evaluates masks too
+    again = run_pruning("ffns", (bridge, record), [str(task_file)], [1], tmp_path, config, figures=False,
+                        progress=False).tables["pruning_ffns"]
+    assert calls == [3]  # only the missing cell's group, whole, as an uninterrupted run evaluates it (rankings were stored)
     pd.testing.assert_frame_equal(first.drop(columns="seconds"), again.drop(columns="seconds"))
     calls.clear()
-    run_pruning("ffns", "tiny", [str(task_file)], [1], tmp_path, config, bridge_record=None, figures=False,
-                show_progress=False)  # nothing to do: no model is loaded
+    import interp.models.loading as loading
+
+    monkeypatch.setattr(loading, "load_model", lambda *args, **kwargs: pytest.fail("nothing to do, yet a model was loaded"))
+    run_pruning("ffns", str(record.name), [str(task_file)], [1], tmp_path, config, device=record.device, figures=False,
+                progress=False)  # nothing to do: the key comes from the model's files, no model is loaded
     assert calls == []
     other = PruningConfig(max_items=2, n_choices=2, rankings=("own",), percents=(0, 25, 50))
-    changed = run_pruning("ffns", "tiny", [str(task_file)], [1], tmp_path, other, bridge_record=(bridge, record),
-                          figures=False, show_progress=False)["pruning_ffns"]
+    changed = run_pruning("ffns", (bridge, record), [str(task_file)], [1], tmp_path, other, figures=False,
+                          progress=False).tables["pruning_ffns"]
     assert len(calls) == 2 and (changed["n_items"] == 2).all()  # other settings: ranking and cells recomputed
 
 
@@ -164,11 +169,12 @@ def test_bad_inputs_name_the_value(tiny_models, task_file, tmp_path):
     with pytest.raises(InterpError, match=r"\(3, 2, 3\)"):
         masked_scores(bridge, encoded, torch.zeros(3, 2, 3, dtype=torch.bool), torch.zeros(3, 2, dtype=torch.bool))
     with pytest.raises(InterpError, match="heads only"):
-        run_pruning("ffns", "tiny", [str(task_file)], [0], tmp_path, PruningConfig(rankings=("copying",)),
-                    bridge_record=(bridge, record), figures=False, show_progress=False)
+        run_pruning("ffns", (bridge, record), [str(task_file)], [0], tmp_path, PruningConfig(rankings=("copying",)),
+                    figures=False, progress=False)
     with pytest.raises(InterpError, match="induction_scores"):
-        run_pruning("heads", "tiny", [str(task_file)], [0], tmp_path, PruningConfig(rankings=("prefix_matching",), max_items=2,
-                    n_choices=2, percents=(0, 10)), bridge_record=(bridge, record), figures=False, show_progress=False)
+        run_pruning("heads", (bridge, record), [str(task_file)], [0], tmp_path,
+                    PruningConfig(rankings=("prefix_matching",), max_items=2, n_choices=2, percents=(0, 10)),
+                    figures=False, progress=False)
 
 
 def test_cli_smoke(tiny_model_dirs, task_file, tmp_path):
@@ -196,8 +202,7 @@ def test_layer_sweep_saves_a_pruned_model_equal_to_the_hooks_and_resumes(tiny_mo
 
     bridge, record = tiny_models["gpt2"]
     config = LayerSweepConfig(max_items=3, n_choices=2, text_windows=3, text_length=24)
-    tables = run_layer_sweep(str(tiny_model_dirs["gpt2"]), [str(task_file)], [1], tmp_path, config,
-                             bridge_record=(bridge, record), figures=False, show_progress=False)
+    tables = run_layer_sweep((bridge, record), [str(task_file)], [1], tmp_path, config, figures=False, progress=False).tables
     sweep = tables["layer_pruning"]
     assert set(sweep["method"]) == {"angular", "baseline"} and set(sweep["n"]) == {0, 1}
     assert sweep[sweep["n"] == 0]["accuracy"].nunique() == 1
@@ -207,8 +212,7 @@ def test_layer_sweep_saves_a_pruned_model_equal_to_the_hooks_and_resumes(tiny_mo
     cells = sorted((tmp_path / "pruning" / "layers").glob("*/cells/*.json"))
     assert len(cells) == 3  # unpruned, angular n=1, baseline n=1
     stamps = [path.stat().st_mtime_ns for path in cells]
-    run_layer_sweep(str(tiny_model_dirs["gpt2"]), [str(task_file)], [1], tmp_path, config,
-                    bridge_record=(bridge, record), figures=False, show_progress=False)
+    run_layer_sweep((bridge, record), [str(task_file)], [1], tmp_path, config, figures=False, progress=False)
     assert [path.stat().st_mtime_ns for path in cells] == stamps  # nothing recomputed
     assert (tmp_path / "pruning_claims.parquet").exists() and (tmp_path / "layer_pruning_saved.parquet").exists()
 
@@ -256,8 +260,8 @@ def test_combined_grid_removes_both_and_figures_build(tiny_models, task_file, tm
 
     bridge, record = tiny_models["opt"]
     config = PruningConfig(max_items=3, n_choices=2, head_percents=(0, 50), ffn_percents=(0, 50))
-    table = run_pruning("combined", "tiny", [str(task_file)], [1], tmp_path, config, bridge_record=(bridge, record),
-                        figures=False, show_progress=False)["pruning_combined"]
+    table = run_pruning("combined", (bridge, record), [str(task_file)], [1], tmp_path, config, figures=False,
+                        progress=False).tables["pruning_combined"]
     assert len(table) == 4
     both = table[(table["head_percent"] == 50) & (table["ffn_percent"] == 50)].iloc[0]
     assert both["heads_removed"] == record.n_heads * record.n_layers // 2 and both["ffns_removed"] == record.n_layers // 2
@@ -283,8 +287,9 @@ def test_cross_task_rankings_use_the_other_task(tiny_models, task_file, tmp_path
     bridge, record = tiny_models["gpt2"]
     config = PruningConfig(max_items=2, n_choices=2, percents=(0, 50),
                            rankings=("own", "aggregate", "most_correlated", "least_correlated", "task:skip"))
-    table = run_pruning("heads", "tiny", [str(task_file), str(other)], [0], tmp_path, config,
-                        bridge_record=(bridge, record), figures=False, show_progress=False)["pruning_heads"]
+    result = run_pruning("heads", (bridge, record), [str(task_file), str(other)], [0], tmp_path, config, figures=False,
+                         progress=False)
+    table = result.tables["pruning_heads"]
     succ = table[table["task"] == "succ"].set_index("ranking")
     assert succ.loc["most_correlated", "ranking_source"].iloc[0] == "skip"  # the only other task
     assert succ.loc["task:skip", "ranking_source"].iloc[0] == "skip"
@@ -295,17 +300,22 @@ def test_cross_task_rankings_use_the_other_task(tiny_models, task_file, tmp_path
     skip_half = table[(table["task"] == "skip") & (table["head_percent"] == 50)].set_index("ranking")
     assert skip_half.loc["task:skip", "accuracy"] == skip_half.loc["own", "accuracy"]  # same ranking, same cell value
     # Rerun on one task: its aggregate is its own ranking, not the two-task mean kept on disk.
-    alone = run_pruning("heads", "tiny", [str(task_file)], [0], tmp_path, config, bridge_record=(bridge, record),
-                        figures=False, show_progress=False)["pruning_heads"].set_index("ranking")
+    # A cell ranked by task:skip depends on skip's items: a run without skip cannot vouch for it.
+    with pytest.raises(InterpError, match="task 'skip' is not among the run's tasks"):
+        run_pruning("heads", (bridge, record), [str(task_file)], [0], tmp_path, config, figures=False, progress=False)
+    alone_config = PruningConfig(max_items=2, n_choices=2, percents=(0, 50), rankings=("own", "aggregate"))
+    alone = run_pruning("heads", (bridge, record), [str(task_file)], [0], tmp_path, alone_config, figures=False,
+                        progress=False).tables["pruning_heads"].set_index("ranking")
     assert alone.loc["aggregate", "ranking_source"].iloc[0] == "mean over succ"
     assert succ.loc["aggregate", "ranking_source"].iloc[0] == "mean over succ,skip"
-    assert (alone["task"] == "succ").all() and sorted(set(alone.index)) == ["aggregate", "own", "task:skip"]  # no transfer: one task
-    assert len(alone) == 3 * 2  # three rankings x two percentages, no stale two-task cell mixed in
-    # Figures: the sweep writes the same cross-task transfer figure the report draws.
+    assert (alone["task"] == "succ").all() and sorted(set(alone.index)) == ["aggregate", "own"]
+    assert len(alone) == 2 * 2  # two rankings x two percentages, no stale two-task cell mixed in
+    # Figures: the sweep returns (and draws) the same cross-task transfer figure the report draws.
+    from interp.jobs import draw_figures
     from interp.output.catalogue import collect_figures
-    from interp.pruning.components import _write_figures
 
-    _write_figures("heads", {"pruning_heads": table}, tmp_path / "figures")
+    assert "pruning_heads_0shot_transfer" in result.figures
+    draw_figures(result.figures, tmp_path / "figures", True, ("html",))
     assert (tmp_path / "figures" / "pruning_heads_0shot_transfer.html").exists()
     names = [entry.name for entry in collect_figures(tmp_path)]
     assert "pruning_heads_0shot_transfer" in names and "pruning_heads_0shot_tasks" in names

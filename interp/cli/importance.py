@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from interp.cli.main import app, run_job
-from interp.cli.options import DEFAULT_MODEL, Device, DeviceMap, Dtype, Figures, Model, Out, default_out, parse_list
+from interp.cli.options import DEFAULT_MODEL, Device, DeviceMap, Dtype, Figures, Model, Out, Yes, default_out, parse_list
 
 __all__ = ["crossref", "importance"]
 
@@ -35,12 +35,14 @@ def importance(
     device: Device = "auto",
     dtype: Dtype = "float32",
     device_map: DeviceMap = None,
+    yes: Yes = False,
 ) -> None:
     """Task importance of every head and FFN per (task, shots); resumes where it stopped."""
     out = out or default_out(model)
 
     def job() -> None:
-        from interp.importance.methods import ImportanceConfig, run_importance
+        from interp.importance.job import run_importance
+        from interp.importance.methods import ImportanceConfig
 
         task_names = ",".join(parse_list("--tasks", tasks, str))
         shot_list = list(parse_list("--shots", shots, int))
@@ -48,9 +50,8 @@ def importance(
                                   max_items=max_items, seed=seed, gradient_positions=gradient_positions,
                                   prepend_bos=prepend_bos,
                                   layers=parse_list("--layers", layers, int) if layers is not None else None)
-        table = run_importance(model, task_names, shot_list, method, out, config, device=device, dtype=dtype,
-                               device_map=device_map)
-        typer.echo(f"wrote {out / 'importance.parquet'} ({len(table)} rows) and {out / 'task_accuracy.parquet'}")
+        run_importance(model, task_names, shot_list, method, out, config, device=device, dtype=dtype,
+                       device_map=device_map, confirm=yes)
 
     run_job(job)
 

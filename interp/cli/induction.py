@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from interp.cli.main import app, run_job
-from interp.cli.options import DEFAULT_MODEL, Device, DeviceMap, Dtype, Figures, Model, Out, default_out
+from interp.cli.options import DEFAULT_MODEL, Device, DeviceMap, Dtype, Figures, Model, Out, Yes, default_out
 from interp.errors import InterpError
 
 __all__ = ["induction", "pattern"]
@@ -29,6 +29,7 @@ def induction(
     dtype: Dtype = "float32",
     device_map: DeviceMap = None,
     figures: Figures = True,
+    yes: Yes = False,
 ) -> None:
     """Score every head for prefix matching, copying and related induction metrics."""
     out = out or default_out(model)
@@ -38,7 +39,7 @@ def induction(
 
         config = InductionConfig(num_seeds=seeds, protocol=protocol, copying_variant=copying, copying_source=source,
                                  exclude_ratio=exclude_ratio)
-        run_induction(model, out, config, device=device, dtype=dtype, device_map=device_map, figures=figures)
+        run_induction(model, out, config, device=device, dtype=dtype, device_map=device_map, figures=figures, confirm=yes)
 
     run_job(job, out=out, figures=figures)
 

@@ -14,7 +14,7 @@ import typer
 
 from interp.cli.importance import TASKS_HELP
 from interp.cli.main import app, run_job
-from interp.cli.options import DEFAULT_MODEL, Device, DeviceMap, Dtype, Figures, Model, Out, default_out, parse_list
+from interp.cli.options import DEFAULT_MODEL, Device, DeviceMap, Dtype, Figures, Model, Out, Yes, default_out, parse_list
 
 __all__ = ["combined", "ffns", "heads", "laser", "layers", "prune_app"]
 
@@ -73,13 +73,13 @@ def _run_components(study: str, inputs: dict[str, Any], loading: dict[str, Any],
     out = inputs["out"] or default_out(inputs["model"])
 
     def job() -> None:
-        from interp.pruning.components import PruningConfig, run_pruning
+        from interp.pruning.components import PruningConfig
+        from interp.pruning.job import run_pruning
 
         parsed = _Study.parse(**inputs)
         config = PruningConfig(**parsed.common, **_parse_lists(lists), **_given(**scalars))
-        tables = run_pruning(study, parsed.model, parsed.tasks, parsed.shots, parsed.out, config, results=results,
-                             figures=figures, **loading)
-        typer.echo(f"wrote {', '.join(tables)} into {parsed.out}")
+        run_pruning(study, parsed.model, parsed.tasks, parsed.shots, parsed.out, config, results=results, figures=figures,
+                    **loading)
 
     run_job(job, out=out, figures=figures)
 
@@ -93,12 +93,13 @@ def heads(
     tolerance: float | None = Tolerance, masks_per_forward: int | None = MasksPerForward,
     max_items: int | None = MaxItems, n_choices: int = NChoices, batch_size: int = BatchSize, seed: int = Seed,
     device: Device = "auto", dtype: Dtype = "float32", device_map: DeviceMap = None, figures: Figures = True,
+    yes: Yes = False,
 ) -> None:
     """Remove the x% least important heads (Bansal et al.), by each ranking."""
     inputs = dict(model=model, tasks=tasks, shots=shots, out=out, max_items=max_items, n_choices=n_choices,
                   batch_size=batch_size, seed=seed)
     scalars = dict(n_random=n_random, ablation=ablation, tolerance=tolerance, masks_per_forward=masks_per_forward)
-    _run_components("heads", inputs, dict(device=device, dtype=dtype, device_map=device_map), figures, results,
+    _run_components("heads", inputs, dict(device=device, dtype=dtype, device_map=device_map, confirm=yes), figures, results,
                     dict(percents=percents, rankings=rankings), scalars)
 
 
@@ -111,12 +112,13 @@ def ffns(
     tolerance: float | None = Tolerance, masks_per_forward: int | None = MasksPerForward,
     max_items: int | None = MaxItems, n_choices: int = NChoices, batch_size: int = BatchSize, seed: int = Seed,
     device: Device = "auto", dtype: Dtype = "float32", device_map: DeviceMap = None, figures: Figures = True,
+    yes: Yes = False,
 ) -> None:
     """Remove the x% least important FFNs (Bansal et al.: oracle ranking), by each ranking."""
     inputs = dict(model=model, tasks=tasks, shots=shots, out=out, max_items=max_items, n_choices=n_choices,
                   batch_size=batch_size, seed=seed)
     scalars = dict(n_random=n_random, ablation=ablation, tolerance=tolerance, masks_per_forward=masks_per_forward)
-    _run_components("ffns", inputs, dict(device=device, dtype=dtype, device_map=device_map), figures, results,
+    _run_components("ffns", inputs, dict(device=device, dtype=dtype, device_map=device_map, confirm=yes), figures, results,
                     dict(percents=percents, rankings=rankings), scalars)
 
 
@@ -130,12 +132,13 @@ def combined(
     tolerance: float | None = Tolerance, masks_per_forward: int | None = MasksPerForward,
     max_items: int | None = MaxItems, n_choices: int = NChoices, batch_size: int = BatchSize, seed: int = Seed,
     device: Device = "auto", dtype: Dtype = "float32", device_map: DeviceMap = None, figures: Figures = True,
+    yes: Yes = False,
 ) -> None:
     """Remove heads and FFNs together: accuracy on a grid of % heads x % FFNs."""
     inputs = dict(model=model, tasks=tasks, shots=shots, out=out, max_items=max_items, n_choices=n_choices,
                   batch_size=batch_size, seed=seed)
     scalars = dict(n_random=n_random, ablation=ablation, tolerance=tolerance, masks_per_forward=masks_per_forward)
-    _run_components("combined", inputs, dict(device=device, dtype=dtype, device_map=device_map), figures, results,
+    _run_components("combined", inputs, dict(device=device, dtype=dtype, device_map=device_map, confirm=yes), figures, results,
                     dict(head_percents=head_percents, ffn_percents=ffn_percents, rankings=rankings), scalars)
 
 
@@ -152,6 +155,7 @@ def layers(
     tolerance: float | None = Tolerance,
     max_items: int | None = MaxItems, n_choices: int = NChoices, batch_size: int = BatchSize, seed: int = Seed,
     device: Device = "auto", dtype: Dtype = "float32", device_map: DeviceMap = None, figures: Figures = True,
+    yes: Yes = False,
 ) -> None:
     """Drop blocks of layers where the angular distance is smallest (Gromov et al.) vs the deepest layers."""
     out = out or default_out(model)
@@ -163,9 +167,8 @@ def layers(
         config = LayerSweepConfig(**study.common, save_pruned=save_pruned, **_given(
             block_sizes=parse_list("--block-sizes", block_sizes, int) if block_sizes is not None else None,
             distance_source=distance_source, text_windows=text_windows, text_length=text_length, tolerance=tolerance))
-        tables = run_layer_sweep(study.model, study.tasks, study.shots, study.out, config, device=device, dtype=dtype,
-                                 device_map=device_map, figures=figures)
-        typer.echo(f"wrote {', '.join(tables)} into {study.out}")
+        run_layer_sweep(study.model, study.tasks, study.shots, study.out, config, device=device, dtype=dtype,
+                        device_map=device_map, figures=figures, confirm=yes)
 
     run_job(job, out=out, figures=figures)
 
@@ -178,6 +181,7 @@ def laser(
     rhos: str | None = typer.Option(None, help="shares of the rank kept (default: 0.9,0.8,0.6,0.4,0.2,0.1,0.05,0.01)"),
     max_items: int | None = MaxItems, n_choices: int = NChoices, batch_size: int = BatchSize, seed: int = Seed,
     device: Device = "auto", dtype: Dtype = "float32", device_map: DeviceMap = None, figures: Figures = True,
+    yes: Yes = False,
 ) -> None:
     """Replace one matrix of one layer by a low-rank approximation (LASER, Sharma et al.), per rho."""
     out = out or default_out(model)
@@ -190,8 +194,7 @@ def laser(
             layers=parse_list("--layers", layers, int) if layers is not None else None,
             matrices=parse_list("--matrices", matrices, str) if matrices is not None else None,
             rhos=parse_list("--rhos", rhos, float) if rhos is not None else None))
-        tables = run_laser_sweep(study.model, study.tasks, study.shots, study.out, config, device=device, dtype=dtype,
-                                 device_map=device_map, figures=figures)
-        typer.echo(f"wrote {', '.join(tables)} into {study.out}")
+        run_laser_sweep(study.model, study.tasks, study.shots, study.out, config, device=device, dtype=dtype,
+                        device_map=device_map, figures=figures, confirm=yes)
 
     run_job(job, out=out, figures=figures)

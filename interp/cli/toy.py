@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from interp.cli.main import app, run_job
-from interp.cli.options import Device, DeviceMap, Dtype, Figures, default_out, parse_list
+from interp.cli.options import Device, DeviceMap, Dtype, Figures, Yes, default_out, parse_list
 from interp.toy.training import ToyConfig
 
 __all__ = ["dynamics", "train"]
@@ -96,6 +96,7 @@ def dynamics(
     dtype: Dtype = "float32",
     device_map: DeviceMap = None,
     figures: Figures = True,
+    yes: Yes = False,
 ) -> None:
     """Head scores, repeated-sequence loss and in-context-learning score at every checkpoint."""
     if out is None and run is not None:
@@ -110,7 +111,6 @@ def dynamics(
         config = DynamicsConfig(protocol=protocol, num_seeds=seeds, icl_length=icl_length, **given)
         names = list(parse_list("--revisions", revisions, str)) if revisions is not None else []
         run_dynamics(out, config, run=run, model=model, revisions=names, device=device, dtype=dtype,
-                     device_map=device_map, figures=figures)
-        typer.echo(f"wrote {out}")
+                     device_map=device_map, figures=figures, confirm=yes)
 
     run_job(job, out=out, figures=figures)

@@ -26,10 +26,8 @@ Tables are tidy: one row per (component, layer, head, metric); ``head`` is -1 fo
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable
 
 import einops
 import numpy as np
@@ -40,10 +38,10 @@ from torch import Tensor
 
 from interp.errors import InterpError, check_choice
 from interp.hooks import ResumedRun, mask_ffn_hook, mask_heads_hook, mlp_out_hook, n_layers_heads, z_hook
-from interp.tasks.evaluation import (Batch, EncodedPrompts, encode_prompts, iterate_batches, logits_to_target_logprobs,
+from interp.tasks.evaluation import (Batch, EncodedPrompts, iterate_batches, logits_to_target_logprobs,
                                make_batch, multiple_choice_metrics, pad_id_of, sum_by_row, summarise,
                                      target_logprob_readout)
-from interp.tasks.prompts import PromptConfig, build_prompts, load_task, resolve_task_names
+from interp.tasks.prompts import PromptConfig
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -60,7 +58,7 @@ __all__ = [
     "resample_donors",
     "gradient_importance",
     "importance_table",
-    "run_importance",
+    "l2_normalise",
     "single_ablation_scores",
 ]
 
@@ -291,21 +289,17 @@ def ablation_replacements(bridge: "TransformerBridge", encoded: EncodedPrompts, 
     if kind == "mean":
         return _Replacements(kind, mean_head=means[0], mean_ffn=means[1])
     donors = resample_donors(encoded.n_items, seed)
-    items = torch.zeros(len(batch.tokens), dtype=torch.long)  # each row's prompt (a packed row holds one)
-    items[batch.target_rows.cpu()] = encoded.item_of_sequence[batch.sequence_ids.cpu()[batch.slots.cpu()]]
-    items = items.numpy()
+    items = encoded.item_of_sequence[batch.sequence_ids.cpu()].numpy()
     donor_items = donors[items]
     unique, inverse = np.unique(donor_items, return_inverse=True)
     donor_batch = make_batch(encoded, encoded.gold_sequence[unique].tolist(), bridge.cfg.device, pad_id_of(bridge.tokenizer))
     z, mlp = _collect_activations(bridge, donor_batch.tokens)
     donor_lengths = donor_batch.valid.sum(-1).long()  # (donor,)
     width = batch.tokens.shape[1]
-    # a packed (shared-context) row takes the donor at each token's position in its own sequence
-    positions = (torch.arange(width, device=batch.tokens.device).unsqueeze(0) if batch.position_ids is None
-                 else batch.position_ids)
+    positions = torch.arange(width, device=batch.tokens.device)
     rows = torch.as_tensor(inverse, device=batch.tokens.device)
     # (batch, pos) index into each donor's positions, clamped to its last real token
-    gather = torch.minimum(positions, (donor_lengths[rows] - 1).unsqueeze(1))
+    gather = torch.minimum(positions.unsqueeze(0), (donor_lengths[rows] - 1).unsqueeze(1))
     donor_width = donor_batch.tokens.shape[1]
     if donor_width < width:
         pad = width - donor_width
@@ -324,9 +318,9 @@ def _one_head_per_copy(heads: Tensor, n_heads: int) -> Tensor:
 
 
 def ablation_importance(bridge: "TransformerBridge", encoded: EncodedPrompts, config: ImportanceConfig = ImportanceConfig(),
-                        means: tuple[Tensor, Tensor] | None = None, progress: Callable[[int], None] | None = None,
-                        share_context: bool = True) -> dict[str, dict[str, Tensor]]:
-    """Exact single-component ablation scores (``share_context``: one row per prompt, see tasks.evaluation).
+                        means: tuple[Tensor, Tensor] | None = None, progress: Callable[[int], None] | None = None
+                        ) -> dict[str, dict[str, Tensor]]:
+    """Exact single-component ablation scores.
 
     Returns, per ablation kind, tensors ``head_logprob`` (layer, head, sequence) and
     ``ffn_logprob`` (layer, sequence) of summed continuation log-probabilities, plus
@@ -348,8 +342,8 @@ def ablation_importance(bridge: "TransformerBridge", encoded: EncodedPrompts, co
     clean = torch.zeros(encoded.n_sequences, dtype=torch.float64)
     n_tokens = torch.zeros(encoded.n_sequences, dtype=torch.float64)
     for batch in iterate_batches(encoded, list(range(encoded.n_sequences)), config.batch_size, bridge.cfg.device,
-                                 pad_id_of(bridge.tokenizer), share_context):
-        run = ResumedRun(bridge, batch.tokens, target_logprob_readout(bridge, batch), batch.forward_kwargs())
+                                 pad_id_of(bridge.tokenizer)):
+        run = ResumedRun(bridge, batch.tokens, target_logprob_readout(bridge, batch))
         ids = batch.sequence_ids.cpu()
         clean[ids] = sum_by_row(run.clean, batch).double().cpu()
         n_tokens[ids] = sum_by_row(torch.ones_like(run.clean), batch).double().cpu()
@@ -408,7 +402,8 @@ def _rows(values: Tensor, component: str, metric: str) -> pd.DataFrame:
                          "value": array})
 
 
-def _l2_normalise(scores: Float[Tensor, "layer head"]) -> Float[Tensor, "layer head"]:
+def l2_normalise(scores: Float[Tensor, "layer head"]) -> Float[Tensor, "layer head"]:
+    """Michel et al.'s per-layer L2 normalisation of head scores (a layer of zeros stays zero)."""
     norms = scores.norm(dim=1, keepdim=True)
     return scores / torch.where(norms > 0, norms, torch.ones_like(norms))
 
@@ -423,7 +418,7 @@ def importance_table(bridge: "TransformerBridge", encoded: EncodedPrompts, metho
         scores = gradient_importance(bridge, encoded, config.batch_size, config.gradient_positions)
         if method == "gradient":
             frames += [_rows(scores["head_gradient"], "head", "gradient"),
-                       _rows(_l2_normalise(scores["head_gradient"]), "head", "gradient_l2"),
+                       _rows(l2_normalise(scores["head_gradient"]), "head", "gradient_l2"),
                        _rows(scores["ffn_gradient"], "ffn", "gradient")]
         else:
             frames += [_rows(scores["head_attribution"], "head", "attribution_mean_loss"),
@@ -467,74 +462,3 @@ def attribution_agreement(table: pd.DataFrame) -> pd.DataFrame:
             rho = stats.spearmanr(part["value_attribution"], part["value_ablation"]).statistic
             rows.append({"task": task, "shots": shots, "component": component, "n": len(part), "spearman": rho})
     return pd.DataFrame(rows)
-
-
-def _result_stem(out: Path, task: str, shots: int, method: str) -> Path:
-    safe = "".join(character if character.isalnum() or character in "-_" else "_" for character in task)
-    return out / "importance" / f"{safe}__{shots}shot__{method}"
-
-
-def run_importance(model: str, tasks: str | Sequence[str], shots: Sequence[int], method: str, out: Path,
-                   config: ImportanceConfig = ImportanceConfig(), *, device: str = "auto", dtype: str = "float32",
-                   device_map: str | None = None, bridge_record: Any = None, show_progress: bool = True) -> pd.DataFrame:
-    """Sweep (task, shots): write each result atomically as it finishes; skip those already written.
-
-    Writes ``out/importance/{task}__{k}shot__{method}.parquet`` (+ .csv, .json), then the
-    combined ``out/importance.parquet`` and ``out/task_accuracy.parquet`` over every result in
-    the folder.
-    """
-    from tqdm.auto import tqdm
-
-    from interp.store import read_json, read_table, run_metadata, write_json, write_table
-
-    check_choice("method", method, METHODS)
-    names = resolve_task_names(tasks) if isinstance(tasks, str) else list(tasks)
-    loaded = {name: load_task(name) for name in names}  # fail fast on an unknown task
-    labels = {name: loaded[name].name for name in names}  # a file path becomes its stem
-    for k in shots:
-        if k < 0:
-            raise InterpError(f"shots must be 0 or more, got {k}")
-    todo = [(name, k) for name in names for k in shots
-            if not _result_stem(out, labels[name], k, method).with_suffix(".parquet").exists()]
-    if todo:
-        # Build every prompt before loading the model: bad input fails at once.
-        prompt_sets = [(name, k, build_prompts(loaded[name], k, config.prompt_config())) for name, k in todo]
-        if bridge_record is None:
-            from interp.models.loading import load_model
-            bridge_record = load_model(model, device=device, dtype=dtype, device_map=device_map)
-        bridge, record = bridge_record
-        prepared = [(name, k, encode_prompts(bridge.tokenizer, prompts, bridge.cfg.n_ctx, labels[name]))
-                    for name, k, prompts in prompt_sets]
-        n_layers = int(bridge.cfg.n_layers) if config.layers is None else len(config.layers)
-        per_result = lambda encoded: (n_layers * len(config.ablations) * math.ceil(encoded.n_sequences / config.batch_size)  # noqa: E731
-                                      if method == "ablation" else 1)
-        bar = tqdm(total=sum(per_result(encoded) for _, _, encoded in prepared), disable=not show_progress,
-                   desc=f"{method} importance", unit="step")
-        for name, k, encoded in prepared:
-            bar.set_postfix_str(f"{labels[name]} {k}-shot")
-            started = time.perf_counter()
-            table, summary = importance_table(bridge, encoded, method, config, progress=bar.update)
-            table.insert(0, "model", record.name)
-            table.insert(1, "task", labels[name])
-            table.insert(2, "shots", k)
-            table.insert(3, "method", method)
-            stem = _result_stem(out, labels[name], k, method)
-            write_json(run_metadata(record, task=labels[name], source=loaded[name].source, shots=k, method=method,
-                                    chance=loaded[name].chance(config.n_choices), **summary,
-                                    config=config.__dict__, seconds=time.perf_counter() - started),
-                       stem.with_suffix(".json"))
-            write_table(table, stem)  # the parquet is written last: its presence marks the result done
-        bar.close()
-    stems = sorted((out / "importance").glob("*.parquet"))
-    combined = pd.concat([read_table(path.with_suffix("")) for path in stems], ignore_index=True)
-    write_table(combined, out / "importance")
-    agreement = attribution_agreement(combined)
-    if not agreement.empty:
-        write_table(agreement, out / "attribution_vs_ablation")
-    accuracy_rows = []
-    for path in stems:
-        meta = read_json(path.with_suffix(".json"))
-        accuracy_rows.append({key: meta.get(key) for key in ("task", "shots", "method", "accuracy", "accuracy_ci_low",
-                                                               "accuracy_ci_high", "accuracy_norm", "loss", "n_items", "chance")})
-    write_table(pd.DataFrame(accuracy_rows), out / "task_accuracy")
-    return combined

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
+import json
 import os
 import socket
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from interp.data import data_path
 from interp.errors import InterpError
-from interp.store import atomic_directory
+from interp.store import atomic_directory, write_json
 
 if TYPE_CHECKING:  # heavy imports stay inside the functions so `interp --help` is fast
     import torch
@@ -44,10 +45,13 @@ __all__ = [
     "KnownModel",
     "ModelRecord",
     "cache_dir",
+    "file_digest",
     "list_models",
     "load_model",
+    "model_identity",
     "resolve_device",
     "resolve_dtype",
+    "resolve_source",
 ]
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -146,7 +150,8 @@ class ModelRecord:
     d_vocab: int
     dtype: str
     device: str
-    source: str  # the spec's kind and file name, never a machine's absolute path
+    source: str  # the spec's kind and name, never a machine's absolute path
+    identity: str = ""  # what the weights are: sha256 of config + weights (local), hub id @ revision
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -181,6 +186,8 @@ def resolve_device(device: str = "auto") -> str:
     kind, _, index = device.partition(":")
     if kind not in {"cpu", "cuda", "mps"} or (index and not index.isdigit()):
         raise InterpError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InterpError(f"device {device!r} asked for, but Apple's MPS is not available on this machine; use --device cpu")
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise InterpError(f"device {device!r} asked for, but no CUDA GPU is visible; use --device cpu")
@@ -203,15 +210,9 @@ def resolve_dtype(dtype: "str | torch.dtype") -> "torch.dtype":
     return getattr(torch, _DTYPES[dtype])
 
 
-def _file_key(path: Path) -> str:
-    stat = path.stat()
-    text = f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def _gguf_to_hf_dir(spec: str, gguf_path: Path) -> Path:
     """Dequantise a GGUF once into a safetensors Hugging Face directory, cached."""
-    cached = cache_dir() / "models" / f"{gguf_path.stem}-{_file_key(gguf_path)}"
+    cached = cache_dir() / "models" / f"{gguf_path.stem}-{file_digest(gguf_path)[:16]}"  # by content: a replaced file is redone
     if (cached / "config.json").exists():
         return cached
     import torch
@@ -257,8 +258,22 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _resolve_source(spec: str) -> tuple[str, str]:
-    """Map a spec to (a loadable local directory or hub id, a human description of the source)."""
+def _hub_snapshot(spec: str) -> Path | None:
+    """The local Hugging Face cache folder of ``spec`` (named by its commit), or None when not cached."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(spec, "config.json")
+    except Exception:  # noqa: BLE001 - an id the hub library rejects is simply not cached
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def resolve_source(spec: str) -> tuple[str, str]:
+    """Map a spec to (a loadable local directory or hub id, a description of the source without absolute paths).
+
+    Fails at once, before anything heavy is imported, for a spec that names nothing loadable.
+    """
     if spec in KNOWN_MODELS:
         known = KNOWN_MODELS[spec]
         location = known.locate()
@@ -279,7 +294,81 @@ def _resolve_source(spec: str) -> tuple[str, str]:
         return str(path), f"dir:{path.name}"
     if "/" in spec and (spec.startswith((".", "/", "~")) or path.parent.exists() and path.suffix):
         raise InterpError(f"model {spec!r}: no such file or directory")
+    if _hub_snapshot(spec) is None and not _hub_reachable():
+        raise InterpError(
+            f"model {spec!r} is not a known spec ({', '.join(KNOWN_MODELS)}), a local path, or in the local Hugging Face "
+            "cache, and the hub is unreachable; run `interp models` for what is installed"
+        )
     return spec, f"hub:{spec}"
+
+
+# --------------------------------------------------------------------------- what the weights are
+
+_HASHED_SUFFIXES = (".json", ".safetensors", ".bin", ".pt", ".pth", ".gguf", ".model", ".txt", ".tiktoken")
+
+
+def _digest_cache_path() -> Path:
+    return cache_dir() / "file_digests.json"
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, computed once per (path, size, modification time, inode) and cached.
+
+    >>> import tempfile; folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "weights.bin").write_bytes(b"abc")
+    >>> file_digest(folder / "weights.bin")[:12]
+    'ba7816bf8f01'
+    """
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}"
+    cache_path = _digest_cache_path()
+    try:
+        cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    except (OSError, ValueError):
+        cache = {}  # a damaged cache only costs a rehash
+    if key in cache:
+        return cache[key]
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    cache = {name: value for name, value in cache.items() if not name.startswith(f"{path}|")}
+    cache[key] = digest.hexdigest()
+    try:
+        write_json(cache, cache_path)
+    except InterpError:
+        pass  # a read-only cache folder: the digest is still right, only not remembered
+    return cache[key]
+
+
+def _folder_digest(folder: Path) -> str:
+    files = sorted(path for path in folder.iterdir() if path.is_file() and path.suffix in _HASHED_SUFFIXES)
+    listing = [[path.name, file_digest(path)] for path in files]
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+
+
+def model_identity(spec: str) -> str | None:
+    """What ``spec``'s weights are, without loading them: ``sha256:...`` of a local model's config, tokenizer
+    and weights (a GGUF's bytes), ``hub:ID@COMMIT`` for a cached hub model; None when only a download could tell.
+
+    Results and caches are keyed by it, so a folder whose weights changed is never mistaken for its old self.
+    """
+    if spec in KNOWN_MODELS:
+        location = KNOWN_MODELS[spec].locate()
+        if location is None:
+            raise InterpError(f"model {spec!r} is not installed; install it with: {KNOWN_MODELS[spec].install}")
+    else:
+        location = Path(spec).expanduser()
+    try:
+        if location.is_file():
+            return f"sha256:{file_digest(location)[:16]}"
+        if location.is_dir():
+            return f"sha256:{_folder_digest(location)[:16]}"
+    except OSError as error:
+        raise InterpError(f"model {spec!r}: cannot read {location} ({error.strerror}); check the files' permissions") from None
+    snapshot = _hub_snapshot(spec)
+    return f"hub:{spec}@{snapshot.name}" if snapshot is not None else None
 
 
 def _load_hub_model(spec: str, dtype: "torch.dtype", placement: dict[str, Any]):
@@ -304,6 +393,24 @@ def _load_hub_model(spec: str, dtype: "torch.dtype", placement: dict[str, Any]):
     raise AssertionError("unreachable")
 
 
+def _load_local(spec: str, source: str, dtype: "torch.dtype", placement: dict[str, Any]):
+    """Tokenizer and model of a local folder; a damaged or incomplete file is named in one line."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **placement)
+    except Exception as error:  # noqa: BLE001 - safetensors, json and OS errors each have their own types
+        raise InterpError(f"model {spec!r}: cannot load its files ({_first_line(error)}); a file may be damaged or "
+                          "incomplete: copy, download or export the model again") from None
+    return model, tokenizer
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
 def load_model(
     spec: str = DEFAULT_MODEL,
     *,
@@ -320,24 +427,21 @@ def load_model(
     GPU (the paper's OPT-66B ran this way), with modules on ``disk`` kept in ``offload_folder``;
     ``device`` is then ignored.
     """
-    from transformer_lens.model_bridge import TransformerBridge
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from interp.reach.placement import Placement, check_realized_map, device_label, outputs_to_input_device
+    from interp.progress import silence_missing_widgets
 
+    source, description = resolve_source(spec)  # a bad spec fails here, before the heavy imports
     torch_dtype = resolve_dtype(dtype)
     placement = device_map if isinstance(device_map, Placement) else Placement.from_options(device_map, max_memory,
                                                                                              offload_folder)
     target_device = None if placement.sharded else resolve_device(device)
-    source, description = _resolve_source(spec)
+    silence_missing_widgets()  # Jupyter without ipywidgets: text bars, no "IProgress not found" from tqdm
+    from transformer_lens.model_bridge import TransformerBridge
+
     if description.startswith("hub:"):
         hf_model, tokenizer = _load_hub_model(spec, torch_dtype, placement.load_kwargs(source))
     else:
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(source)
-            hf_model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **placement.load_kwargs(source))
-        except (OSError, ValueError) as error:
-            raise InterpError(f"model {spec!r}: cannot load {source} ({str(error).splitlines()[0]})") from None
+        hf_model, tokenizer = _load_local(spec, source, torch_dtype, placement.load_kwargs(source))
     check_realized_map(getattr(hf_model, "hf_device_map", None))
     if not hf_model.config.architectures:
         hf_model.config.architectures = [type(hf_model).__name__]
@@ -359,18 +463,10 @@ def load_model(
     bridge.cfg.n_ctx = model_context(bridge).tokens  # a model that states no context: its tokenizer's limit
     outputs_to_input_device(bridge)  # several GPUs: final residual and logits come back to the tokens' device
     cfg = bridge.cfg
-    n_kv_heads = getattr(cfg, "n_key_value_heads", None) or cfg.n_heads
     record = ModelRecord(
-        name=spec,
-        architecture=hf_model.config.architectures[0],
-        n_layers=cfg.n_layers,
-        n_heads=cfg.n_heads,
-        n_kv_heads=int(n_kv_heads),
-        d_model=cfg.d_model,
-        d_head=cfg.d_head,
-        d_vocab=cfg.d_vocab,
-        dtype=str(torch_dtype).removeprefix("torch."),
-        device=device_label(hf_model),
-        source=description,
+        name=spec, architecture=hf_model.config.architectures[0], n_layers=cfg.n_layers, n_heads=cfg.n_heads,
+        n_kv_heads=int(getattr(cfg, "n_key_value_heads", None) or cfg.n_heads), d_model=cfg.d_model, d_head=cfg.d_head,
+        d_vocab=cfg.d_vocab, dtype=str(torch_dtype).removeprefix("torch."), device=device_label(hf_model),
+        source=description, identity=model_identity(spec) or f"hub:{spec}",
     )
     return bridge, record

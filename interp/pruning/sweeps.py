@@ -13,7 +13,10 @@
   items (best accuracy, ties by lower loss) and reported on the other 80% beside the
   unmodified model.
 
-Each finished cell is one JSON file; a rerun skips it.
+Each finished cell is one JSON file; a rerun skips it.  A cell's folder is named by a digest of
+everything that makes it (the model's weights, dtype and kind of device; the settings; the
+package version; for layer dropping also the tasks' contents and shots, which the distances and
+every cell read), and a LASER cell's name carries its task's content digest.
 
 >>> LaserSweepConfig(rhos=(0.5, 1.5))
 Traceback (most recent call last):
@@ -27,21 +30,28 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from interp.errors import InterpError, check_choice
-from interp.output.claims import claims_table
-from interp.pruning.thresholds import prunable_percent
+from interp.jobs import (FIGURE_FORMATS, JobResult, ModelHandle, WorkEstimate, check_shots, check_task_labels, draw_figures,
+                         method_version, task_key)
+from interp.models.context import model_context
+from interp.pruning.thresholds import threshold_table
+from interp.store import (DamagedResult, atomic_directory, cache_key, read_json, read_json_if_intact, read_table_if_present,
+                          results_folder, run_metadata, write_json, write_table)
 from interp.tasks.evaluation import (EncodedPrompts, encode_prompts, iterate_batches, multiple_choice_metrics, pad_id_of,
                                score_sequences, sum_by_row, summarise, target_logprob_readout)
-from interp.tasks.prompts import PromptConfig, build_prompts, load_task, resolve_task_names
+from interp.tasks.prompts import PromptConfig, Task, build_prompts, load_task, resolve_task_names
+from interp.timing import PhaseTimer
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
+
+    from interp.models.loading import ModelRecord
 
 __all__ = ["LASER_RHOS", "LaserSweepConfig", "LayerSweepConfig", "run_laser_sweep", "run_layer_sweep",
            "select_laser"]
@@ -53,39 +63,33 @@ def _safe(text: Any) -> str:
     return "".join(character if character.isalnum() or character in "-_." else "_" for character in str(text))
 
 
-def _setting(config: Any, labels: Sequence[str] = (), shots: Sequence[int] = ()) -> str:
-    """A folder name for the evaluation setting, so that cells made under other settings are never mixed in."""
-    import hashlib
-    import json
-
-    digest = hashlib.sha1(json.dumps([sorted(labels), sorted(shots)]).encode()).hexdigest()[:8] if labels else "any"
-    return f"items{config.max_items or 'all'}_choices{config.n_choices}_seed{config.seed}_{digest}"
-
-
-def _check_shots(shots: Sequence[Any]) -> list[int]:
-    for k in shots:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-            raise InterpError(f"shots must be integers 0 or more, got {k!r}")
-    return list(shots)
+def _tasks(tasks: str | Sequence[str], shots: Sequence[Any], prompt_config: PromptConfig) -> tuple[list[Task], list[int]]:
+    """The tasks and shots, checked, and every prompt built once: bad input fails before the model loads."""
+    shots = check_shots(shots)
+    loaded = [load_task(name) for name in (resolve_task_names(tasks) if isinstance(tasks, str) else list(tasks))]
+    check_task_labels(loaded)
+    for task in loaded:
+        for k in shots:
+            build_prompts(task, k, prompt_config)
+    return loaded, shots
 
 
-def _prepare(model: str, tasks: str | Sequence[str], shots: Sequence[Any], prompt_config: PromptConfig,
-             bridge_record: Any, device: str, dtype: str = "float32", device_map: str | None = None
-             ) -> tuple[Any, Any, list[str], dict[tuple[str, int], EncodedPrompts]]:
-    """Tasks and prompts first (bad input fails before the model loads), then the model and the tokens."""
-    names = resolve_task_names(tasks) if isinstance(tasks, str) else list(tasks)
-    loaded = {name: load_task(name) for name in names}
-    prompts = {(loaded[name].name, k): build_prompts(loaded[name], k, prompt_config) for name in names for k in shots}
-    if bridge_record is None:
-        from interp.models.loading import load_model
-        bridge_record = load_model(model, device=device, dtype=dtype, device_map=device_map)
-    bridge, record = bridge_record
-    encoded = {key: encode_prompts(bridge.tokenizer, value, bridge.cfg.n_ctx, key[0]) for key, value in prompts.items()}
-    return bridge, record, [loaded[name].name for name in names], encoded
+def _encode(bridge: "TransformerBridge", tasks: list[Task], shots: list[int], prompt_config: PromptConfig
+            ) -> dict[tuple[str, int], EncodedPrompts]:
+    return {(task.name, k): encode_prompts(bridge.tokenizer, build_prompts(task, k, prompt_config), bridge.cfg.n_ctx,
+                                           task.name) for task in tasks for k in shots}
+
+
+def _settings(config: Any, left_out: Sequence[str]) -> dict[str, Any]:
+    return {name: value for name, value in asdict(config).items() if name not in left_out}
 
 
 def _summary(logprob_sums: torch.Tensor, n_tokens: torch.Tensor, encoded: EncodedPrompts) -> dict[str, float]:
-    return summarise(multiple_choice_metrics(logprob_sums, n_tokens, encoded))
+    """Accuracy summary and per-item correctness (``item_correct``), for intervals paired with the unpruned model."""
+    from interp.pruning.thresholds import encode_items
+
+    metrics = multiple_choice_metrics(logprob_sums, n_tokens, encoded)
+    return {**summarise(metrics), "item_correct": encode_items(metrics["correct"])}
 
 
 # --------------------------------------------------------------------------- layer dropping
@@ -125,7 +129,8 @@ def _text_windows(bridge: "TransformerBridge", config: LayerSweepConfig) -> torc
 
     documents = read_corpus()
     held_out = documents[int(0.95 * len(documents)):]  # the tail `interp train` never sees
-    return icl_windows(bridge, held_out, min(config.text_length, int(bridge.cfg.n_ctx)), config.text_windows)
+    length = min(config.text_length, model_context(bridge).tokens)  # never a window longer than the model reads
+    return icl_windows(bridge, held_out, length, config.text_windows)
 
 
 def _text_loss(bridge: "TransformerBridge", windows: torch.Tensor, hooks: list, batch_size: int) -> float:
@@ -156,20 +161,24 @@ def _forward_seconds(model: torch.nn.Module, tokens: torch.Tensor, repeats: int 
     return float(np.median(times))
 
 
-def _save_pruned_model(model: str, layers: list[int], out: Path, windows: torch.Tensor, bridge: "TransformerBridge",
+def _save_pruned_model(spec: str, layers: list[int], out: Path, windows: torch.Tensor, bridge: "TransformerBridge",
                        encoded: EncodedPrompts, batch_size: int) -> dict[str, Any]:
-    """Cut ``layers`` from a plain copy of ``model``, save it, reload it; compare with the original."""
+    """Cut ``layers`` from a plain copy of model ``spec``, save it (whole or not at all), reload it; compare."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from interp.models.loading import load_model, resolve_source
     from interp.pruning.layers import drop_layers, skip_layer_hooks
-    from interp.models.loading import _resolve_source, load_model
 
-    source, _ = _resolve_source(model)
+    source, _ = resolve_source(spec)
     original = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
     pruned = drop_layers(original, layers)
     directory = out / "pruned_model"
-    pruned.save_pretrained(directory)
-    AutoTokenizer.from_pretrained(source).save_pretrained(directory)
+
+    def write(folder: Path) -> None:
+        pruned.save_pretrained(folder)
+        AutoTokenizer.from_pretrained(source).save_pretrained(folder)
+
+    atomic_directory(directory, write, replace=True)
     reloaded = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
     sample = windows[: min(8, len(windows))]
     hooked = score_sequences(bridge, encoded, batch_size, skip_layer_hooks(layers))
@@ -177,7 +186,7 @@ def _save_pruned_model(model: str, layers: list[int], out: Path, windows: torch.
     loaded = score_sequences(bridge_pruned, encoded, batch_size)
     (original_parameters, original_bytes), (pruned_parameters, pruned_bytes) = _parameter_bytes(original), _parameter_bytes(reloaded)
     original_seconds, pruned_seconds = _forward_seconds(original, sample), _forward_seconds(reloaded, sample)
-    return {"directory": str(directory), "dropped_layers": layers, "n_layers_original": int(original.config.num_hidden_layers),
+    return {"directory": directory.name, "dropped_layers": layers, "n_layers_original": int(original.config.num_hidden_layers),
             "n_layers_pruned": int(reloaded.config.num_hidden_layers),
             "parameters_original": original_parameters, "parameters_pruned": pruned_parameters,
             "memory_bytes_original": original_bytes, "memory_bytes_pruned": pruned_bytes,
@@ -186,52 +195,54 @@ def _save_pruned_model(model: str, layers: list[int], out: Path, windows: torch.
             "max_logprob_difference_reloaded_vs_hooks": float((hooked.logprob_sum - loaded.logprob_sum).abs().max())}
 
 
-def run_layer_sweep(model: str, tasks: str | Sequence[str], shots: Sequence[Any], out: Path,
-                    config: LayerSweepConfig = LayerSweepConfig(), *, device: str = "auto", dtype: str = "float32",
-                    device_map: str | None = None, bridge_record: Any = None, figures: bool = True,
-                    show_progress: bool = True) -> dict[str, pd.DataFrame]:
-    """Drop blocks of layers (l* and the baseline), evaluate tasks and text loss; write ``out/layer_*``."""
-    from tqdm.auto import tqdm
+def _layer_distances(bridge: "TransformerBridge", encoded: dict, windows: torch.Tensor, config: LayerSweepConfig,
+                     setting: Path) -> torch.Tensor:
+    """d(l, n) for every start l and block size n: cached in the setting's folder, measured once."""
+    from interp.pruning.layers import angular_distances, distance_table
 
-    from interp.pruning.layers import (angular_distances, baseline_layers, distance_table, pruned_layers,
-                               skip_layer_hooks)
-    from interp.store import read_json, read_table, run_metadata, write_json, write_table
-
-    out = Path(out)
-    shots = _check_shots(shots)
-    bridge, record, labels, encoded = _prepare(model, tasks, shots, config.prompt_config(), bridge_record, device, dtype, device_map)
     n_layers = int(bridge.cfg.n_layers)
-    sizes = config.block_sizes or tuple(range(1, n_layers))
-    for size in sizes:
-        if size > n_layers - 1:
-            raise InterpError(f"block size {size} is outside 1..{n_layers - 1} for a {n_layers}-layer model "
-                              "(the baseline keeps the final layer)")
-    setting = out / "pruning" / "layers" / (_setting(config, labels, shots) + f"_text{config.text_windows}x{config.text_length}")
-    folder = setting / "cells"
-    windows = _text_windows(bridge, config)
-    distance_stem = setting / f"layer_distances_{config.distance_source}"
-    if distance_stem.with_suffix(".parquet").exists():
-        table = read_table(distance_stem)
+    stem = setting / f"layer_distances_{config.distance_source}"
+    try:
+        table = read_table_if_present(stem)
+    except DamagedResult:
+        table = None  # measured again below
+    if table is not None:
         distances = torch.full((n_layers + 1, n_layers + 1), float("nan"), dtype=torch.float64)
         distances[torch.tensor(table["layer"].to_numpy().copy()), torch.tensor(table["n"].to_numpy().copy())] = torch.tensor(
             table["distance"].to_numpy().copy())
+        return distances
+    if config.distance_source == "text":
+        samples: Any = windows
     else:
-        if config.distance_source == "text":
-            samples: Any = windows
-        else:
-            samples = [batch for value in encoded.values()
-                       for batch in iterate_batches(value, value.gold_sequence.tolist(), config.batch_size,
-                                                    bridge.cfg.device, pad_id_of(bridge.tokenizer))]
-        distances = angular_distances(bridge, samples)
-        write_table(distance_table(distances).assign(source=config.distance_source), distance_stem)
-    write_table(distance_table(distances).assign(source=config.distance_source), out / f"layer_distances_{config.distance_source}")
+        samples = [batch for value in encoded.values()
+                   for batch in iterate_batches(value, value.gold_sequence.tolist(), config.batch_size,
+                                                bridge.cfg.device, pad_id_of(bridge.tokenizer))]
+    distances = angular_distances(bridge, samples)
+    write_table(distance_table(distances).assign(source=config.distance_source), stem)
+    return distances
+
+
+def _layer_plans(distances: torch.Tensor, sizes: Sequence[int], n_layers: int) -> list[tuple[str, int, list[int]]]:
+    """(method, n, dropped layers): the unpruned model, then l*(n) and the deepest-n baseline for every n."""
+    from interp.pruning.layers import baseline_layers, pruned_layers
+
     plans = [("unpruned", 0, [])]
     for size in sizes:
-        plans.append(("angular", size, pruned_layers(distances, size)))
-        plans.append(("baseline", size, baseline_layers(n_layers, size)))
-    todo = [(method, size, layers) for method, size, layers in plans
-            if not (folder / f"{method}__n{size}__{config.distance_source}.json").exists()]
-    for method, size, layers in tqdm(todo, desc="layer dropping", disable=not show_progress):
+        plans += [("angular", size, pruned_layers(distances, size)), ("baseline", size, baseline_layers(n_layers, size))]
+    return plans
+
+
+def _evaluate_layer_plans(bridge: "TransformerBridge", record: "ModelRecord", todo: list, encoded: dict, windows: torch.Tensor,
+                          config: LayerSweepConfig, cells: dict, *, progress: bool, echo: Callable[[str], None],
+                          confirm: bool) -> None:
+    """Evaluate each plan of ``todo`` on every task and the text; each plan's cell saved as it finishes."""
+    from tqdm.auto import tqdm
+
+    from interp.pruning.layers import skip_layer_hooks
+
+    estimate = WorkEstimate(f"layer dropping: {len(todo)} settings", len(todo), confirm, echo)
+    n_layers = int(bridge.cfg.n_layers)
+    for method, size, layers in tqdm(todo, desc="layer dropping", disable=not progress):
         started = time.perf_counter()
         hooks = skip_layer_hooks(layers)
         rows = []
@@ -240,59 +251,131 @@ def run_layer_sweep(model: str, tasks: str | Sequence[str], shots: Sequence[Any]
             rows.append({"task": label, "shots": k, **_summary(scores.logprob_sum, scores.n_tokens, value)})
         write_json({"model": record.name, "method": method, "n": size, "layers": layers, "fraction_dropped": size / n_layers,
                     "distance_source": config.distance_source, "text_loss": _text_loss(bridge, windows, hooks, config.batch_size),
-                    "tasks": rows, "seconds": time.perf_counter() - started},
-                   folder / f"{method}__n{size}__{config.distance_source}.json")
+                    "tasks": rows, "seconds": time.perf_counter() - started}, cells[(method, size)])
+        estimate.done(1)
+
+
+def _layer_sweep_table(plans: list, cells: dict) -> pd.DataFrame:
+    """One row per (method, n, task, shots); the unpruned row stands at n = 0 of both methods."""
     rows = []
     for method, size, layers in plans:
-        cell = read_json(folder / f"{method}__n{size}__{config.distance_source}.json")
+        cell = read_json(cells[(method, size)])
         for task_row in cell["tasks"]:
-            if task_row["task"] in labels and task_row["shots"] in shots:
-                rows.append({"method": method, "n": size, "fraction_dropped": cell["fraction_dropped"],
-                             "layers": ",".join(map(str, layers)), "text_loss": cell["text_loss"], **task_row})
+            rows.append({"method": method, "n": size, "fraction_dropped": cell["fraction_dropped"],
+                         "layers": ",".join(map(str, layers)), "text_loss": cell["text_loss"], **task_row})
     sweep = pd.DataFrame(rows)
     unpruned = sweep[sweep["method"] == "unpruned"]
     sweep = pd.concat([sweep, unpruned.assign(method="angular"), unpruned.assign(method="baseline")])
-    sweep = sweep[sweep["method"] != "unpruned"].sort_values(["method", "n", "task", "shots"]).reset_index(drop=True)
-    tables = {"layer_pruning": sweep}
-    tables["layer_pruning_thresholds"] = _layer_thresholds(sweep, config.tolerance, n_layers)
-    for name, frame in tables.items():
-        write_table(frame, out / name)
-    saved_path = setting / "layer_pruning_saved.json"
-    if config.save_pruned and not saved_path.exists():
-        angular = tables["layer_pruning_thresholds"]
-        best = angular[(angular["method"] == "angular") & (angular["task"] == "average")]["prunable_n"]
-        size = max(1, int(best.min()) if len(best) else 1)
-        first = next(iter(encoded.values()))
-        write_json(run_metadata(record, n=size, **_save_pruned_model(model, pruned_layers(distances, size), out, windows,
-                                                                        bridge, first, config.batch_size)), saved_path)
-    if saved_path.exists():
-        tables["layer_pruning_saved"] = pd.DataFrame([{key: value for key, value in read_json(saved_path).items()
-                                                       if not isinstance(value, (dict, list))}])
-        write_table(tables["layer_pruning_saved"], out / "layer_pruning_saved")
-    write_json(run_metadata(record, tasks=labels, shots=shots, config=asdict(config)), out / "layer_pruning.json")
-    if figures:
-        from interp.output.figures import angular_distance_figure, layer_drop_figure, save_figure
+    return sweep[sweep["method"] != "unpruned"].sort_values(["method", "n", "task", "shots"]).reset_index(drop=True)
 
-        save_figure(angular_distance_figure(distance_table(distances), f"Angular distance d(l, n) on {config.distance_source}"),
-                    out / "figures" / f"layer_distances_{config.distance_source}")
-        save_figure(layer_drop_figure(sweep, "Dropping blocks of layers: l* (angular distance) vs the deepest layers"),
-                    out / "figures" / "layer_pruning")
-    claims_table(out)
-    return tables
+
+def _saved_model(bridge: "TransformerBridge", record: "ModelRecord", distances: torch.Tensor, thresholds: pd.DataFrame,
+                 encoded: dict, windows: torch.Tensor, config: LayerSweepConfig, setting: Path, out: Path) -> pd.DataFrame | None:
+    """Cut the largest l* block within the tolerance once per setting and tolerance; its comparison as a one-row table."""
+    from interp.pruning.layers import pruned_layers
+
+    path = setting / f"layer_pruning_saved_tolerance{_safe(config.tolerance)}.json"
+    if config.save_pruned and read_json_if_intact(path) is None:
+        best = thresholds[(thresholds["method"] == "angular") & (thresholds["task"] == "average")]["prunable_n"]
+        size = max(1, int(best.min()) if len(best) else 1)
+        comparison = _save_pruned_model(record.name, pruned_layers(distances, size), out, windows, bridge,
+                                        next(iter(encoded.values())), config.batch_size)
+        write_json(run_metadata(record, n=size, **comparison), path)
+    saved = read_json_if_intact(path)
+    if saved is None:
+        return None
+    return pd.DataFrame([{name: value for name, value in saved.items() if not isinstance(value, (dict, list))}])
+
+
+def _layer_setting(model_key: dict, tasks: list[Task], shots: list[int], config: LayerSweepConfig) -> tuple[str, dict]:
+    """The setting's folder name and its key: the model, the tasks' contents, the shots, the settings, the version."""
+    key = {"job": "layer_pruning", "model": model_key, "tasks": [task_key(task) for task in tasks], "shots": shots,
+           "settings": _settings(config, ("block_sizes", "save_pruned", "tolerance", "batch_size")),
+           "version": method_version()}
+    readable = f"items{config.max_items or 'all'}_choices{config.n_choices}_seed{config.seed}_text{config.text_windows}x{config.text_length}"
+    return f"{readable}_{cache_key(key)[:10]}", key
+
+
+def run_layer_sweep(model: "str | tuple[TransformerBridge, ModelRecord]", tasks: str | Sequence[str], shots: Sequence[Any],
+                    out: Path, config: LayerSweepConfig = LayerSweepConfig(), *, device: str = "auto", dtype: str = "float32",
+                    device_map: str | None = None, figures: bool = True, progress: bool = True,
+                    echo: Callable[[str], None] = print, confirm: bool = False) -> JobResult:
+    """Drop blocks of layers (l* and the baseline), evaluate tasks and text loss; write ``out/layer_*`` (plan,
+    evaluate, write, draw); each evaluated block size is kept, so a rerun continues."""
+    from interp.output.claims import claims_table
+    from interp.pruning.layers import distance_table
+
+    out, timer = Path(out), PhaseTimer()
+    loaded, shots = _tasks(tasks, shots, config.prompt_config())
+    with results_folder(out, echo):
+        handle = ModelHandle(model, device, dtype, device_map)
+        with timer.phase("load"):
+            bridge, record = handle.load()
+        n_layers = int(bridge.cfg.n_layers)
+        sizes = config.block_sizes or tuple(range(1, n_layers))
+        for size in sizes:
+            if size > n_layers - 1:
+                raise InterpError(f"block size {size} is outside 1..{n_layers - 1} for a {n_layers}-layer model "
+                                  "(the baseline keeps the final layer)")
+        name, key = _layer_setting(handle.key, loaded, shots, config)
+        setting = out / "pruning" / "layers" / name
+        with timer.phase("compute"):
+            encoded = _encode(bridge, loaded, shots, config.prompt_config())
+            windows = _text_windows(bridge, config)
+            if windows.shape[1] < config.text_length:
+                echo(f"text windows of {windows.shape[1]} tokens, not {config.text_length}: the model reads at most "
+                     f"{windows.shape[1]} ({model_context(bridge).source})")
+            distances = _layer_distances(bridge, encoded, windows, config, setting)
+            plans = _layer_plans(distances, sizes, n_layers)
+            cells = {(method, size): setting / "cells" / f"{method}__n{size}__{config.distance_source}.json"
+                     for method, size, _ in plans}
+            todo = [plan for plan in plans if read_json_if_intact(cells[plan[:2]]) is None]
+            _evaluate_layer_plans(bridge, record, todo, encoded, windows, config, cells, progress=progress, echo=echo,
+                                  confirm=confirm)
+        with timer.phase("write"):
+            sweep = _layer_sweep_table(plans, cells)
+            tables = {f"layer_distances_{config.distance_source}": distance_table(distances).assign(source=config.distance_source),
+                      "layer_pruning": sweep, "layer_pruning_thresholds": _layer_thresholds(sweep, config.tolerance, n_layers)}
+            saved = _saved_model(bridge, record, distances, tables["layer_pruning_thresholds"], encoded, windows, config,
+                                 setting, out)
+            if saved is not None:
+                tables["layer_pruning_saved"] = saved
+            for name, frame in tables.items():
+                write_table(frame, out / name)
+            claims_table(out)
+        with timer.phase("figures"):
+            drawn = _pruning_figures({name: tables[name] for name in ("layer_pruning", f"layer_distances_{config.distance_source}")})
+            paths = draw_figures(drawn, out / "figures", figures, FIGURE_FORMATS)
+        metadata = run_metadata(record, tasks=[task.name for task in loaded], shots=shots, config=asdict(config), key=key,
+                                computed=len(todo), timing=timer.as_dict(), context=model_context(bridge).to_dict(),
+                                text_length_used=int(windows.shape[1]))
+        write_json(metadata, out / "layer_pruning.json")
+    paths += [out / f"{name}.{suffix}" for name in tables for suffix in ("parquet", "csv")] + [out / "layer_pruning.json"]
+    echo(f"wrote {', '.join(tables)} into {out}")
+    echo(timer.summary())
+    return JobResult(tables, drawn, paths, metadata)
+
+
+def _pruning_figures(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """The catalogue's figures of these pruning tables, by file stem."""
+    from interp.output.catalogue import known_pruning_figures
+
+    return {entry.name: entry.figure for name, table in tables.items() for entry in known_pruning_figures(name, table) or []}
 
 
 def _layer_thresholds(sweep: pd.DataFrame, tolerance: float, n_layers: int) -> pd.DataFrame:
-    """Largest n (all smaller n too) whose accuracy stays within ``tolerance`` points of the unpruned model."""
+    """Largest n (all smaller n too) whose accuracy stays within ``tolerance`` points of the unpruned model.
 
-    rows = []
-    for (method, shots), group in sweep.groupby(["method", "shots"]):
-        curves = {task: part.sort_values("n") for task, part in group.groupby("task")}
-        average = group.groupby("n")["accuracy"].mean().reset_index()
-        for task, curve in [*curves.items(), ("average", average)]:
-            n = prunable_percent(curve["n"].to_numpy(float), curve["accuracy"].to_numpy(float), tolerance)
-            rows.append({"method": method, "shots": shots, "task": task, "prunable_n": int(n),
-                         "prunable_fraction": int(n) / n_layers, "tolerance_points": tolerance})
-    return pd.DataFrame(rows)
+    With its interval from the paired comparison of each block size with the unpruned model on the same
+    items (:func:`interp.pruning.thresholds.threshold_table`; ``interval_method`` says which).
+    """
+    table = threshold_table(sweep.rename(columns={"method": "ranking", "n": "percent"}), tolerance=tolerance)
+    table = table.rename(columns={"ranking": "method", "prunable_percent": "prunable_n", "prunable_ci_low": "prunable_n_ci_low",
+                                  "prunable_ci_high": "prunable_n_ci_high"})
+    for column in ("prunable_n", "prunable_n_ci_low", "prunable_n_ci_high"):
+        table[column] = table[column].astype(int)
+    table["prunable_fraction"] = table["prunable_n"] / n_layers
+    return table
 
 
 # --------------------------------------------------------------------------- LASER
@@ -360,10 +443,13 @@ def _laser_cell(bridge: "TransformerBridge", encoded: EncodedPrompts, layer: int
 
 
 def _split_summary(logprob_sums: torch.Tensor, n_tokens: torch.Tensor, encoded: EncodedPrompts, n_select: int) -> dict[str, float]:
+    from interp.pruning.thresholds import encode_items
+
     metrics = multiple_choice_metrics(logprob_sums, n_tokens, encoded)
     return {"select_accuracy": float(metrics["correct"][:n_select].mean()), "select_loss": float(metrics["gold_loss"][:n_select].mean()),
             "report_accuracy": float(metrics["correct"][n_select:].mean()), "report_loss": float(metrics["gold_loss"][n_select:].mean()),
-            "accuracy": float(metrics["correct"].mean()), "loss": float(metrics["gold_loss"].mean())}
+            "accuracy": float(metrics["correct"].mean()), "loss": float(metrics["gold_loss"].mean()),
+            "report_item_correct": encode_items(metrics["correct"][n_select:])}  # for a gain paired with the baseline
 
 
 def select_laser(table: pd.DataFrame) -> pd.DataFrame:
@@ -386,66 +472,121 @@ def select_laser(table: pd.DataFrame) -> pd.DataFrame:
                      "report_accuracy": chosen["report_accuracy"], "report_loss": chosen["report_loss"],
                      "baseline_report_accuracy": baseline["report_accuracy"], "baseline_report_loss": baseline["report_loss"],
                      "report_accuracy_gain": chosen["report_accuracy"] - baseline["report_accuracy"],
-                     "report_loss_change": chosen["report_loss"] - baseline["report_loss"]})
+                     "report_loss_change": chosen["report_loss"] - baseline["report_loss"], **_paired_gain(chosen, baseline)})
     return pd.DataFrame(rows)
 
 
-def run_laser_sweep(model: str, tasks: str | Sequence[str], shots: Sequence[Any], out: Path,
-                    config: LaserSweepConfig = LaserSweepConfig(), *, device: str = "auto", dtype: str = "float32",
-                    device_map: str | None = None, bridge_record: Any = None, figures: bool = True,
-                    show_progress: bool = True) -> dict[str, pd.DataFrame]:
-    """Sweep (layer, matrix, rho) per (task, shots); write ``out/laser*`` tables and heatmaps."""
+def _paired_gain(chosen: pd.Series, baseline: pd.Series) -> dict[str, Any]:
+    """Interval and p-value of the held-out accuracy gain, item by item against the unmodified model."""
+    from interp.pruning.thresholds import PAIRED_INTERVAL, decode_items
+    from interp.stats import paired_difference
+
+    items = [row.get("report_item_correct") for row in (chosen, baseline)]
+    if not all(isinstance(text, str) and text and len(text) == len(items[0]) for text in items):
+        return {"gain_ci_low": np.nan, "gain_ci_high": np.nan, "gain_p_value": np.nan,
+                "interval_method": "none (no per-item results)"}
+    result = paired_difference(decode_items(items[0]), decode_items(items[1]), method="mcnemar")
+    return {"gain_ci_low": result.ci_low, "gain_ci_high": result.ci_high, "gain_p_value": result.p_value,
+            "interval_method": PAIRED_INTERVAL}
+
+
+def _laser_setting(model_key: dict, config: LaserSweepConfig) -> tuple[str, dict]:
+    """The setting's folder name and key: the model, the settings that change a cell's numbers, the version."""
+    key = {"job": "laser", "model": model_key, "settings": _settings(config, ("layers", "matrices", "rhos", "batch_size")),
+           "version": method_version()}
+    return f"items{config.max_items or 'all'}_choices{config.n_choices}_seed{config.seed}_{cache_key(key)[:10]}", key
+
+
+def _laser_cells(folder: Path, tasks: list[Task], shots: list[int], layers: Sequence[int], config: LaserSweepConfig
+                 ) -> dict[tuple, Path]:
+    """(task, shots, layer, matrix) -> cell file; layer -1 with matrix ``none`` is the unmodified model."""
+    rho_tag = "_".join(_safe(rho) for rho in config.rhos)
+    cells = {}
+    for task in tasks:
+        task_part = f"{_safe(task.name)}-{task_key(task)['sha256'][:8]}"
+        for k in shots:
+            for layer in [-1, *layers]:
+                for matrix in (["none"] if layer < 0 else config.matrices):
+                    cells[(task.name, k, layer, matrix)] = folder / f"{task_part}__{k}shot__L{layer}__{matrix}__{rho_tag}.json"
+    return cells
+
+
+def _evaluate_laser_cells(bridge: "TransformerBridge", record: "ModelRecord", todo: list, encoded: dict, cells: dict,
+                          config: LaserSweepConfig, *, progress: bool, echo: Callable[[str], None], confirm: bool) -> None:
+    """Evaluate each (task, shots, layer, matrix) of ``todo`` over every rho; each cell saved as it finishes."""
     from tqdm.auto import tqdm
 
-    from interp.store import read_json, run_metadata, write_json, write_table
+    def work(cell: tuple) -> int:
+        return math.ceil(encoded[cell[:2]].n_sequences / config.batch_size) * (1 if cell[2] < 0 else len(config.rhos))
 
-    out = Path(out)
-    shots = _check_shots(shots)
-    bridge, record, labels, encoded = _prepare(model, tasks, shots, config.prompt_config(), bridge_record, device, dtype, device_map)
-    n_layers = int(bridge.cfg.n_layers)
-    layers = config.layers if config.layers is not None else tuple(range(n_layers // 2, n_layers))
-    for layer in layers:
-        if layer >= n_layers:
-            raise InterpError(f"layer {layer} is outside 0..{n_layers - 1}")
-    for matrix in config.matrices:
-        _matrix_target(bridge, layers[0], matrix)  # an architecture without the matrix fails before the sweep
-    folder = out / "pruning" / "laser" / _setting(config) / "cells"
-    rho_tag = "_".join(_safe(rho) for rho in config.rhos)
-    path = lambda label, k, layer, matrix: folder / f"{_safe(label)}__{k}shot__L{layer}__{matrix}__{rho_tag}.json"  # noqa: E731
-    todo = [(key, layer, matrix) for key in encoded for layer in [-1, *layers] for matrix in (["none"] if layer < 0 else config.matrices)
-            if not path(*key, layer, matrix).exists()]
-    for (label, k), layer, matrix in tqdm(todo, desc="LASER", disable=not show_progress):
+    estimate = WorkEstimate(f"LASER: {len(todo)} cells", sum(work(cell) for cell in todo), confirm, echo)
+    for cell in tqdm(todo, desc="LASER", disable=not progress):
+        label, k, layer, matrix = cell
         value = encoded[(label, k)]
         n_select = max(1, math.floor(config.select_fraction * value.n_items))
         n_tokens = torch.tensor([len(tokens) - start for tokens, start in zip(value.tokens, value.context_lengths)],
                                 dtype=torch.float64)
         started = time.perf_counter()
         if layer < 0:  # the unmodified model
-            sums = score_sequences(bridge, value, config.batch_size).logprob_sum.unsqueeze(0)
-            rhos = [1.0]
+            sums, rhos = score_sequences(bridge, value, config.batch_size).logprob_sum.unsqueeze(0), [1.0]
         else:
             sums, rhos = _laser_cell(bridge, value, layer, matrix, config), list(config.rhos)
         rows = [{"task": label, "shots": k, "layer": layer, "matrix": matrix, "rho": rho, "n_select": n_select,
                  "n_report": value.n_items - n_select, **_split_summary(sums[index], n_tokens, value, n_select)}
                 for index, rho in enumerate(rhos)]
-        write_json({"model": record.name, "rows": rows, "seconds": time.perf_counter() - started}, path(label, k, layer, matrix))
-    rows = [row for key in encoded for layer in [-1, *layers] for matrix in (["none"] if layer < 0 else config.matrices)
-            for row in read_json(path(*key, layer, matrix))["rows"]]
-    table = pd.DataFrame(rows)
+        write_json({"model": record.name, "rows": rows, "seconds": time.perf_counter() - started}, cells[cell])
+        estimate.done(work(cell))
+
+
+def _laser_tables(cells: dict) -> dict[str, pd.DataFrame]:
+    table = pd.DataFrame([row for path in cells.values() for row in read_json(path)["rows"]])
     baseline = table[table["matrix"] == "none"].set_index(["task", "shots"])
     keys = list(zip(table["task"], table["shots"]))
     table["loss_delta"] = table["report_loss"].to_numpy() - baseline.loc[keys, "report_loss"].to_numpy()
     table["accuracy_delta"] = table["report_accuracy"].to_numpy() - baseline.loc[keys, "report_accuracy"].to_numpy()
-    tables = {"laser": table, "laser_selected": select_laser(table)}
-    for name, frame in tables.items():
-        write_table(frame, out / name)
-    write_json(run_metadata(record, tasks=labels, shots=shots, layers=list(layers), config=asdict(config)), out / "laser.json")
-    if figures:
-        from interp.output.figures import laser_heatmap_figure, save_figure
+    return {"laser": table, "laser_selected": select_laser(table)}
 
+
+def run_laser_sweep(model: "str | tuple[TransformerBridge, ModelRecord]", tasks: str | Sequence[str], shots: Sequence[Any],
+                    out: Path, config: LaserSweepConfig = LaserSweepConfig(), *, device: str = "auto", dtype: str = "float32",
+                    device_map: str | None = None, figures: bool = True, progress: bool = True,
+                    echo: Callable[[str], None] = print, confirm: bool = False) -> JobResult:
+    """Sweep (layer, matrix, rho) per (task, shots); write ``out/laser*`` tables and heatmaps (plan, evaluate, write,
+    draw); each evaluated (layer, matrix) is kept, so a rerun continues."""
+    from interp.output.claims import claims_table
+
+    out, timer = Path(out), PhaseTimer()
+    loaded, shots = _tasks(tasks, shots, config.prompt_config())
+    with results_folder(out, echo):
+        handle = ModelHandle(model, device, dtype, device_map)
+        with timer.phase("load"):
+            bridge, record = handle.load()
+        n_layers = int(bridge.cfg.n_layers)
+        layers = config.layers if config.layers is not None else tuple(range(n_layers // 2, n_layers))
+        for layer in layers:
+            if layer >= n_layers:
+                raise InterpError(f"layer {layer} is outside 0..{n_layers - 1}")
         for matrix in config.matrices:
-            save_figure(laser_heatmap_figure(table[table["layer"] >= 0], matrix,
-                                             f"LASER on {matrix}: change in answer log-loss (held-out 80%, mean over tasks)"),
-                        out / "figures" / f"laser_{matrix}")
-    claims_table(out)
-    return tables
+            _matrix_target(bridge, layers[0], matrix)  # an architecture without the matrix fails before the sweep
+        name, key = _laser_setting(handle.key, config)
+        cells = _laser_cells(out / "pruning" / "laser" / name / "cells", loaded, shots, layers, config)
+        with timer.phase("compute"):
+            encoded = _encode(bridge, loaded, shots, config.prompt_config())
+            todo = [cell for cell, path in cells.items() if read_json_if_intact(path) is None]
+            _evaluate_laser_cells(bridge, record, todo, encoded, cells, config, progress=progress, echo=echo, confirm=confirm)
+        with timer.phase("write"):
+            tables = _laser_tables(cells)
+            for table_name, frame in tables.items():
+                write_table(frame, out / table_name)
+            claims_table(out)
+        with timer.phase("figures"):
+            drawn = _pruning_figures({"laser": tables["laser"]})
+            paths = draw_figures(drawn, out / "figures", figures, FIGURE_FORMATS)
+        metadata = run_metadata(record, tasks=[task.name for task in loaded], shots=shots, layers=list(layers),
+                                config=asdict(config), key={**key, "tasks": [task_key(task) for task in loaded]},
+                                computed=len(todo), timing=timer.as_dict())
+        write_json(metadata, out / "laser.json")
+    paths += [out / f"{name}.{suffix}" for name in tables for suffix in ("parquet", "csv")] + [out / "laser.json"]
+    echo(f"wrote {', '.join(tables)} into {out}")
+    echo(timer.summary())
+    return JobResult(tables, drawn, paths, metadata)

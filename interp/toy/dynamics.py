@@ -32,13 +32,11 @@ the same path as every other model.  Pythia's 2048-token context gives the paper
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import pandas as pd
 import torch
@@ -46,6 +44,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.errors import InterpError
+from interp.jobs import JobResult
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -60,6 +59,7 @@ __all__ = [
 ]
 
 _REVISION_STEP = re.compile(r"step(\d+)$")
+_TABLES = ("head_scores", "summary", "icl_curve")  # what each checkpoint gives
 
 
 @dataclass(frozen=True)
@@ -210,6 +210,31 @@ def _held_out_documents(run: str | Path | None, fraction: float) -> list[str]:
     return documents[max(1, int(len(documents) * (1 - fraction))):]
 
 
+def _checkpoint_tables(spec: str, step: int, label: str, folder: Path, config: DynamicsConfig, documents: list[str],
+                       loading: dict[str, Any], echo: Callable[[str], None]) -> tuple[dict[str, pd.DataFrame], Any]:
+    """One checkpoint's tables, from its cache folder when intact, else measured and cached (all three or none)."""
+    from interp.models.loading import load_model
+    from interp.store import DamagedResult, atomic_directory, read_table, write_table
+
+    if folder.is_dir():
+        try:
+            return {name: read_table(folder / name) for name in _TABLES}, None
+        except (DamagedResult, InterpError) as error:
+            echo(f"cached checkpoint {label} is damaged ({error}); measuring it again")
+    bridge, record = load_model(spec, **loading)
+    tables = score_checkpoint(bridge, config, documents)
+    for table in tables.values():
+        table.insert(0, "checkpoint", label)
+        table.insert(0, "step", step)
+
+    def write(staging: Path) -> None:
+        for name, table in tables.items():
+            write_table(table, staging / name, csv=False)
+
+    atomic_directory(folder, write, replace=True)
+    return tables, record
+
+
 def run_dynamics(
     out: str | Path | None = None,
     config: DynamicsConfig = DynamicsConfig(),
@@ -222,17 +247,24 @@ def run_dynamics(
     device_map: str | None = None,
     figures: bool = True,
     progress: bool = True,
-) -> dict[str, pd.DataFrame]:
-    """Measure every checkpoint; write tables, ``dynamics.json`` and the figure to ``out``.
+    echo: Callable[[str], None] = print,
+    confirm: bool = False,
+) -> JobResult:
+    """Measure every checkpoint (plan, measure, write, draw); write tables, ``dynamics.json`` and the figure to ``out``.
 
-    Each checkpoint's tables are cached under ``out/cache/<config hash>/``, so an interrupted
-    run resumes and new checkpoints of a growing run are the only ones measured.
+    Each checkpoint's tables are cached under ``out/cache/dynamics-<key>/<label>-<weights>/``, keyed by
+    the settings, the held-out text, dtype, device kind and package version, and by the checkpoint's
+    own weights: an interrupted run resumes, a retrained run is measured afresh, and new
+    checkpoints of a growing run are the only ones measured.
     """
     from tqdm.auto import tqdm
     from transformers.utils import logging as hf_logging
 
-    from interp.models.loading import load_model
-    from interp.store import read_table, run_metadata, write_json, write_table
+    from interp.jobs import FIGURE_FORMATS, ModelHandle, WorkEstimate, draw_figures, method_version
+    from interp.models.loading import model_identity
+    from interp.output.catalogue import dynamics_entries
+    from interp.store import cache_key, results_folder, run_metadata, write_json, write_table
+    from interp.timing import PhaseTimer
 
     sources = checkpoint_sources(run, model, revisions)
     hf_logging.disable_progress_bar()  # one bar over checkpoints, not one per weight load
@@ -240,35 +272,39 @@ def run_dynamics(
         if run is None:
             raise InterpError("give --out when measuring hub revisions")
         out = Path(run) / "dynamics"
-    out = Path(out)
-    documents = _held_out_documents(run, config.held_out_fraction)
-    key = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
-    cache = out / "cache" / key
-    started, collected, record = time.perf_counter(), {"head_scores": [], "summary": [], "icl_curve": []}, None
-    for step, label, spec in tqdm(sources, desc="checkpoints", unit="ckpt", disable=not progress):
-        stems = {name: cache / f"{name}_{label}" for name in collected}
-        if all(stem.with_suffix(".parquet").exists() for stem in stems.values()):
-            tables = {name: read_table(stem) for name, stem in stems.items()}
-        else:
-            bridge, record = load_model(spec, device=device, dtype=dtype, device_map=device_map)
-            tables = score_checkpoint(bridge, config, documents)
-            for name, table in tables.items():
-                table.insert(0, "checkpoint", label)
-                table.insert(0, "step", step)
-                write_table(table, stems[name], csv=False)
-            del bridge
-        for name, table in tables.items():
-            collected[name].append(table)
-    results = {name: pd.concat(tables, ignore_index=True) for name, tables in collected.items()}
-    for name, table in results.items():
-        write_table(table, out / name)
-    source = {"run": str(run)} if run is not None else {"model": model, "revisions": list(revisions)}
-    write_json(run_metadata(record, **source, config=config.to_dict(), checkpoints=[label for _, label, _ in sources],
-                            wall_seconds=time.perf_counter() - started), out / "dynamics.json")
-    if figures:
-        from interp.output.figures import dynamics_figure, save_figure
-
-        name = Path(run).name if run is not None else model
-        save_figure(dynamics_figure(results["head_scores"], results["summary"], title=f"Training dynamics: {name}"),
-                    out / "dynamics")
-    return results
+    out, timer = Path(out), PhaseTimer()
+    with results_folder(out, echo):
+        documents = _held_out_documents(run, config.held_out_fraction)
+        handle = ModelHandle(sources[0][2], device, dtype, device_map)
+        key = {"job": "dynamics", "config": config.to_dict(), "text": cache_key({"documents": documents}),
+               "dtype": handle.key["dtype"], "device": handle.key["device"], "version": method_version()}
+        cache = out / "cache" / f"dynamics-{cache_key(key)}"
+        folders = {label: cache / f"{label}-{(model_identity(spec) or spec).split(':')[-1][:12]}" for _, label, spec in sources}
+        estimate = WorkEstimate(f"dynamics: {len(sources)} checkpoints", sum(not folder.is_dir() for folder in folders.values()),
+                                confirm, echo)
+        collected, record = {name: [] for name in _TABLES}, None
+        with timer.phase("compute"):
+            for step, label, spec in tqdm(sources, desc="checkpoints", unit="ckpt", disable=not progress):
+                loading = dict(device=device, dtype=dtype, device_map=device_map)
+                tables, loaded = _checkpoint_tables(spec, step, label, folders[label], config, documents, loading, echo)
+                record = loaded or record
+                for name, table in tables.items():
+                    collected[name].append(table)
+                if loaded is not None:
+                    estimate.done(1)
+        results = {name: pd.concat(tables, ignore_index=True) for name, tables in collected.items()}
+        with timer.phase("write"):
+            for name, table in results.items():
+                write_table(table, out / name)
+        with timer.phase("figures"):
+            title = f"Training dynamics: {Path(run).name if run is not None else model}"
+            drawn = {entry.name: entry.figure for entry in dynamics_entries(results["head_scores"], results["summary"], title)}
+            paths = draw_figures(drawn, out, figures, FIGURE_FORMATS)
+        source = {"run": str(run)} if run is not None else {"model": model, "revisions": list(revisions)}
+        metadata = run_metadata(record, **source, config=config.to_dict(), checkpoints=[label for _, label, _ in sources],
+                                key=key, wall_seconds=round(timer.total(), 2), timing=timer.as_dict())
+        write_json(metadata, out / "dynamics.json")
+    paths += [out / f"{name}.{suffix}" for name in results for suffix in ("parquet", "csv")] + [out / "dynamics.json"]
+    echo(f"wrote {', '.join(results)} and dynamics.json into {out}")
+    echo(timer.summary())
+    return JobResult(results, drawn, paths, metadata)
