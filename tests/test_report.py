@@ -92,24 +92,67 @@ def test_figures_command_regenerates_html_png_pdf(tiny_results):
     assert not list((tiny_results / "figures").glob(".*partial*"))
 
 
+def _induction_folder(source, target):
+    for name in ("induction_scores.parquet", "repeated_loss.parquet"):
+        shutil.copy(source / name, target / name)
+    return target
+
+
 def test_rendering_failure_raises_naming_the_file(tiny_results, tmp_path, monkeypatch):
-    import plotly.graph_objects as go
-    import plotly.io as pio
+    import kaleido
 
-    def broken(*args, **kwargs):
-        raise RuntimeError("browser crashed")
+    render = kaleido.Kaleido.calc_fig
 
-    monkeypatch.setattr(pio, "write_images", broken)
-    monkeypatch.setattr(go.Figure, "write_image", broken)
-    shutil.copy(tiny_results / "induction_scores.parquet", tmp_path / "induction_scores.parquet")
-    with pytest.raises(InterpError, match=r"could not render prefix_matching_mean\.png \(browser crashed\)"):
-        regenerate_figures(tmp_path, ("png",))
+    async def fails_on_one(self, figure, opts=None, **kwargs):  # one image fails, one renders nothing
+        title = figure.layout.title.text
+        if "prefix matching score (variance" in title and opts["format"] == "pdf":
+            raise RuntimeError("browser crashed\nmore detail")
+        if "copying score (mean" in title and opts["format"] == "png":
+            return b""
+        return await render(self, figure, opts=opts, **kwargs)
 
-    monkeypatch.setattr(pio, "write_images", lambda *args, **kwargs: None)  # "succeeds" but writes nothing
-    with pytest.raises(InterpError, match=r"could not render prefix_matching_mean\.pdf: kaleido wrote nothing"):
-        regenerate_figures(tmp_path, ("pdf",))
+    monkeypatch.setattr(kaleido.Kaleido, "calc_fig", fails_on_one)
+    folder = _induction_folder(tiny_results, tmp_path)
+    with pytest.raises(InterpError, match=r"could not render prefix_matching_var\.pdf \(browser crashed\); "
+                                          r"copying_mean\.png \(kaleido returned no bytes\)"):
+        regenerate_figures(folder, ("png", "pdf"))
+    figures = folder / "figures"
+    assert not (figures / "prefix_matching_var.pdf").exists() and not (figures / "copying_mean.png").exists()
+    assert (figures / "prefix_matching_var.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the others are written
+    assert (figures / "copying_mean.pdf").read_bytes()[:5] == b"%PDF-"
+    assert not [path for path in figures.iterdir() if path.name.startswith(".")]  # no temporary files left
+
+    async def no_browser(self):
+        raise RuntimeError("no chromium here")
+
+    monkeypatch.setattr(kaleido.Kaleido, "open", no_browser)
+    with pytest.raises(InterpError, match=r"could not render prefix_matching_mean\.png and \d+ more \(no chromium here\)"):
+        regenerate_figures(folder, ("png",))
     with pytest.raises(InterpError, match="no result tables"):
-        regenerate_figures(tmp_path / "figures", ("png",))
+        regenerate_figures(folder / "figures", ("png",))
+
+
+def test_static_images_of_a_command_come_from_one_browser_session(tiny_results, tmp_path, monkeypatch):
+    """HTML needs no browser; every PNG and PDF of a command comes from one, at the figure's own size."""
+    import kaleido
+
+    opened, start = [], kaleido.Kaleido.open
+
+    async def counted(self):
+        opened.append(self)
+        return await start(self)
+
+    monkeypatch.setattr(kaleido.Kaleido, "open", counted)
+    folder = _induction_folder(tiny_results, tmp_path)
+    html = regenerate_figures(folder, ("html",))
+    assert opened == [] and len(html) == len(collect_figures(folder)) >= 5
+    assert (folder / "figures" / "plotly.min.js").stat().st_size > 1_000_000  # beside the pages: they open offline
+    static = regenerate_figures(folder, ("png", "pdf"))
+    assert len(opened) == 1 and len(static) == 2 * len(html)
+    for entry in collect_figures(folder):
+        header = (folder / "figures" / f"{entry.name}.png").read_bytes()[:24]
+        width, height = int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+        assert (width, height) == (2 * entry.figure.layout.width, 2 * entry.figure.layout.height), entry.name
 
 
 def test_findings_and_claims_come_from_the_numbers(tiny_results):

@@ -15,6 +15,7 @@ sequential (viridis) for scores, diverging (RdBu) for changes.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Sequence
 
@@ -26,6 +27,7 @@ from interp.errors import InterpError
 
 __all__ = [
     "DIVERGING",
+    "FIGURE_FORMATS",
     "SEQUENTIAL",
     "dynamics_figure",
     "head_label",
@@ -137,36 +139,17 @@ def scatter_with_labels(
 
 
 def save_figure(figure: go.Figure, stem: Path, formats: Sequence[str] = ("html", "png")) -> list[Path]:
-    """Write ``stem.html`` (interactive; plotly.min.js is written once beside it) and static images.
+    """Write one figure as ``stem.html`` (no browser) and static images (one Chromium session).
 
-    Static export uses kaleido 1.x, which drives a Chromium (Debian's ``chromium`` here). A
-    failure raises :class:`InterpError` naming the file: rendering never silently skips.
+    The same path as :func:`save_figures`; a job with several figures should pass them all there at
+    once, so the browser starts once per command.
+
+    >>> figure = layer_head_heatmap(pd.DataFrame({"layer": [0], "head": [0], "value": [1.0]}), "value", title="one")
+    >>> import tempfile; folder = Path(tempfile.mkdtemp())
+    >>> [path.name for path in save_figure(figure, folder / "one", ("html",))]
+    ['one.html']
     """
-    from interp.store import atomic_write
-
-    stem = Path(stem)
-    written = []
-    for fmt in formats:
-        path = stem.with_suffix(f".{fmt}")
-        if fmt == "html":
-            # "directory": one plotly.min.js beside the figures, so the HTML opens offline.
-            atomic_write(path, lambda temporary: figure.write_html(temporary, include_plotlyjs="directory", full_html=True))
-        elif fmt in {"png", "pdf", "svg"}:
-            try:
-                atomic_write(path, lambda temporary: figure.write_image(temporary, format=fmt, scale=2 if fmt == "png" else 1))
-            except InterpError:
-                raise
-            except Exception as error:  # kaleido/chromium failures come in many types
-                message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                raise InterpError(
-                    f"could not render {path.name} ({message}); static export needs kaleido>=1 and a Chromium "
-                    "(apt-get install chromium)"
-                ) from None
-        else:
-            raise InterpError(f"unknown figure format {fmt!r}; choose from html, png, pdf, svg")
-        written.append(path)
-    return written
-
+    return save_figures({Path(stem): figure}, formats)
 
 
 def repeated_loss_figure(loss: pd.DataFrame, model: str, max_seeds: int = 8) -> go.Figure:
@@ -372,45 +355,109 @@ def model_comparison_figure(tables: "dict[str, pd.DataFrame]", value: str, title
     return _style(figure, title, width=360 * len(names) + 160, height=560)
 
 
+FIGURE_FORMATS = ("html", "png", "pdf", "svg")
+_RENDER_TABS = 2  # browser tabs rendering at once: one per core of a small machine; more only queue
+_RENDER_TIMEOUT_S = 180  # seconds per image; a large heatmap's PDF on a loaded 2-core CPU takes tens of seconds
+
+
 def save_figures(figures: "dict[Path, go.Figure]", formats: Sequence[str] = ("html", "png", "pdf")) -> list[Path]:
-    """Write many figures (``stem -> figure``), static images in one Chromium session.
+    """Write many figures (``stem -> figure``): HTML without a browser, every static image in one Chromium session.
 
-    kaleido starts a browser per ``write_image`` call (about 5 s here); one batch for every
-    figure and format pays that once.  Each file is written to a temporary name and renamed;
-    a failure raises :class:`InterpError` naming the file that could not be rendered.
+    Starting the browser costs about 5 s on a 2-core CPU, rendering one image well under 1 s, so a
+    command passes all of its figures here in one call.  HTML references one ``plotly.min.js``
+    written beside it (opens offline).  Images keep each figure's own layout size (PNG at 2x).
+    Every file is written to a temporary name and renamed; a figure that cannot be rendered raises
+    :class:`InterpError` naming its file, after the others have been written.
+
+    >>> figure = layer_head_heatmap(pd.DataFrame({"layer": [0], "head": [0], "value": [1.0]}), "value", title="one")
+    >>> import tempfile; folder = Path(tempfile.mkdtemp())
+    >>> [path.name for path in save_figures({folder / "a": figure, folder / "b": figure}, ("html",))]
+    ['a.html', 'b.html']
     """
-    import os
-
-    import plotly.io as pio
-
-    unknown = [fmt for fmt in formats if fmt not in {"html", "png", "pdf", "svg"}]
+    unknown = [fmt for fmt in formats if fmt not in FIGURE_FORMATS]
     if unknown:
-        raise InterpError(f"unknown figure format {unknown[0]!r}; choose from html, png, pdf, svg")
+        raise InterpError(f"unknown figure format {unknown[0]!r}; choose from {', '.join(FIGURE_FORMATS)}")
     written: list[Path] = []
-    static: list[tuple[go.Figure, Path, Path, str]] = []
+    static: list[tuple[go.Figure, Path]] = []
     for stem, figure in figures.items():
-        stem = Path(stem)
-        stem.parent.mkdir(parents=True, exist_ok=True)
         for fmt in formats:
-            path = stem.with_suffix(f".{fmt}")
+            path = Path(stem).with_suffix(f".{fmt}")
             if fmt == "html":
-                save_figure(figure, stem, ("html",))
+                _write_html(figure, path)
             else:
-                static.append((figure, path, path.with_name(f".{path.stem}.partial.{fmt}"), fmt))
+                static.append((figure, path))
             written.append(path)
     if static:
-        try:
-            pio.write_images([item[0] for item in static], [item[2] for item in static],
-                             format=[item[3] for item in static], scale=[2 if item[3] == "png" else 1 for item in static])
-        except Exception:  # find the file that fails, one by one, and name it
-            for figure, path, _, fmt in static:
-                save_figure(figure, path.with_suffix(""), (fmt,))
-            raise InterpError("static export failed for a batch of figures but each renders alone; rerun") from None
-        for _, path, temporary, _ in static:
-            if not temporary.exists() or temporary.stat().st_size == 0:
-                raise InterpError(f"could not render {path.name}: kaleido wrote nothing")
-            os.replace(temporary, path)
+        _write_images(static)
     return written
+
+
+def _write_html(figure: go.Figure, path: Path) -> None:
+    """``path`` plus, once per folder, the ``plotly.min.js`` it loads: plain text, no browser."""
+    import plotly.io as pio
+    from plotly.offline import get_plotlyjs
+
+    from interp.store import atomic_write
+
+    bundle = path.parent / "plotly.min.js"
+    if not bundle.exists():
+        atomic_write(bundle, lambda temporary: temporary.write_text(get_plotlyjs(), encoding="utf-8"))
+    page = pio.to_html(figure, include_plotlyjs="directory", full_html=True)
+    atomic_write(path, lambda temporary: temporary.write_text(page, encoding="utf-8"))
+
+
+def _write_images(items: "list[tuple[go.Figure, Path]]") -> None:
+    """Render every (figure, path) in one kaleido (Chromium) session, then write each atomically."""
+    from interp.store import atomic_write
+
+    try:
+        images = _run_async(lambda: _render_images(items))
+    except Exception as error:  # the browser did not start or died: nothing was rendered
+        raise InterpError(f"could not render {_name_files([path for _, path in items])} ({_first_line(error)}); "
+                          "static export needs kaleido>=1 and a Chromium (apt-get install chromium)") from None
+    failed = []
+    for (_, path), image in zip(items, images):
+        if isinstance(image, BaseException):
+            failed.append((path, _first_line(image)))
+        elif not image:
+            failed.append((path, "kaleido returned no bytes"))
+        else:
+            atomic_write(path, lambda temporary: temporary.write_bytes(image))
+    if failed:
+        reasons = "; ".join(f"{path.name} ({reason})" for path, reason in failed[:3])
+        more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""
+        raise InterpError(f"could not render {reasons}{more}; the other figures were written")
+
+
+async def _render_images(items: "list[tuple[go.Figure, Path]]") -> list:
+    """Bytes (or the exception) of each image, in order, from one browser with a few tabs."""
+    import kaleido
+
+    async with kaleido.Kaleido(n=min(_RENDER_TABS, len(items)), timeout=_RENDER_TIMEOUT_S, mathjax=False) as session:
+        renders = [session.calc_fig(figure, opts=dict(format=path.suffix[1:], scale=2 if path.suffix == ".png" else 1))
+                   for figure, path in items]
+        return await asyncio.gather(*renders, return_exceptions=True)
+
+
+def _run_async(factory):
+    """Run ``factory()``'s coroutine to the end, also from inside a running event loop (Jupyter)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(factory())).result()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _name_files(paths: "list[Path]") -> str:
+    return paths[0].name + (f" and {len(paths) - 1} more" if len(paths) > 1 else "")
 
 
 def _percent_label(column: str) -> str:
