@@ -612,7 +612,7 @@ def causal_effect_figure(table: pd.DataFrame, y_label: str, title: str, facet_ro
             band = panel.drop_duplicates("percent")
             figure.add_trace(go.Scatter(x=list(band["percent"]) + list(band["percent"])[::-1],
                                         y=list(band["random_max"]) + list(band["random_min"])[::-1], fill="toself",
-                                        line=dict(width=0), fillcolor="rgba(120,120,120,0.25)", hoverinfo="skip",
+                                        mode="lines", line=dict(width=0), fillcolor="rgba(120,120,120,0.25)", hoverinfo="skip",
                                         name="random (min-max over draws)", showlegend=first, legendgroup="random"),
                              row=row_index, col=column_index)
             figure.add_trace(go.Scatter(x=band["percent"], y=band["random_mean"], mode="lines", name="random (mean)",
@@ -627,6 +627,8 @@ def causal_effect_figure(table: pd.DataFrame, y_label: str, title: str, facet_ro
                     error_y=dict(type="data", symmetric=False, array=curve["change_ci_high"] - curve["change"],
                                  arrayminus=curve["change"] - curve["change_ci_low"], color=colour),
                     hovertemplate=ranking + "<br>%{x}% of heads: %{y:.3f}<extra></extra>"), row=row_index, col=column_index)
-    figure.update_xaxes(title="% of heads removed", type="log")
+    percents = sorted(table["percent"].unique())
+    figure.update_xaxes(title="% of heads removed", type="log", tickvals=percents, ticktext=[f"{value:g}" for value in percents],
+                        minor=dict(showgrid=False))
     figure.update_yaxes(title=y_label, zeroline=True)
     return _style(figure, title, width=420 * len(column_values) + 200, height=320 * len(row_values) + 120)
