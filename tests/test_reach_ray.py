@@ -142,3 +142,17 @@ def test_without_ray_the_error_says_how_to_install(monkeypatch):
         Executor("dask")
     with pytest.raises(InterpError, match="needs --executor ray"):
         Executor("serial", address="auto")
+
+
+@pytest.mark.slow
+def test_smollm2_importance_on_ray_equals_serial(cluster, tmp_path):
+    """The real embedded model, a few items: Ray workers load it themselves and give the serial numbers."""
+    config = ImportanceConfig(ablations=("zero",), max_items=2, batch_size=4, layers=(17, 18))
+    arguments = dict(model="smollm2-135m", tasks=["antonyms", "country_capital"], shots=[1], method="ablation",
+                     config=config, device="cpu", progress=False, echo=_quiet)
+    serial = run_importance(out=tmp_path / "serial", **arguments)
+    on_ray = run_importance(out=tmp_path / "ray", executor=Executor("ray", tasks=2), **arguments)
+    keys = ["task", "shots", "component", "layer", "head", "metric"]
+    expected, got = _sorted(serial.tables["importance"], keys), _sorted(on_ray.tables["importance"], keys)
+    assert expected["value"].notna().sum() > 0
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, atol=1e-6, rtol=0)

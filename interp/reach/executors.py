@@ -168,10 +168,8 @@ def _slots(ray: Any, gpus: float) -> int:
 def _run_on_ray(executor: Executor, handle: "ModelHandle", groups: list[list[Any]], compute: Compute,
                 first_alone: bool, echo: Callable[[str], None]) -> None:
     ray = _require_ray()
-    if handle.loaded is not None and not isinstance(handle.spec, str):
-        raise InterpError("--executor ray loads the model in each Ray task: give a model spec, not a loaded model")
-    if handle.loaded is not None:
-        handle = type(handle)(handle.spec, handle.device, handle.dtype, handle.device_map)  # ship the spec only
+    if handle.loaded is not None:  # a model loaded here stays here: each Ray task loads it again by its spec
+        handle = type(handle)(handle.spec, handle.device, handle.dtype, handle.device_map)
     started = _connect(executor, ray)
     try:
         gpus = _gpus_per_task(executor, handle, ray)
