@@ -220,3 +220,42 @@ def test_packed_rows_get_the_edges_of_their_unpacked_sequences(tiny_models, tmp_
     assert packed, "some rows hold several multi-token continuations"
     assert torch.allclose(shared, unpacked, atol=1e-4)
     assert not torch.allclose(unpacked[0], unpacked[2], atol=1e-3), "the knockout changes the scores"
+
+
+@pytest.mark.parametrize("architecture", ["gpt2", "llama"])
+def test_causal_knockout_kind_equals_one_sequence_at_a_time(tiny_models, task_file, architecture):
+    """`interp ablate --ablations knockout`: stacked, resumed, shared-context sets vs one plain forward per sequence."""
+    from conftest import encode_tiny_task
+
+    from interp.importance.causal import head_set_scores
+
+    bridge, _ = tiny_models[architecture]
+    encoded = encode_tiny_task(bridge, task_file, shots=3, items=4, choices=3)
+    sets = torch.zeros(3, 2, 4, dtype=torch.bool)
+    sets[1, 1, 2] = True
+    sets[2, 0, 1] = sets[2, 1, :] = True
+    got = head_set_scores(bridge, encoded, sets, "knockout", batch_size=3, sets_per_forward=2)
+    for index, mask in enumerate(sets):
+        hooks = self_contained_knockout_hooks(bridge, [tuple(pair) for pair in torch.nonzero(mask).tolist()], "word")
+        for sequence, tokens in enumerate(encoded.tokens):
+            with torch.no_grad():
+                logits = bridge.run_with_hooks(torch.tensor([tokens]), fwd_hooks=hooks)[0]
+            log_probs = torch.log_softmax(logits.double(), dim=-1)
+            start = encoded.context_lengths[sequence]
+            reference = sum(float(log_probs[position - 1, tokens[position]]) for position in range(start, len(tokens)))
+            assert got[index, sequence].item() == pytest.approx(reference, abs=1e-4)
+    assert float((got[2] - got[0]).abs().max()) > 1e-3, "knocking out a layer's edges changes the scores"
+
+
+def test_causal_repeated_loss_with_knockout_matches_the_toy_table(toy):
+    from interp.importance.causal import repeated_loss_by_head_set
+    from interp.induction.sequences import SequenceConfig
+
+    config = SequenceConfig(protocol="olsson", num_seeds=3)
+    sets = torch.zeros(2, 2, 4, dtype=torch.bool)
+    sets[1, 1, 2] = True
+    losses, seeds = repeated_loss_by_head_set(toy, sets, config, "knockout")
+    table = knocked_out_repeated_loss(toy, [(1, 2)], config, granularity="word")
+    later = table[table["repeat"] >= 2].groupby("seed")["loss"].mean().reindex(seeds).to_numpy()
+    assert torch.allclose(losses[1, :, 1], torch.tensor(later, dtype=torch.float64), atol=1e-4)
+    assert bool((losses[1, :, 1] > losses[0, :, 1] + 0.3).all()), "knockout of L1H2 raises the loss on repeats"

@@ -18,7 +18,8 @@ def ablate(
     tasks: str = typer.Option("all", help="all, comma-separated task names, paper:NAME, or paths to .jsonl files"),
     shots: str = typer.Option("0,5", help="numbers of demonstrations, e.g. 0,5"),
     percents: str = typer.Option("1,5,10,20", help="k as % of all heads (rounded, at least one head)"),
-    ablations: str = typer.Option("zero,mean", help="how a head is removed: zero or mean (its mean output on the task)"),
+    ablations: str = typer.Option("zero,mean", help="how a head is removed: zero, mean (its mean output on the task) "
+                                                        "or knockout (only its induction edges blocked)"),
     rankings: str = typer.Option("prefix_matching,copying,own", help="top-k sets: prefix_matching, copying (from "
                                                                       "induction_scores), own (the task's gradient importance)"),
     n_random: int = typer.Option(5, help="random head sets (draws) per k"),

@@ -8,11 +8,11 @@ removing as many random heads.  Here, for one (task, shots):
   over seeds) and by the task's own gradient importance (:func:`interp.importance.methods.gradient_importance`),
   for ``k`` = each percentage of all heads (:func:`head_count`); and ``k`` random heads, one
   seeded permutation per draw, so a draw's sets are nested across ``k`` as a ranking's are;
-- **ablations** (:data:`ABLATION_KINDS`): ``zero`` (the head outputs nothing) and ``mean`` (its
-  mean output over the evaluated tokens); the registry is the extension point for attention
-  knockout of the induction edges (an :class:`AblationKind` whose hooks go on
-  ``hook_attn_scores``; :class:`AblationContext` carries the token ids and, for packed rows,
-  which keys each query may see);
+- **ablations** (:data:`ABLATION_KINDS`): ``zero`` (the head outputs nothing), ``mean`` (its
+  mean output over the evaluated tokens) and ``knockout`` (the head keeps working, but its
+  pre-softmax scores on the induction edges are ``-inf``; :mod:`interp.induction.knockout`,
+  Crosbie & Shutova 2025); the registry is the extension point for more kinds
+  (:class:`AblationContext` carries the token ids and, for packed rows, which keys each query may see);
 - **per item**: correctness and the gold continuation's summed log-probability with every set
   removed, next to the unablated model's; and the loss on repeated random tokens (repeats 2..R,
   where induction heads act; repeat 1 beside it).
@@ -43,6 +43,13 @@ from torch import Tensor
 
 from interp.errors import InterpError
 from interp.hooks import Hook, ResumedRun, component_mask_hooks, n_layers_heads, z_hook
+from interp.induction.knockout import (
+    check_knockout_supported,
+    induction_edges,
+    knockout_hooks,
+    previous_positions,
+    word_starts,
+)
 from interp.tasks.evaluation import EncodedPrompts, iterate_batches, pad_id_of, sum_by_row, target_logprob_readout
 
 if TYPE_CHECKING:
@@ -99,12 +106,19 @@ def _mean_hooks(head_masks: Tensor, start: int, context: AblationContext) -> lis
     return component_mask_hooks(head_masks, no_ffns, context.means, start)
 
 
-# Extension point: add an entry here to make a new ablation kind available to `interp ablate`,
-# e.g. "knockout": AblationKind(<hooks on hook_attn_scores that block the induction edges of the
-# marked heads, computed from context.tokens within context.visible>, needs_means=False).
+def _knockout_hooks(head_masks: Tensor, start: int, context: AblationContext) -> list[Hook]:
+    """Attention knockout of the marked heads' induction edges (:mod:`interp.induction.knockout`, word granularity)."""
+    check_knockout_supported(context.bridge)
+    previous = None if context.visible is None else previous_positions(context.visible)
+    starts = word_starts(context.bridge.tokenizer, context.tokens, previous)
+    return knockout_hooks(induction_edges(context.tokens, starts, context.visible), head_masks, start)
+
+
+# Extension point: add an entry here to make a new ablation kind available to `interp ablate`.
 ABLATION_KINDS: dict[str, AblationKind] = {
     "zero": AblationKind(_zero_hooks, needs_means=False),
     "mean": AblationKind(_mean_hooks, needs_means=True),
+    "knockout": AblationKind(_knockout_hooks, needs_means=False),  # the heads stay; only their induction edges go
 }
 
 
