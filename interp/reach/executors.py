@@ -37,7 +37,7 @@ from interp.errors import InterpError, check_choice
 if TYPE_CHECKING:
     from interp.jobs import ModelHandle
 
-__all__ = ["EXECUTORS", "Executor", "group_units", "split_groups"]
+__all__ = ["EXECUTORS", "Executor", "group_units", "split_groups", "worker_echo"]
 
 EXECUTORS = ("serial", "ray")
 INSTALL_HINT = "pip install 'interp[ray]'"
@@ -88,6 +88,11 @@ class Executor:
             compute(bridge=bridge, record=record, todo=list(todo))
             return
         _run_on_ray(self, handle, group_units(todo, group_of), compute, first_alone, echo)
+
+
+def worker_echo(message: str) -> None:
+    """A job's ``echo`` inside a Ray task: a line in the worker's log (the driver's own ``echo`` stays there)."""
+    print(message, flush=True)
 
 
 def group_units(todo: Sequence[Any], group_of: Callable[[Any], Hashable] | None) -> list[list[Any]]:
