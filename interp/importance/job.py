@@ -167,9 +167,11 @@ def run_importance(model: "str | tuple[TransformerBridge, ModelRecord]", tasks: 
                 if not _is_done(result_stem(out, task.name, k, config.result_label(method)), key, echo):
                     todo.append((task, k, key))
         if todo and executor is not None and executor.distributed:  # Ray tasks, each (task, shots) one unit
+            from interp.reach.executors import worker_echo
+
             with timer.phase("score"):
                 executor.run(handle, todo, functools.partial(_compute, method=method, config=config, out=out,
-                                                             progress=False, echo=print, confirm=True), echo=echo)
+                                                             progress=False, echo=worker_echo, confirm=True), echo=echo)
         elif todo:
             with timer.phase("load"):
                 bridge, record = handle.load()

@@ -309,9 +309,11 @@ def run_pruning(study: str, model: "str | tuple[TransformerBridge, ModelRecord]"
         todo = plan.todo()
         if todo and executor is not None and executor.distributed:
             # Ray tasks of whole (task, shots, ranking) groups; the first alone computes the rankings all read
+            from interp.reach.executors import worker_echo
+
             with timer.phase("compute"):
                 executor.run(handle, todo, functools.partial(_compute, plan, config=config, out=out, progress=False,
-                                                             echo=print, confirm=True),
+                                                             echo=worker_echo, confirm=True),
                              group_of=lambda cell: cell[:3], first_alone=True, echo=echo)
         elif todo:
             with timer.phase("load"):
@@ -336,4 +338,3 @@ def run_pruning(study: str, model: "str | tuple[TransformerBridge, ModelRecord]"
     echo(f"wrote {', '.join(tables)} into {out}")
     echo(timer.summary())
     return JobResult(tables, drawn, paths, metadata)
-
