@@ -7,7 +7,19 @@ from pathlib import Path
 import typer
 
 from interp.cli.main import app, run_job
-from interp.cli.options import DEFAULT_MODEL, Device, DeviceMap, Dtype, Figures, Model, Out, Yes, default_out, parse_list
+from interp.cli.options import (
+    DEFAULT_MODEL,
+    Device,
+    DeviceMap,
+    Dtype,
+    Figures,
+    Model,
+    Out,
+    Yes,
+    default_out,
+    parse_list,
+)
+from interp.cli.reach import Address, BatchSize, ExecutorKind, MaxMemory, OffloadFolder, RayTasks
 
 __all__ = ["crossref", "importance"]
 
@@ -23,7 +35,7 @@ def importance(
     out: Out = None,
     max_items: int | None = typer.Option(None, help="items per task (default: every non-demo item)"),
     ablations: str = typer.Option("zero,mean,resample", help="ablation kinds for --method ablation"),
-    batch_size: int = typer.Option(8, help="sequences per forward"),
+    batch_size: BatchSize = "8",
     seed: int = typer.Option(0, help="demo split, demonstrations, distractors, resampling donors"),
     layers: str | None = typer.Option(None, help="--method ablation only: layers to ablate, e.g. 0-3,10 (default all; "
                                                  "the rest stay NaN)"),
@@ -36,24 +48,43 @@ def importance(
     dtype: Dtype = "float32",
     device_map: DeviceMap = None,
     yes: Yes = False,
+    max_memory: MaxMemory = None,
+    offload_folder: OffloadFolder = None,
+    executor: ExecutorKind = "serial",
+    address: Address = None,
+    ray_tasks: RayTasks = None,
 ) -> None:
     """Task importance of every head and FFN per (task, shots); resumes where it stopped."""
     out = out or default_out(model)
 
     def job() -> None:
+        from interp.cli.reach import batch_size as chosen_batch_size
+        from interp.cli.reach import resolve_loading
         from interp.importance.job import run_importance
         from interp.importance.methods import ImportanceConfig
 
         task_names = ",".join(parse_list("--tasks", tasks, str))
         shot_list = list(parse_list("--shots", shots, int))
-        config = ImportanceConfig(ablations=parse_list("--ablations", ablations, str), batch_size=batch_size,
+        kind = {"ablation": "ablation"}.get(method, "gradient")  # --batch-size auto: what a batch of this method holds
+        auto_ablation = kind == "ablation" and batch_size.strip() == "auto"
+        copies = 1 + _n_heads(model) if auto_ablation else 1  # a layer's heads and its FFN share a forward
+        size = chosen_batch_size(batch_size, model, task_names, shot_list, {kind: copies}, device=device, dtype=dtype)
+        config = ImportanceConfig(ablations=parse_list("--ablations", ablations, str), batch_size=size,
                                   max_items=max_items, seed=seed, gradient_positions=gradient_positions,
                                   prepend_bos=prepend_bos,
                                   layers=parse_list("--layers", layers, int) if layers is not None else None)
-        run_importance(model, task_names, shot_list, method, out, config, device=device, dtype=dtype,
-                       device_map=device_map, confirm=yes)
+        loading = resolve_loading(dict(device=device, dtype=dtype, device_map=device_map, max_memory=max_memory,
+                                       offload_folder=offload_folder, executor=executor, address=address,
+                                       ray_tasks=ray_tasks))
+        run_importance(model, task_names, shot_list, method, out, config, confirm=yes, **loading)
 
     run_job(job)
+
+
+def _n_heads(model: str) -> int:
+    from interp.reach.memory import model_shape
+
+    return model_shape(model).n_heads
 
 
 @app.command()

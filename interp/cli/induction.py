@@ -8,6 +8,7 @@ import typer
 
 from interp.cli.main import app, run_job
 from interp.cli.options import DEFAULT_MODEL, Device, DeviceMap, Dtype, Figures, Model, Out, Yes, default_out
+from interp.cli.reach import MaxMemory, OffloadFolder
 from interp.errors import InterpError
 
 __all__ = ["induction", "pattern"]
@@ -30,6 +31,8 @@ def induction(
     device_map: DeviceMap = None,
     figures: Figures = True,
     yes: Yes = False,
+    max_memory: MaxMemory = None,
+    offload_folder: OffloadFolder = None,
 ) -> None:
     """Score every head for prefix matching, copying and related induction metrics."""
     out = out or default_out(model)
@@ -39,7 +42,10 @@ def induction(
 
         config = InductionConfig(num_seeds=seeds, protocol=protocol, copying_variant=copying, copying_source=source,
                                  exclude_ratio=exclude_ratio)
-        run_induction(model, out, config, device=device, dtype=dtype, device_map=device_map, figures=figures, confirm=yes)
+        from interp.cli.reach import placement
+
+        run_induction(model, out, config, device=device, dtype=dtype, figures=figures, confirm=yes,
+                      device_map=placement(device_map, max_memory, offload_folder))
 
     run_job(job, out=out, figures=figures)
 

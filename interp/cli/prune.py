@@ -14,7 +14,20 @@ import typer
 
 from interp.cli.importance import TASKS_HELP
 from interp.cli.main import app, run_job
-from interp.cli.options import DEFAULT_MODEL, Device, DeviceMap, Dtype, Figures, Model, Out, Yes, default_out, parse_list
+from interp.cli.options import (
+    DEFAULT_MODEL,
+    Device,
+    DeviceMap,
+    Dtype,
+    Figures,
+    Model,
+    Out,
+    Yes,
+    default_out,
+    parse_list,
+)
+from interp.cli.reach import Address, ExecutorKind, MaxMemory, OffloadFolder, RayTasks
+from interp.cli.reach import BatchSize as ReachBatchSize
 
 __all__ = ["combined", "ffns", "heads", "laser", "layers", "prune_app"]
 
@@ -73,13 +86,19 @@ def _run_components(study: str, inputs: dict[str, Any], loading: dict[str, Any],
     out = inputs["out"] or default_out(inputs["model"])
 
     def job() -> None:
+        from interp.cli.reach import batch_size, resolve_loading
         from interp.pruning.components import PruningConfig
         from interp.pruning.job import run_pruning
 
-        parsed = _Study.parse(**inputs)
+        # --batch-size auto: what fits both the rankings' gradient pass and the stacked masks
+        copies = scalars.get("masks_per_forward") or PruningConfig.masks_per_forward
+        size = batch_size(str(inputs["batch_size"]), inputs["model"], inputs["tasks"],
+                          list(parse_list("--shots", inputs["shots"], int)), {"gradient": 1, "ablation": copies},
+                          device=loading["device"], dtype=loading["dtype"])
+        parsed = _Study.parse(**{**inputs, "batch_size": size})
         config = PruningConfig(**parsed.common, **_parse_lists(lists), **_given(**scalars))
-        run_pruning(study, parsed.model, parsed.tasks, parsed.shots, parsed.out, config, results=results, figures=figures,
-                    **loading)
+        run_pruning(study, parsed.model, parsed.tasks, parsed.shots, parsed.out, config, results=results,
+                    figures=figures, **resolve_loading(loading))
 
     run_job(job, out=out, figures=figures)
 
@@ -91,15 +110,18 @@ def heads(
     percents: str | None = typer.Option(None, help="% of heads removed (default: 0,10,...,90)"),
     rankings: str | None = Rankings, n_random: int | None = NRandom, ablation: str | None = Ablation,
     tolerance: float | None = Tolerance, masks_per_forward: int | None = MasksPerForward,
-    max_items: int | None = MaxItems, n_choices: int = NChoices, batch_size: int = BatchSize, seed: int = Seed,
+    max_items: int | None = MaxItems, n_choices: int = NChoices, batch_size: ReachBatchSize = "8", seed: int = Seed,
     device: Device = "auto", dtype: Dtype = "float32", device_map: DeviceMap = None, figures: Figures = True,
-    yes: Yes = False,
+    yes: Yes = False, max_memory: MaxMemory = None, offload_folder: OffloadFolder = None,
+    executor: ExecutorKind = "serial", address: Address = None, ray_tasks: RayTasks = None,
 ) -> None:
     """Remove the x% least important heads (Bansal et al.), by each ranking."""
     inputs = dict(model=model, tasks=tasks, shots=shots, out=out, max_items=max_items, n_choices=n_choices,
                   batch_size=batch_size, seed=seed)
     scalars = dict(n_random=n_random, ablation=ablation, tolerance=tolerance, masks_per_forward=masks_per_forward)
-    _run_components("heads", inputs, dict(device=device, dtype=dtype, device_map=device_map, confirm=yes), figures, results,
+    loading = dict(device=device, dtype=dtype, device_map=device_map, confirm=yes, max_memory=max_memory,
+                   offload_folder=offload_folder, executor=executor, address=address, ray_tasks=ray_tasks)
+    _run_components("heads", inputs, loading, figures, results,
                     dict(percents=percents, rankings=rankings), scalars)
 
 
@@ -110,15 +132,18 @@ def ffns(
     percents: str | None = typer.Option(None, help="% of FFNs removed (default: 0,10,...,90)"),
     rankings: str | None = Rankings, n_random: int | None = NRandom, ablation: str | None = Ablation,
     tolerance: float | None = Tolerance, masks_per_forward: int | None = MasksPerForward,
-    max_items: int | None = MaxItems, n_choices: int = NChoices, batch_size: int = BatchSize, seed: int = Seed,
+    max_items: int | None = MaxItems, n_choices: int = NChoices, batch_size: ReachBatchSize = "8", seed: int = Seed,
     device: Device = "auto", dtype: Dtype = "float32", device_map: DeviceMap = None, figures: Figures = True,
-    yes: Yes = False,
+    yes: Yes = False, max_memory: MaxMemory = None, offload_folder: OffloadFolder = None,
+    executor: ExecutorKind = "serial", address: Address = None, ray_tasks: RayTasks = None,
 ) -> None:
     """Remove the x% least important FFNs (Bansal et al.: oracle ranking), by each ranking."""
     inputs = dict(model=model, tasks=tasks, shots=shots, out=out, max_items=max_items, n_choices=n_choices,
                   batch_size=batch_size, seed=seed)
     scalars = dict(n_random=n_random, ablation=ablation, tolerance=tolerance, masks_per_forward=masks_per_forward)
-    _run_components("ffns", inputs, dict(device=device, dtype=dtype, device_map=device_map, confirm=yes), figures, results,
+    loading = dict(device=device, dtype=dtype, device_map=device_map, confirm=yes, max_memory=max_memory,
+                   offload_folder=offload_folder, executor=executor, address=address, ray_tasks=ray_tasks)
+    _run_components("ffns", inputs, loading, figures, results,
                     dict(percents=percents, rankings=rankings), scalars)
 
 
@@ -130,15 +155,18 @@ def combined(
     ffn_percents: str | None = typer.Option(None, help="% of FFNs removed (default: 0,10,...,50)"),
     rankings: str | None = Rankings, n_random: int | None = NRandom, ablation: str | None = Ablation,
     tolerance: float | None = Tolerance, masks_per_forward: int | None = MasksPerForward,
-    max_items: int | None = MaxItems, n_choices: int = NChoices, batch_size: int = BatchSize, seed: int = Seed,
+    max_items: int | None = MaxItems, n_choices: int = NChoices, batch_size: ReachBatchSize = "8", seed: int = Seed,
     device: Device = "auto", dtype: Dtype = "float32", device_map: DeviceMap = None, figures: Figures = True,
-    yes: Yes = False,
+    yes: Yes = False, max_memory: MaxMemory = None, offload_folder: OffloadFolder = None,
+    executor: ExecutorKind = "serial", address: Address = None, ray_tasks: RayTasks = None,
 ) -> None:
     """Remove heads and FFNs together: accuracy on a grid of % heads x % FFNs."""
     inputs = dict(model=model, tasks=tasks, shots=shots, out=out, max_items=max_items, n_choices=n_choices,
                   batch_size=batch_size, seed=seed)
     scalars = dict(n_random=n_random, ablation=ablation, tolerance=tolerance, masks_per_forward=masks_per_forward)
-    _run_components("combined", inputs, dict(device=device, dtype=dtype, device_map=device_map, confirm=yes), figures, results,
+    loading = dict(device=device, dtype=dtype, device_map=device_map, confirm=yes, max_memory=max_memory,
+                   offload_folder=offload_folder, executor=executor, address=address, ray_tasks=ray_tasks)
+    _run_components("combined", inputs, loading, figures, results,
                     dict(head_percents=head_percents, ffn_percents=ffn_percents, rankings=rankings), scalars)
 
 
