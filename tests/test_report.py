@@ -167,7 +167,7 @@ def test_findings_and_claims_come_from_the_numbers(tiny_results):
     assert claims.iloc[2] == "not measured"  # no layer dropping
     assert claims.iloc[3].startswith("mlp_in of layer 1 at rho = 0.1 on alpha (1-shot): held-out accuracy +0.050")
     assert any(sentence.startswith("Best LASER intervention: mlp_in of layer 1") for sentence in sentences["pruning"])
-    assert "permutation p" in claims.iloc[4]
+    assert "hypergeometric p" in claims.iloc[4] and "q = " in claims.iloc[4]  # exact overlap p, BH q beside it
     dynamics = sentences["dynamics"]
     assert dynamics[0].startswith("The final best prefix-matching head, L1H0 (0.800 at step 16)")
     assert "between checkpoints 4 and 8: 0.100 -> 0.700" in dynamics[0]

@@ -45,8 +45,29 @@ def _json(path: Path) -> dict[str, Any]:
 
 
 def _heads(label_rows: pd.DataFrame) -> str:
-    return ", ".join(f"L{int(row.layer)}H{int(row.head)} ({row.mean:.3f}, 95% CI {row.ci_low:.3f}-{row.ci_high:.3f})"
-                     for row in label_rows.itertuples())
+    def interval(row: Any) -> str:
+        method = getattr(row, "interval_method", "percentile bootstrap")  # tables from before the column: the old bootstrap
+        if not np.isfinite(row.ci_low):
+            return ""
+        return f", 95% {'t-interval' if method == 't' else method} {row.ci_low:.3f}-{row.ci_high:.3f}"
+
+    return ", ".join(f"L{int(row.layer)}H{int(row.head)} ({row.mean:.3f}{interval(row)})" for row in label_rows.itertuples())
+
+
+def _context_findings(folder: Path, seeds: int) -> list[str]:
+    """What the model's context and the number of seeds did to the induction protocol."""
+    context = _json(folder / "induction_metadata.json").get("context") or {}
+    sentences = []
+    for kind, verb in (("capped_seeds", "capped at the longest period that fits"), ("dropped_seeds", "left out")):
+        changed = context.get(kind) or []
+        if changed:
+            sentences.append(f"The model reads at most {context.get('tokens')} tokens ({context.get('source')}): seeds "
+                             f"{changed[0]}..{changed[-1]} ({len(changed)}) were {verb} (longest sequence "
+                             f"{context.get('longest_sequence')} tokens).")
+    if 1 < seeds < 5:
+        sentences.append(f"Only {seeds} seeds: the intervals are wide, and their coverage rests on the per-seed values being "
+                         "near-normal (docs/methods.md, 'Intervals and multiple comparisons').")
+    return sentences
 
 
 def _induction_findings(folder: Path, n_layers: int | None) -> list[str]:
@@ -66,6 +87,7 @@ def _induction_findings(folder: Path, n_layers: int | None) -> list[str]:
         depth = n_layers or int(heads["layer"].max()) + 1
         sentences.append(f"The top {len(top10)} {metric.replace('_', ' ')} heads sit in layers {top10.min()}-{top10.max()} "
                          f"(median layer {top10.median():.0f} of {depth}, i.e. {top10.median() / max(depth - 1, 1):.0%} of the depth).")
+    sentences += _context_findings(folder, int(heads["n_seeds"].max()) if len(heads) else 0)
     losses = scores[scores["layer"].isna()].set_index("metric")["mean"]
     if {"loss_repeat_1", "loss_repeats_2_4"} <= set(losses.index):
         first, later = losses["loss_repeat_1"], losses["loss_repeats_2_4"]
@@ -74,36 +96,111 @@ def _induction_findings(folder: Path, n_layers: int | None) -> list[str]:
     return sentences
 
 
-def _importance_findings(folder: Path) -> tuple[list[str], dict[str, str]]:
-    sentences, measured = [], {}
-    correlations = _table(folder, "crossref_correlations")
-    if correlations is None:
-        return ["Task importance was not cross-referenced with induction scores here (run `interp importance` then `interp crossref`)."], measured
-    aggregate = correlations[correlations["task"] == "aggregate"]
-    for row in aggregate.itertuples():
+_ESTIMATOR_NAMES = {"all": "gradient importance summed over every token (Bansal et al.)",
+                    "answer": "gradient importance summed over the answer positions only", "exact": "exact ablation"}
+
+
+def _estimator_label(estimator: str, bos: bool) -> str:
+    return _ESTIMATOR_NAMES.get(estimator, str(estimator)) + ("" if bos else ", prompts without BOS")
+
+
+def _by_estimator(table: pd.DataFrame) -> list[tuple[tuple[str, bool], pd.DataFrame]]:
+    """The table's rows per (estimator, prepend_bos), Bansal's first; q-values added where an old table lacks them."""
+    from interp.importance.crossref import ESTIMATOR_COLUMNS
+    from interp.stats import bh_qvalues
+
+    table = table.copy()
+    if "estimator" not in table.columns:
+        table["estimator"] = "all"  # made before the column existed: gradient then always summed over every token
+    if "prepend_bos" not in table.columns:
+        table["prepend_bos"] = True
+    groups = []
+    for (estimator, bos), part in table.groupby(list(ESTIMATOR_COLUMNS), sort=False):
+        if "q_value" not in part.columns or part["q_value"].isna().all():
+            part = part.assign(q_value=bh_qvalues(part["p_value"].to_numpy()))
+        groups.append(((str(estimator), bool(bos)), part))
+    return sorted(groups, key=lambda group: (group[0][0] != "all", not group[0][1], group[0][0]))
+
+
+def _one_estimator(correlations: pd.DataFrame, overlap: pd.DataFrame | None) -> tuple[list[str], str, bool]:
+    """Sentences, the overlap text and the verdict (important heads include induction heads) of one estimator."""
+    sentences = []
+    for row in correlations[correlations["task"] == "aggregate"].itertuples():
         sentences.append(f"Aggregate head importance (mean over tasks and shots) and {row.induction_metric.replace('_', ' ')} "
-                         f"have Spearman rho = {row.spearman:.3f} (p = {row.p_value:.2g}).")
+                         f"have Spearman rho = {row.spearman:.3f} (p = {row.p_value:.2g}, BH q = {row.q_value:.2g}).")
     tasks = correlations[correlations["task"] != "aggregate"]
     if not tasks.empty:
-        positive = (tasks["spearman"] > 0) & (tasks["p_value"] < 0.05)
-        sentences.append(f"{int(positive.sum())} of {len(tasks)} (task, shots, metric) correlations are positive with p < 0.05.")
-    overlap = _table(folder, "crossref_overlap")
-    if overlap is not None:
+        by_q = int(((tasks["spearman"] > 0) & (tasks["q_value"] < 0.05)).sum())
+        by_p = int(((tasks["spearman"] > 0) & (tasks["p_value"] < 0.05)).sum())
+        sentences.append(f"{by_q} of {len(tasks)} (task, shots, metric) correlations are positive with Benjamini-Hochberg "
+                         f"q < 0.05 ({by_p} with raw p < 0.05, uncorrected for the {len(correlations)} tests).")
+    text, verdict = "", False
+    if overlap is not None and not overlap.empty:
         rows = overlap[overlap["task"] == "aggregate"]
-        parts = [f"{int(row.overlap)} of the top {int(row.top_k)} {row.induction_metric.replace('_', ' ')} heads "
-                 f"(chance {row.expected:.1f}, permutation p = {row.p_value:.2g})" for row in rows.itertuples()]
-        if parts:
-            text = "; ".join(parts)
+        test = lambda row: "hypergeometric" if "hypergeometric" in str(getattr(row, "test", "")) else "permutation"  # noqa: E731
+        text = "; ".join(f"{int(row.overlap)} of the top {int(row.top_k)} {row.induction_metric.replace('_', ' ')} heads "
+                         f"(chance {row.expected:.1f}, {test(row)} p = {row.p_value:.2g}, q = {row.q_value:.2g})"
+                         for row in rows.itertuples())
+        verdict = bool((rows["q_value"] < 0.05).any())
+        if text:
             sentences.append(f"Among the most important heads are {text}.")
-            measured["induction"] = text
+    return sentences, text, verdict
+
+
+def _estimator_agreement(folder: Path) -> list[str]:
+    """How alike the two gradient estimators rank heads, per shot count (``crossref_estimators``)."""
+    table = _table(folder, "crossref_estimators")
+    if table is None or table.empty:
+        return []
+    sentences = []
+    for (first, second), part in table.groupby(["estimator_a", "estimator_b"], sort=False):
+        per_shots = part[part["task"] != "aggregate"].groupby("shots").agg(rho=("spearman", "mean"),
+                                                                           overlap=("top_k_overlap", "mean"))
+        aggregate = part[part["task"] == "aggregate"]
+        shots = "; ".join(f"{shot}-shot mean rho {row.rho:.2f}, top-{int(part['top_k'].iloc[0])} overlap {row.overlap:.1f}"
+                          for shot, row in per_shots.iterrows())
+        whole = f" (aggregate ranking: rho {aggregate['spearman'].iloc[0]:.2f})" if not aggregate.empty else ""
+        sentences.append(f"The {first} and {second} estimators rank heads alike to this degree: {shots}{whole}.")
+    return sentences
+
+
+def _importance_findings(folder: Path) -> tuple[list[str], dict[str, str]]:
+    from interp.importance.crossref import primary_rows
+
+    correlations = _table(folder, "crossref_correlations")
+    if correlations is None:
+        return ["Task importance was not cross-referenced with induction scores here (run `interp importance` then "
+                "`interp crossref`)."], {}
+    overlap = _table(folder, "crossref_overlap")
+    overlaps = dict(_by_estimator(overlap)) if overlap is not None else {}
+    sentences, measured, verdicts = [], {}, {}
+    for key, part in _by_estimator(correlations):
+        found, text, verdicts[key] = _one_estimator(part, overlaps.get(key))
+        sentences.append(f"Under {_estimator_label(*key)}:")
+        sentences += found
+        measured.setdefault("induction", f"{text}; {_estimator_label(*key)}" if text else "")
+    keys = list(verdicts)
+    words = {True: "the important heads include induction heads beyond chance (aggregate overlap q < 0.05)",
+             False: "the important heads do not include more induction heads than chance would (no aggregate overlap with q < 0.05)"}
+    conclusion = f"Conclusion: {words[verdicts[keys[0]]]}; it rests on {_estimator_label(*keys[0])}"
+    if len(keys) > 1:
+        others = [f"under {_estimator_label(*key)} the same conclusion "
+                  f"{'holds' if verdicts[key] == verdicts[keys[0]] else 'does not hold'}" for key in keys[1:]]
+        sentences.append(f"{conclusion}; {'; '.join(others)}.")
+    else:
+        sentences.append(f"{conclusion}; the other gradient estimator was not run here (`interp importance "
+                         "--gradient-positions answer`), so whether it holds under that one is not measured.")
+    sentences += _estimator_agreement(folder)
     layers = _table(folder, "crossref_layers")
     if layers is not None:
+        layers = primary_rows(layers)
         for component, part in layers.groupby("component"):
             share = part.groupby("layer")["share"].mean()
-            top_layer = int(share.idxmax())
+            if share.isna().all():  # no importance at all (an attention-only model's FFNs)
+                continue
             sentences.append(f"Important {'heads' if component == 'head' else 'FFNs'} sit around layer "
-                             f"{part['mean_layer_of_top'].mean():.1f} on average; layer {top_layer} holds the largest share "
-                             f"of {component} importance ({share.max():.1%}).")
+                             f"{part['mean_layer_of_top'].mean():.1f} on average; layer {int(share.idxmax())} holds the "
+                             f"largest share of {component} importance ({share.max():.1%}), under {_estimator_label(*keys[0])}.")
     return sentences, measured
 
 
@@ -130,13 +227,15 @@ def _threshold_findings(name: str, table: pd.DataFrame) -> tuple[list[str], dict
     within = f"within {tolerance:g} accuracy points of the unpruned model" if tolerance is not None else "within tolerance"
     parts = []
     for row in rows.itertuples():
-        interval = (f" (95% CI {row.prunable_ci_low:g}-{row.prunable_ci_high:g}%)"
+        paired = "paired with the unpruned model, " if str(getattr(row, "interval_method", "")).startswith("paired") else ""
+        interval = (f" (95% CI {paired}{row.prunable_ci_low:g}-{row.prunable_ci_high:g}%)"
                     if hasattr(row, "prunable_ci_low") and hasattr(row, "prunable_ci_high") else "")
         shots = f"{row.shots}-shot" if hasattr(row, "shots") else ""
         parts.append(f"{row.prunable_percent:g}%{interval} {shots}".strip())
     if not parts:
         return [], {}
-    ranking = " ranked by each task's own importance" if "ranking" in table.columns else ""
+    how = " (gradient summed over every token)" if noun == "heads" else ""  # FFNs: the ranking the sweep's config names
+    ranking = f" ranked by each task's own importance{how}" if "ranking" in table.columns else ""
     sentence = f"Share of {noun} prunable {within}, mean over tasks{ranking}: {'; '.join(parts)} (table {name})."
     key = {"heads": "heads", "FFNs": "ffns", "layers": "layers"}[noun]
     return [sentence], {key: f"{'; '.join(parts)} {within}"}
@@ -156,23 +255,28 @@ def _pruning_findings(folder: Path) -> tuple[list[str], dict[str, str]]:
     if layer_thresholds is not None and {"method", "task", "prunable_n", "prunable_fraction"} <= set(layer_thresholds.columns):
         texts = []
         for row in layer_thresholds[layer_thresholds["task"] == "average"].itertuples():
-            text = (f"{row.method}, {getattr(row, 'shots', '?')}-shot: {row.prunable_n} layers ({row.prunable_fraction:.0%}) "
-                    f"within {getattr(row, 'tolerance_points', '?')} accuracy points, no healing")
+            interval = (f", 95% CI {row.prunable_n_ci_low}-{row.prunable_n_ci_high} paired with the unpruned model"
+                        if hasattr(row, "prunable_n_ci_low") else "")
+            text = (f"{row.method}, {getattr(row, 'shots', '?')}-shot: {row.prunable_n} layers ({row.prunable_fraction:.0%}"
+                    f"{interval}) within {getattr(row, 'tolerance_points', '?')} accuracy points, no healing")
             sentences.append(f"Layer dropping ({text}).")
             texts.append(text)
         measured["layers"] = "; ".join(texts)
     selected = tables.get("laser_selected")
     if selected is not None and {"layer", "matrix", "rho", "report_accuracy_gain"} <= set(selected.columns):
         best = selected.loc[selected["report_accuracy_gain"].idxmax()]
+        paired = (f" (95% CI {best['gain_ci_low']:+.3f} to {best['gain_ci_high']:+.3f}, paired with the unmodified model)"
+                  if "gain_ci_low" in selected.columns and np.isfinite(best["gain_ci_low"]) else "")
         text = (f"{best['matrix']} of layer {int(best['layer'])} at rho = {best['rho']:g} on {best['task']} ({best['shots']}-shot): "
-                f"held-out accuracy {best['report_accuracy_gain']:+.3f}; mean change over tasks "
+                f"held-out accuracy {best['report_accuracy_gain']:+.3f}{paired}; mean change over tasks "
                 f"{selected['report_accuracy_gain'].mean():+.3f}")
         sentences.append(f"Best LASER intervention: {text}.")
         measured["laser"] = text
     summarised = {key for key in measured}
     for name, table in tables.items():
-        if "prunable_percent" in table.columns or name.endswith(("_thresholds", "_claims", "_rankings", "_selected", "_saved")):
-            continue
+        if "prunable_percent" in table.columns or name.endswith(("_thresholds", "_claims", "_rankings", "_selected", "_saved",
+                                                                 "_effects")):
+            continue  # _effects: the paired intervals behind the thresholds
         if name in ("laser", "layer_pruning") or name.startswith("layer_distances") or f"{name}_thresholds" in tables:
             continue  # summarised from their selected / thresholds tables above
         columns = curve_columns(table)
