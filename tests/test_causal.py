@@ -173,10 +173,14 @@ def test_sweep_writes_tables_and_resumes(toy, tmp_path, monkeypatch):
     assert {path: path.stat().st_mtime_ns for path in cells} == stamps
     pd.testing.assert_frame_equal(again["causal_effects"], tables["causal_effects"])
 
-    # One lost cell is recomputed alone, with the same numbers.
+    # Tabulating only computes nothing, even with a cell missing.
     lost = next(path for path in cells if "random__p50__d1" in path.name and "mean" in path.name)
     before = json.loads(lost.read_text())
     lost.unlink()
+    partial = run_causal("toy-attn-2l", "antonyms", [1], tmp_path, config, show_progress=False, figures=False, compute=False)
+    assert not lost.exists() and len(partial["causal_items"]) == len(tables["causal_items"]) - 6
+
+    # One lost cell is recomputed alone, with the same numbers.
     run_causal("toy-attn-2l", "antonyms", [1], tmp_path, config, bridge_record=toy, show_progress=False, figures=False)
     assert json.loads(lost.read_text())["gold_logprob"] == pytest.approx(before["gold_logprob"], abs=TOLERANCE)
     assert all(path.stat().st_mtime_ns == stamps[path] for path in cells if path != lost)

@@ -32,6 +32,7 @@ def ablate(
     results: Path | None = typer.Option(None, help="folder with induction_scores (default --out)"),
     device: Device = "auto",
     figures: Figures = True,
+    tables_only: bool = typer.Option(False, help="only tabulate the cells already finished (say, while a long run goes on)"),
 ) -> None:
     """Remove the top-k heads by prefix matching, copying and own importance vs k random heads; resumes where it stopped."""
     out = out or default_out(model)
@@ -44,7 +45,7 @@ def ablate(
                               max_items=max_items or None, seed=seed, batch_size=batch_size,
                               sets_per_forward=sets_per_forward, repeat_seeds=repeat_seeds)
         tables = run_causal(model, ",".join(parse_list("--tasks", tasks, str)), list(parse_list("--shots", shots, int)), out,
-                            config, results=results, device=device, figures=figures)
+                            config, results=results, device=device, figures=figures, compute=not tables_only)
         typer.echo(f"wrote {', '.join(tables) or 'no tables (no cell finished)'} and causal.json into {out}")
 
     run_job(job, out=out, figures=figures)

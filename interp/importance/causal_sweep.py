@@ -288,10 +288,12 @@ def _run_plan(bridge: Any, record: Any, plan: _Plan, task: Any, config: CausalCo
 
 def run_causal(model: str, tasks: str | Sequence[str], shots: Sequence[int], out: Path,
                config: CausalConfig = CausalConfig(), *, results: Path | None = None, device: str = "auto",
-               bridge_record: Any = None, figures: bool = True, show_progress: bool = True) -> dict[str, pd.DataFrame]:
+               bridge_record: Any = None, figures: bool = True, show_progress: bool = True,
+               compute: bool = True) -> dict[str, pd.DataFrame]:
     """Run every missing cell of the causal test, then write the tables, metadata and figure.
 
-    ``results`` is the folder holding ``induction_scores`` (default ``out``).  Returns the tables.
+    ``results`` is the folder holding ``induction_scores`` (default ``out``).  ``compute=False``
+    only tabulates the cells already finished (e.g. while a long run is still going).  Returns the tables.
     """
     from tqdm.auto import tqdm
 
@@ -311,8 +313,8 @@ def run_causal(model: str, tasks: str | Sequence[str], shots: Sequence[int], out
         build_prompts(loaded[plan.name], plan.shots, config.prompt_config())
     record = None
     known = lambda cell: None if shape is None else _cell_heads(cell, scores, shape, config)  # noqa: E731
-    if any(plan.todo for plan in plans) or any(not _is_done(cell.path(folder / "repeated", repeated_key), known(cell))
-                                               for cell in random_cells):
+    if compute and (any(plan.todo for plan in plans)
+                    or any(not _is_done(cell.path(folder / "repeated", repeated_key), known(cell)) for cell in random_cells)):
         if bridge_record is None:
             from interp.models.loading import load_model
 
