@@ -11,15 +11,16 @@ A line or two each, DataFrames and plotly figures back, no results folder::
     explore.head_overview(bridge, 1, 2, text="...", scores=scores).show()   # from a score to the head
     table = explore.patch(bridge, clean, corrupted, answer=" Potter")       # heads, residual stream, patterns
     explore.patching_figure(table).show()
-    explore.composition_figure(explore.composition(bridge)).show()
+    explore.composition_figure(explore.compose(bridge)).show()
 
 Modules: :mod:`~interp.explore.viewer` (attention views), :mod:`~interp.explore.patching`
-(activation patching), :mod:`~interp.explore.composition` (Q/K/V composition),
+(activation patching), :mod:`~interp.explore.composition` (Q/K/V composition; ``compose`` here,
+so the name does not shadow the module),
 :mod:`~interp.explore.text` (prompts and token labels), :mod:`~interp.explore.api` (the
 one-liners above).
 """
 
-from interp.explore.api import composition, load, patch, score
+from interp.explore.api import compose, load, patch, score
 from interp.explore.composition import composition_figure, composition_table
 from interp.explore.patching import (PatchingConfig, activation_patching, answer_metric, induction_prompts, patching_figure,
                                      repeated_name_prompts)
@@ -29,7 +30,7 @@ __all__ = [
     "PatchingConfig",
     "activation_patching",
     "answer_metric",
-    "composition",
+    "compose",
     "composition_figure",
     "composition_table",
     "head_overview",

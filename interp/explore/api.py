@@ -8,9 +8,10 @@ remain the way to produce saved, resumable results.
 >>> bridge = explore.load("toy-attn-2l")                                            # doctest: +SKIP
 >>> explore.score(bridge).query("metric == 'prefix_matching'").nlargest(1, "mean")  # doctest: +SKIP
 >>> explore.view_head(bridge, "the cat sat. the cat sat.", layer=1, head=2).show()   # doctest: +SKIP
->>> table = explore.patch(bridge, *explore.induction_prompts(bridge)[:2], answer=explore.induction_prompts(bridge)[2])  # doctest: +SKIP
+>>> clean, corrupted, answer = explore.repeated_name_prompts(bridge, "And Moses said unto Aaron, and Moses")  # doctest: +SKIP
+>>> table = explore.patch(bridge, clean, corrupted, answer=answer)                   # doctest: +SKIP
 >>> explore.patching_figure(table).show()                                            # doctest: +SKIP
->>> explore.composition(bridge).query("kind == 'k'").nlargest(3, "score")           # doctest: +SKIP
+>>> explore.compose(bridge).query("kind == 'k'").nlargest(3, "score")           # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from interp.errors import InterpError
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
-__all__ = ["composition", "load", "patch", "score"]
+__all__ = ["compose", "load", "patch", "score"]
 
 
 def load(spec: str = "smollm2-135m", device: str = "auto", dtype: str = "float32") -> "TransformerBridge":
@@ -71,10 +72,10 @@ def patch(bridge: "TransformerBridge", clean: "str | Sequence[str] | Tensor", co
     return activation_patching(bridge, clean, corrupted, metric, config)
 
 
-def composition(bridge: "TransformerBridge", kinds: Sequence[str] = ("q", "k", "v"), fold_norms: bool = True) -> pd.DataFrame:
+def compose(bridge: "TransformerBridge", kinds: Sequence[str] = ("q", "k", "v"), fold_norms: bool = True) -> pd.DataFrame:
     """Q, K and V composition of every pair of heads in different layers, beside the random baseline."""
     from interp.explore.composition import composition_table
 
     if not kinds:
-        raise InterpError("composition needs at least one kind: q, k or v")
+        raise InterpError("compose needs at least one composition kind: q, k or v")
     return composition_table(bridge, tuple(kinds), fold_norms=fold_norms)
