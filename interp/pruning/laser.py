@@ -23,7 +23,7 @@ from torch import Tensor
 from interp.errors import InterpError
 from interp.models.structure import decoder_layer, hf_model_of
 
-__all__ = ["MATRICES", "LowRankFactors", "laser_intervention", "low_rank", "matrix_parameter", "rank_for"]
+__all__ = ["MATRICES", "LowRankFactors", "check_rho", "laser_intervention", "low_rank", "matrix_parameter", "rank_for"]
 
 # Matrix name -> candidate (parameter name inside a decoder layer, slice of output columns or
 # None).  Names are as Hugging Face writes them; the bridge's rewiring is stripped first.
@@ -40,7 +40,7 @@ MATRICES: dict[str, tuple[tuple[str, int | None], ...]] = {
 }
 
 
-def _check_rho(rho: float) -> float:
+def check_rho(rho: float) -> float:
     if not isinstance(rho, (int, float)) or not 0 < rho <= 1:
         raise InterpError(f"rho={rho!r} is outside (0, 1]; use a fraction of the full rank such as 0.1")
     return float(rho)
@@ -48,7 +48,7 @@ def _check_rho(rho: float) -> float:
 
 def rank_for(shape: tuple[int, ...], rho: float) -> int:
     """``k = floor(rho * min(m, n))``, at least 1 (the 1e-9 keeps 0.7 * 10 from flooring to 6)."""
-    return max(1, math.floor(_check_rho(rho) * min(shape[-2:]) + 1e-9))
+    return max(1, math.floor(check_rho(rho) * min(shape[-2:]) + 1e-9))
 
 
 class LowRankFactors:
@@ -98,7 +98,7 @@ def laser_intervention(model: Any, layer: int, matrix: str, rho: float,
     the original matrix) to reuse one SVD over a grid of ``rho``.  Yields the approximation.
     The parameter's tensor is swapped, never written, so the original comes back bit for bit.
     """
-    _check_rho(rho)
+    check_rho(rho)
     parameter, third = matrix_parameter(model, layer, matrix)
     original = parameter.data
     if third is None:

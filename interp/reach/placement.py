@@ -172,7 +172,7 @@ class Placement:
     def _offload_folder(self, source: str) -> str:
         if self.offload_folder is not None:
             return self.offload_folder
-        from interp.models.loading import cache_dir
+        from interp.store import cache_dir
 
         key = hashlib.sha256(json.dumps([source, self.device_map, self.max_memory], sort_keys=True,
                                         default=str).encode()).hexdigest()[:16]
