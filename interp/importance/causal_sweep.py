@@ -497,7 +497,7 @@ def _write_outputs(out: Path, tables: dict[str, pd.DataFrame], model: str, recor
                             sequences=asdict(config.sequences()), confidence=0.95), meta_path)
     if figures and tables:
         from interp.output.catalogue import causal_entries
-        from interp.output.figures import save_figure
+        from interp.output.figures import save_figures
 
-        for entry in causal_entries(tables.get("causal_vs_random"), tables.get("causal_repeated")):
-            save_figure(entry.figure, out / "figures" / entry.name)
+        entries = causal_entries(tables.get("causal_vs_random"), tables.get("causal_repeated"))
+        save_figures({out / "figures" / entry.name: entry.figure for entry in entries}, ("html", "png"))  # one browser
