@@ -13,11 +13,12 @@ Why a t-interval, and what it does not promise, is in ``docs/methods.md`` ("Inte
 multiple comparisons"); ``tests/test_stats.py`` simulates its coverage.
 
 >>> import pandas as pd
->>> table = pd.DataFrame({"seed": [0, 1, 2, 3, 4], "layer": 0, "head": 0, "metric": "m", "value": [1.0, 2.0, 3.0, 4.0, 5.0]})
->>> summary = summarise_seeds(table)
->>> float(summary["mean"].iloc[0]), float(summary["var"].iloc[0]), int(summary["n_seeds"].iloc[0])
+>>> values = [1.0, 2.0, 3.0, 4.0, 5.0]
+>>> table = pd.DataFrame({"seed": range(5), "layer": 0, "head": 0, "metric": "m", "value": values})
+>>> row = summarise_seeds(table).iloc[0]
+>>> float(row["mean"]), float(row["var"]), int(row["n_seeds"])
 (3.0, 2.5, 5)
->>> round(float(summary["ci_low"].iloc[0]), 3), round(float(summary["ci_high"].iloc[0]), 3), summary["interval_method"].iloc[0]
+>>> round(float(row["ci_low"]), 3), round(float(row["ci_high"]), 3), row["interval_method"]
 (1.037, 4.963, 't')
 """
 
@@ -25,8 +26,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -77,8 +79,9 @@ def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray
     return mean - half, mean + half
 
 
-def summarise_seeds(table: pd.DataFrame, keys: tuple[str, ...] = ("layer", "head", "metric"),
-                    confidence: float = 0.95) -> pd.DataFrame:
+def summarise_seeds(
+    table: pd.DataFrame, keys: tuple[str, ...] = ("layer", "head", "metric"), confidence: float = 0.95
+) -> pd.DataFrame:
     """Collapse a long (seed, *keys, value) table into mean, var (ddof=1), ci_low, ci_high, n_seeds, interval_method.
 
     The interval is the Student-t interval (:func:`t_interval`); a quantity measured once (OV
@@ -93,8 +96,11 @@ def summarise_seeds(table: pd.DataFrame, keys: tuple[str, ...] = ("layer", "head
             continue
         block = wide[columns].dropna(axis=0, how="all").to_numpy(dtype=np.float64)
         if 1 < n_seeds < FEW_SEEDS:
-            warnings.warn(f"95% intervals from {n_seeds} seeds: use at least {FEW_SEEDS} for intervals worth printing",
-                          FewSeedsWarning, stacklevel=2)
+            warnings.warn(
+                f"95% intervals from {n_seeds} seeds: use at least {FEW_SEEDS} for intervals worth printing",
+                FewSeedsWarning,
+                stacklevel=2,
+            )
         low, high = t_interval(block, confidence)
         frame = pd.DataFrame(list(columns), columns=list(keys))
         frame["mean"] = block.mean(axis=0)
@@ -172,8 +178,9 @@ def _mcnemar(a: np.ndarray, b: np.ndarray, confidence: float) -> tuple[float, fl
     return low, high, p_value
 
 
-def _bootstrap(differences: np.ndarray, strata: np.ndarray, confidence: float, n_resamples: int,
-               seed: int) -> tuple[float, float, float]:
+def _bootstrap(
+    differences: np.ndarray, strata: np.ndarray, confidence: float, n_resamples: int, seed: int
+) -> tuple[float, float, float]:
     """Percentile interval and bootstrap p-value of the stratum-averaged mean difference.
 
     Items are resampled within each stratum (one stratum: the plain paired bootstrap), all
@@ -188,7 +195,9 @@ def _bootstrap(differences: np.ndarray, strata: np.ndarray, confidence: float, n
         values, counts = np.unique(part, return_counts=True)
         if len(values) <= 16:
             remaining, left = np.full(n_resamples, len(part)), len(part)
-            for value, count in zip(values[:-1], counts[:-1]):  # multinomial as a chain of binomials, every resample at once
+            for value, count in zip(
+                values[:-1], counts[:-1], strict=True
+            ):  # multinomial as a chain of binomials, every resample at once
                 drawn = generator.binomial(remaining, count / left)
                 resampled += drawn * value / len(part)
                 remaining, left = remaining - drawn, left - count
@@ -203,8 +212,16 @@ def _bootstrap(differences: np.ndarray, strata: np.ndarray, confidence: float, n
     return float(low), float(high), float(min(1.0, 2 * min(below, above)))
 
 
-def paired_difference(a: Any, b: Any, *, method: str = "auto", strata: Any = None, confidence: float = 0.95,
-                      n_resamples: int = 10000, seed: int = 0) -> PairedDifference:
+def paired_difference(
+    a: Any,
+    b: Any,
+    *,
+    method: str = "auto",
+    strata: Any = None,
+    confidence: float = 0.95,
+    n_resamples: int = 10000,
+    seed: int = 0,
+) -> PairedDifference:
     """Compare two measurements of the same items: ``mean(a - b)``, its interval and a p-value.
 
     Signature: ``paired_difference(a, b, *, method="auto", strata=None, confidence=0.95,
@@ -230,7 +247,9 @@ def paired_difference(a: Any, b: Any, *, method: str = "auto", strata: Any = Non
     check_choice("paired method", method, PAIRED_METHODS)
     a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
     if a.shape != b.shape or a.size == 0:
-        raise InterpError(f"paired_difference needs two equally long, non-empty vectors, got {a.size} and {b.size} items")
+        raise InterpError(
+            f"paired_difference needs two equally long, non-empty vectors, got {a.size} and {b.size} items"
+        )
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise InterpError("paired_difference got NaN or infinite values; drop those items first")
     if not 0 < confidence < 1:

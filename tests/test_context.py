@@ -33,12 +33,21 @@ def bloom_dir(tmp_path_factory):
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     words = " ".join(f"w{index}" for index in range(200))
-    tokenizer.train_from_iterator([words] * 5, trainers.BpeTrainer(vocab_size=400, special_tokens=["<bos>", "<eos>", "<pad>"],
-                                                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
-                                   model_max_length=64)
+    tokenizer.train_from_iterator(
+        [words] * 5,
+        trainers.BpeTrainer(
+            vocab_size=400,
+            special_tokens=["<bos>", "<eos>", "<pad>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", model_max_length=64
+    )
     fast.save_pretrained(directory)
-    config = BloomConfig(vocab_size=len(fast), hidden_size=32, n_layer=2, n_head=4, bos_token_id=0, eos_token_id=1, pad_token_id=2)
+    config = BloomConfig(
+        vocab_size=len(fast), hidden_size=32, n_layer=2, n_head=4, bos_token_id=0, eos_token_id=1, pad_token_id=2
+    )
     model = BloomForCausalLM(config)
     model.config.architectures = ["BloomForCausalLM"]
     model.save_pretrained(directory)
@@ -49,12 +58,16 @@ def bloom_dir(tmp_path_factory):
 
 
 def test_context_comes_from_the_config_before_the_tokenizer():
-    both = context_limit(SimpleNamespace(n_positions=1024, max_position_embeddings=2048), SimpleNamespace(model_max_length=512))
+    both = context_limit(
+        SimpleNamespace(n_positions=1024, max_position_embeddings=2048), SimpleNamespace(model_max_length=512)
+    )
     assert both == ContextLimit(1024, "config.n_positions")
 
 
 def test_a_tokenizer_without_a_limit_is_not_a_limit():
-    assert context_limit(SimpleNamespace(), SimpleNamespace(model_max_length=int(1e30))) == ContextLimit(None, "none stated")
+    assert context_limit(SimpleNamespace(), SimpleNamespace(model_max_length=int(1e30))) == ContextLimit(
+        None, "none stated"
+    )
     assert context_limit(SimpleNamespace(max_position_embeddings=True), None).tokens is None  # a flag is not a length
 
 
@@ -66,7 +79,9 @@ def test_a_model_that_states_no_context_gets_its_tokenizers_limit(bloom_dir):
     assert bridge.cfg.n_ctx == 64  # TransformerLens's own fallback would have said 2048
     from interp.induction.scores import score_heads
 
-    with pytest.raises(InterpError, match=r"needs 101 tokens but the model reads at most 64 \(tokenizer.model_max_length\)"):
+    with pytest.raises(
+        InterpError, match=r"needs 101 tokens but the model reads at most 64 \(tokenizer.model_max_length\)"
+    ):
         score_heads(bridge, SequenceConfig(protocol="olsson", num_seeds=1), metrics=("prefix_matching",))
 
 
@@ -119,8 +134,14 @@ def test_induction_job_on_the_toy_model_reports_its_induction_head(toy, tmp_path
     from interp.induction.job import InductionConfig, run_induction
 
     lines: list[str] = []
-    result = run_induction(toy, tmp_path, InductionConfig(num_seeds=8, metrics=("prefix_matching",)), figures=False,
-                           progress=False, echo=lines.append)
+    result = run_induction(
+        toy,
+        tmp_path,
+        InductionConfig(num_seeds=8, metrics=("prefix_matching",)),
+        figures=False,
+        progress=False,
+        echo=lines.append,
+    )
     scores = result.scores.dropna(subset=["layer"]).set_index(["layer", "head"])
     assert scores.loc[(1, 2), "mean"] >= 0.7
     assert scores["mean"].idxmax() in {(1, 0), (1, 1), (1, 2), (1, 3)}
@@ -135,8 +156,13 @@ def test_induction_job_on_the_toy_model_reports_its_induction_head(toy, tmp_path
 def _prompt(words: int, demonstrations: tuple[int, ...]):
     from interp.tasks.prompts import Prompt
 
-    return Prompt(item_index=7, context=" ".join(["the"] * words) + " ->", continuations=(" a", " b"), answer_index=0,
-                  demo_indices=demonstrations)
+    return Prompt(
+        item_index=7,
+        context=" ".join(["the"] * words) + " ->",
+        continuations=(" a", " b"),
+        answer_index=0,
+        demo_indices=demonstrations,
+    )
 
 
 def test_a_long_few_shot_prompt_advises_fewer_shots(toy):
@@ -171,6 +197,8 @@ def test_layer_dropping_text_windows_fit_the_context(toy, task_file, tmp_path):
 
     lines: list[str] = []
     config = LayerSweepConfig(block_sizes=(1,), text_windows=2, text_length=4096, save_pruned=False, max_items=2)
-    result = run_layer_sweep(toy, [str(task_file)], [0], tmp_path, config, figures=False, progress=False, echo=lines.append)
+    result = run_layer_sweep(
+        toy, [str(task_file)], [0], tmp_path, config, figures=False, progress=False, echo=lines.append
+    )
     assert result.metadata["text_length_used"] == 128 and result.metadata["context"]["tokens"] == 128
     assert any("text windows of 128 tokens, not 4096" in line for line in lines)

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import encode_tiny_task
 from scipy import stats
 
-from conftest import encode_tiny_task
 from interp.errors import InterpError
 from interp.importance.methods import ImportanceConfig, gradient_importance
 from interp.pruning.thresholds import encode_items, paired_effects, threshold_table
@@ -25,16 +25,25 @@ def _plain_answer_gradient(bridge, encoded):
         tokens = torch.tensor([encoded.tokens[sequence]])
         start = encoded.context_lengths[sequence]
         stored = {}
-        hooks = [(f"blocks.{layer}.attn.hook_z", lambda z, hook, layer=layer: stored.__setitem__(layer, z) or z)
-                 for layer in range(n_layers)]
+        hooks = [
+            (
+                f"blocks.{layer}.attn.hook_z",
+                lambda z, hook, layer=layer, stored=stored: stored.__setitem__(layer, z) or z,
+            )
+            for layer in range(n_layers)
+        ]
         with torch.enable_grad():
             log_probs = torch.log_softmax(bridge.run_with_hooks(tokens, fwd_hooks=hooks, return_type="logits")[0], -1)
-            loss = -torch.stack([log_probs[position - 1, tokens[0, position]] for position in range(start, tokens.shape[1])]).mean()
+            loss = -torch.stack(
+                [log_probs[position - 1, tokens[0, position]] for position in range(start, tokens.shape[1])]
+            ).mean()
             grads = torch.autograd.grad(loss, [stored[layer] for layer in range(n_layers)])
         for position in range(start - 1, tokens.shape[1] - 1):  # the positions whose logits predict an answer token
             for layer in range(n_layers):
                 for index in range(n_heads):
-                    head[layer, index] += abs(float(stored[layer][0, position, index].detach() @ grads[layer][0, position, index]))
+                    head[layer, index] += abs(
+                        float(stored[layer][0, position, index].detach() @ grads[layer][0, position, index])
+                    )
             n_positions += 1
     return head / n_positions
 
@@ -67,22 +76,43 @@ def test_bos_policy_matches_the_bridge_tokenizer_or_leaves_bos_out(tiny_models, 
     for bridge, _ in tiny_models.values():
         with_bos = encode_prompts(bridge.tokenizer, build_prompts(task, 1, PromptConfig(max_items=3)))
         without = encode_prompts(bridge.tokenizer, build_prompts(task, 1, PromptConfig(max_items=3, prepend_bos=False)))
-        for prompt, sequence in zip(build_prompts(task, 1, PromptConfig(max_items=3)), with_bos.gold_sequence.tolist()):
+        prompts = build_prompts(task, 1, PromptConfig(max_items=3))
+        for prompt, sequence in zip(prompts, with_bos.gold_sequence.tolist(), strict=True):
             context = with_bos.tokens[sequence][: with_bos.context_lengths[sequence]]
-            assert list(context) == list(bridge.tokenizer(prompt.context)["input_ids"])  # what the bridge's tokenizer adds
+            assert list(context) == list(
+                bridge.tokenizer(prompt.context)["input_ids"]
+            )  # what the bridge's tokenizer adds
         assert all(tokens[0] == bridge.tokenizer.bos_token_id for tokens in with_bos.tokens)
-        assert all(len(a) == len(b) + 1 and a[1:] == b for a, b in zip(with_bos.tokens, without.tokens))
+        assert all(len(a) == len(b) + 1 and a[1:] == b for a, b in zip(with_bos.tokens, without.tokens, strict=True))
 
 
 # --------------------------------------------------------------------------- paired thresholds
 
 
 def _cells(baseline: list[int], pruned: dict[int, list[int]], task: str = "t") -> list[dict]:
-    rows = [{"ranking": "own", "shots": 0, "task": task, "percent": 0, "accuracy": float(np.mean(baseline)),
-             "n_items": len(baseline), "item_correct": encode_items(baseline)}]
+    rows = [
+        {
+            "ranking": "own",
+            "shots": 0,
+            "task": task,
+            "percent": 0,
+            "accuracy": float(np.mean(baseline)),
+            "n_items": len(baseline),
+            "item_correct": encode_items(baseline),
+        }
+    ]
     for percent, items in pruned.items():
-        rows.append({"ranking": "own", "shots": 0, "task": task, "percent": percent, "accuracy": float(np.mean(items)),
-                     "n_items": len(items), "item_correct": encode_items(items)})
+        rows.append(
+            {
+                "ranking": "own",
+                "shots": 0,
+                "task": task,
+                "percent": percent,
+                "accuracy": float(np.mean(items)),
+                "n_items": len(items),
+                "item_correct": encode_items(items),
+            }
+        )
     return rows
 
 
@@ -92,7 +122,9 @@ def test_paired_interval_is_narrower_than_unpaired_bounds():
     flip = lambda count: [0] * count + [1] * (150 - count) + [0] * 50  # noqa: E731
     rows = _cells(baseline, {10: flip(1), 20: flip(3), 30: flip(30)})
     paired = threshold_table(pd.DataFrame(rows), tolerance=5.0).set_index("task").loc["t"]
-    unpaired = threshold_table(pd.DataFrame(rows).drop(columns="item_correct"), tolerance=5.0).set_index("task").loc["t"]
+    unpaired = (
+        threshold_table(pd.DataFrame(rows).drop(columns="item_correct"), tolerance=5.0).set_index("task").loc["t"]
+    )
     assert paired["prunable_percent"] == unpaired["prunable_percent"] == 20
     assert paired["interval_method"].startswith("paired") and unpaired["interval_method"].startswith("unpaired")
     # the same items answer both times: losing 3 of 200 is confidently within 5 points only when paired
@@ -125,12 +157,26 @@ def test_crossref_and_report_keep_estimators_apart(toy, tmp_path):
     from interp.induction.job import InductionConfig, run_induction
     from interp.output.report import findings
 
-    run_induction(toy, tmp_path, InductionConfig(num_seeds=5, protocol="olsson"), figures=False, progress=False,
-                  echo=lambda line: None)
+    run_induction(
+        toy,
+        tmp_path,
+        InductionConfig(num_seeds=5, protocol="olsson"),
+        figures=False,
+        progress=False,
+        echo=lambda line: None,
+    )
     for positions in ("all", "answer"):
         config = ImportanceConfig(max_items=4, gradient_positions=positions)
-        run_importance(toy, "antonyms,country_capital", [0, 1], "gradient", tmp_path, config, progress=False,
-                       echo=lambda line: None)
+        run_importance(
+            toy,
+            "antonyms,country_capital",
+            [0, 1],
+            "gradient",
+            tmp_path,
+            config,
+            progress=False,
+            echo=lambda line: None,
+        )
     importance = pd.read_parquet(tmp_path / "importance.parquet")
     assert set(importance["estimator"]) == {"all", "answer"} and importance["prepend_bos"].all()
     assert (tmp_path / "importance" / "antonyms__1shot__gradient-answer.parquet").exists()
@@ -143,7 +189,10 @@ def test_crossref_and_report_keep_estimators_apart(toy, tmp_path):
     agreement = tables["crossref_estimators"]
     assert set(agreement["task"]) == {"antonyms", "country_capital", "aggregate"}
     sentences = findings(tmp_path)["importance"]
-    assert any("rests on gradient importance summed over every token" in line and "answer positions only the same conclusion" in line
-               for line in sentences)
+    assert any(
+        "rests on gradient importance summed over every token" in line
+        and "answer positions only the same conclusion" in line
+        for line in sentences
+    )
     assert any("Benjamini-Hochberg" in line for line in sentences)
     assert any(line.startswith("The all and answer estimators rank heads alike") for line in sentences)

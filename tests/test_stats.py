@@ -16,8 +16,15 @@ import pytest
 from scipy import stats
 
 from interp.errors import InterpError
-from interp.stats import (FewSeedsWarning, bh_qvalues, overlap_p_value, paired_difference, summarise_seeds,
-                          t_interval, wilson_interval)
+from interp.stats import (
+    FewSeedsWarning,
+    bh_qvalues,
+    overlap_p_value,
+    paired_difference,
+    summarise_seeds,
+    t_interval,
+    wilson_interval,
+)
 
 DRAWS = 20000  # Monte-Carlo standard error of a 95% coverage: sqrt(0.95 * 0.05 / 20000) = 0.0015
 
@@ -30,7 +37,7 @@ def _coverage(draw, true_mean: float, n: int, seed: int) -> float:
 
 
 NORMAL = (lambda rng, shape: rng.normal(3.0, 2.0, shape), 3.0)
-LOGNORMAL = (lambda rng, shape: rng.lognormal(0.0, 0.25, shape), math.exp(0.25 ** 2 / 2))  # skewness 0.78
+LOGNORMAL = (lambda rng, shape: rng.lognormal(0.0, 0.25, shape), math.exp(0.25**2 / 2))  # skewness 0.78
 EXPONENTIAL = (lambda rng, shape: rng.exponential(1.0, shape), 1.0)  # skewness 2
 
 
@@ -70,8 +77,9 @@ def test_t_interval_matches_scipy_one_cell_at_a_time():
 
 
 def _per_seed(n_seeds: int) -> pd.DataFrame:
-    return pd.DataFrame({"seed": range(n_seeds), "layer": 0, "head": 0, "metric": "m",
-                         "value": np.arange(n_seeds, dtype=float)})
+    return pd.DataFrame(
+        {"seed": range(n_seeds), "layer": 0, "head": 0, "metric": "m", "value": np.arange(n_seeds, dtype=float)}
+    )
 
 
 def test_summarise_seeds_warns_under_five_seeds_and_names_its_interval():
@@ -107,11 +115,13 @@ def test_wilson_interval_refuses_a_fraction_of_an_item():
 
 
 def _mcnemar_p_by_loop(a, b) -> float:
-    gain = sum(1 for x, y in zip(a, b) if x == 1 and y == 0)
-    loss = sum(1 for x, y in zip(a, b) if x == 0 and y == 1)
+    gain = sum(1 for x, y in zip(a, b, strict=True) if x == 1 and y == 0)
+    loss = sum(1 for x, y in zip(a, b, strict=True) if x == 0 and y == 1)
     n = gain + loss
-    observed = math.comb(n, gain) / 2 ** n
-    return min(1.0, sum(math.comb(n, k) / 2 ** n for k in range(n + 1) if math.comb(n, k) / 2 ** n <= observed * (1 + 1e-7)))
+    observed = math.comb(n, gain) / 2**n
+    return min(
+        1.0, sum(math.comb(n, k) / 2**n for k in range(n + 1) if math.comb(n, k) / 2**n <= observed * (1 + 1e-7))
+    )
 
 
 def test_mcnemar_p_value_matches_the_exact_binomial_sum():

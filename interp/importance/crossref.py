@@ -37,8 +37,17 @@ from scipy import stats
 from interp.errors import InterpError
 from interp.stats import bh_qvalues, overlap_p_value
 
-__all__ = ["CrossrefConfig", "ESTIMATOR_COLUMNS", "INDUCTION_METRICS", "correlation_keys", "overlap_p_value", "primary_rows",
-           "retained_share", "run_crossref", "top_k_mask"]
+__all__ = [
+    "CrossrefConfig",
+    "ESTIMATOR_COLUMNS",
+    "INDUCTION_METRICS",
+    "correlation_keys",
+    "overlap_p_value",
+    "primary_rows",
+    "retained_share",
+    "run_crossref",
+    "top_k_mask",
+]
 
 INDUCTION_METRICS = ("prefix_matching", "copying")
 ESTIMATOR_COLUMNS = ("estimator", "prepend_bos")  # the choices that make two importance tables different measurements
@@ -71,7 +80,9 @@ def primary_rows(table: pd.DataFrame) -> pd.DataFrame:
     if not set(ESTIMATOR_COLUMNS) <= set(table.columns) or table.empty:
         return table
     choices = table[list(ESTIMATOR_COLUMNS)].drop_duplicates()
-    ranked = choices.assign(order=(choices["estimator"] != "all").astype(int) + (choices["prepend_bos"] != True).astype(int))  # noqa: E712
+    ranked = choices.assign(
+        order=(choices["estimator"] != "all").astype(int) + (~choices["prepend_bos"].astype(bool)).astype(int)
+    )
     chosen = ranked.sort_values(["order", "estimator"]).iloc[0]
     keep = (table["estimator"] == chosen["estimator"]) & (table["prepend_bos"] == chosen["prepend_bos"])
     return table[keep].reset_index(drop=True)
@@ -114,8 +125,9 @@ def _induction_grid(folder: Path, heads: pd.DataFrame) -> pd.DataFrame:
     absent = [metric for metric in INDUCTION_METRICS if metric not in set(table["metric"])]
     if absent:
         raise InterpError(f"{folder / 'induction_scores'} has no {absent[0]!r} rows; rerun `interp induction`")
-    grid = table[table["metric"].isin(INDUCTION_METRICS)].pivot_table(index=["layer", "head"], columns="metric",
-                                                                      values="mean", aggfunc="mean")
+    grid = table[table["metric"].isin(INDUCTION_METRICS)].pivot_table(
+        index=["layer", "head"], columns="metric", values="mean", aggfunc="mean"
+    )
     merged = heads.merge(grid.reset_index(), on=["layer", "head"], how="left")
     if merged[list(INDUCTION_METRICS)].isna().any().any():
         raise InterpError("induction_scores and importance cover different heads; were they made with the same model?")
@@ -143,16 +155,41 @@ def _head_tables(scores_by_column: dict, frame: pd.DataFrame, k: int, steps: int
         for metric in INDUCTION_METRICS:
             induction = frame[metric].to_numpy()
             rho, p_value = stats.spearmanr(scores, induction)
-            out["correlations"].append({"task": task, "shots": shots, "induction_metric": metric, "spearman": rho,
-                                        "p_value": p_value, "test": CORRELATION_TEST})
+            out["correlations"].append(
+                {
+                    "task": task,
+                    "shots": shots,
+                    "induction_metric": metric,
+                    "spearman": rho,
+                    "p_value": p_value,
+                    "test": CORRELATION_TEST,
+                }
+            )
             induction_set = top_k_mask(induction, k)
-            out["overlaps"].append({"task": task, "shots": shots, "induction_metric": metric, "top_k": k,
-                                    "overlap": int((important & induction_set).sum()), "expected": k * k / n_heads,
-                                    "p_value": overlap_p_value(important, induction_set), "test": OVERLAP_TEST})
+            out["overlaps"].append(
+                {
+                    "task": task,
+                    "shots": shots,
+                    "induction_metric": metric,
+                    "top_k": k,
+                    "overlap": int((important & induction_set).sum()),
+                    "expected": k * k / n_heads,
+                    "p_value": overlap_p_value(important, induction_set),
+                    "test": OVERLAP_TEST,
+                }
+            )
             for index in np.flatnonzero(important & induction_set):
-                out["both"].append({"task": task, "shots": shots, "induction_metric": metric,
-                                    "layer": int(frame["layer"][index]), "head": int(frame["head"][index]),
-                                    "importance": float(scores[index]), "induction": float(induction[index])})
+                out["both"].append(
+                    {
+                        "task": task,
+                        "shots": shots,
+                        "induction_metric": metric,
+                        "layer": int(frame["layer"][index]),
+                        "head": int(frame["head"][index]),
+                        "importance": float(scores[index]),
+                        "induction": float(induction[index]),
+                    }
+                )
             curve = retained_share(scores, induction, steps)
             out["retention"].append(curve.assign(task=task, shots=shots, induction_metric=metric))
     return out
@@ -166,9 +203,16 @@ def _layer_rows(chosen: pd.DataFrame, k: int) -> list[dict]:
             total = per_layer.abs().sum()
             top_layers = part.nlargest(k if component == "head" else max(1, len(part) // 5), "value")["layer"]
             for layer, value in per_layer.items():
-                rows.append({"task": task, "shots": shots, "component": component, "layer": int(layer),
-                             "share": float(abs(value) / total) if total > 0 else np.nan,
-                             "mean_layer_of_top": float(top_layers.mean())})
+                rows.append(
+                    {
+                        "task": task,
+                        "shots": shots,
+                        "component": component,
+                        "layer": int(layer),
+                        "share": float(abs(value) / total) if total > 0 else np.nan,
+                        "mean_layer_of_top": float(top_layers.mean()),
+                    }
+                )
     return rows
 
 
@@ -176,17 +220,31 @@ def _estimator_agreement(grids: dict[tuple, pd.DataFrame], k: int) -> pd.DataFra
     """Per (task, shots) and on the aggregate: how alike two estimators' head rankings are (Spearman, top-k overlap)."""
     rows = []
     labels = list(grids)
-    for first, second in [(a, b) for index, a in enumerate(labels) for b in labels[index + 1:]]:
+    for first, second in [(a, b) for index, a in enumerate(labels) for b in labels[index + 1 :]]:
         shared = [column for column in grids[first].columns if column in grids[second].columns]
         pairs = [(column, grids[first][column].to_numpy(), grids[second][column].to_numpy()) for column in shared]
         if shared:
-            pairs.append((("aggregate", -1), grids[first][shared].mean(axis=1).to_numpy(),
-                          grids[second][shared].mean(axis=1).to_numpy()))
+            pairs.append(
+                (
+                    ("aggregate", -1),
+                    grids[first][shared].mean(axis=1).to_numpy(),
+                    grids[second][shared].mean(axis=1).to_numpy(),
+                )
+            )
         for (task, shots), left, right in pairs:
-            rows.append({"task": task, "shots": shots, "estimator_a": first[0], "prepend_bos_a": first[1],
-                         "estimator_b": second[0], "prepend_bos_b": second[1],
-                         "spearman": stats.spearmanr(left, right).statistic, "top_k": k,
-                         "top_k_overlap": int((top_k_mask(left, k) & top_k_mask(right, k)).sum())})
+            rows.append(
+                {
+                    "task": task,
+                    "shots": shots,
+                    "estimator_a": first[0],
+                    "prepend_bos_a": first[1],
+                    "estimator_b": second[0],
+                    "prepend_bos_b": second[1],
+                    "spearman": stats.spearmanr(left, right).statistic,
+                    "top_k": k,
+                    "top_k_overlap": int((top_k_mask(left, k) & top_k_mask(right, k)).sum()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -208,7 +266,7 @@ def _tag(table: pd.DataFrame, estimator: str, bos: bool) -> pd.DataFrame:
 
 
 def _with_q_values(table: pd.DataFrame) -> pd.DataFrame:
-    """BH q-values beside the p-values: one family per estimator (every (task, shots, metric) row, aggregate included)."""
+    """BH q-values beside the p-values: one family per estimator (every (task, shots, metric) row and the aggregate)."""
     table = table.copy()
     table["q_value"] = np.nan
     for _, index in table.groupby(list(ESTIMATOR_COLUMNS)).groups.items():
@@ -216,7 +274,9 @@ def _with_q_values(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def run_crossref(folder: Path, config: CrossrefConfig = CrossrefConfig(), figures: bool = True) -> dict[str, pd.DataFrame]:
+def run_crossref(
+    folder: Path, config: CrossrefConfig = CrossrefConfig(), figures: bool = True
+) -> dict[str, pd.DataFrame]:
     """Write the crossref_* tables (and figures) into ``folder``; return them."""
     from interp.store import read_table, run_metadata, write_json, write_table
 
@@ -228,24 +288,44 @@ def run_crossref(folder: Path, config: CrossrefConfig = CrossrefConfig(), figure
         raise InterpError(f"no importance rows with metric {config.importance_metric!r}; choose one of: {metrics}")
     grids = _grids(chosen)
     several = len(grids) > 1
-    parts: dict[str, list] = {name: [] for name in ("correlations", "overlaps", "both", "retention", "layers", "aggregate")}
+    parts: dict[str, list] = {
+        name: [] for name in ("correlations", "overlaps", "both", "retention", "layers", "aggregate")
+    }
     rank_columns = {}
     for (estimator, bos), head_grid in grids.items():
         frame = _induction_grid(folder, head_grid.index.to_frame(index=False))
         k = min(config.top_k, len(frame))
         aggregate = head_grid.mean(axis=1).to_numpy()  # mean of raw scores over (task, shots)
-        columns = {column: head_grid[column].to_numpy() for column in head_grid.columns} | {("aggregate", -1): aggregate}
+        columns = {column: head_grid[column].to_numpy() for column in head_grid.columns} | {
+            ("aggregate", -1): aggregate
+        }
         found = _head_tables(columns, frame, k, config.removal_steps)
         parts["correlations"].append(_tag(pd.DataFrame(found["correlations"]), estimator, bos))
         parts["overlaps"].append(_tag(pd.DataFrame(found["overlaps"]), estimator, bos))
-        parts["both"].append(_tag(pd.DataFrame(found["both"], columns=["task", "shots", "induction_metric", "layer", "head",
-                                                                       "importance", "induction"]), estimator, bos))
-        parts["retention"].append(_tag(pd.concat(found["retention"], ignore_index=True)[
-            ["task", "shots", "induction_metric", "fraction_removed", "heads_removed", "retained"]], estimator, bos))
+        parts["both"].append(
+            _tag(
+                pd.DataFrame(
+                    found["both"],
+                    columns=["task", "shots", "induction_metric", "layer", "head", "importance", "induction"],
+                ),
+                estimator,
+                bos,
+            )
+        )
+        parts["retention"].append(
+            _tag(
+                pd.concat(found["retention"], ignore_index=True)[
+                    ["task", "shots", "induction_metric", "fraction_removed", "heads_removed", "retained"]
+                ],
+                estimator,
+                bos,
+            )
+        )
         subset = chosen[(chosen["estimator"] == estimator) & (chosen["prepend_bos"] == bos)]
         parts["layers"].append(_tag(pd.DataFrame(_layer_rows(subset, k)), estimator, bos))
-        table = frame[["layer", "head"]].assign(aggregate_importance=aggregate, prefix_matching=frame["prefix_matching"],
-                                                copying=frame["copying"])
+        table = frame[["layer", "head"]].assign(
+            aggregate_importance=aggregate, prefix_matching=frame["prefix_matching"], copying=frame["copying"]
+        )
         table["rank"] = table["aggregate_importance"].rank(ascending=False, method="first").astype(int)
         parts["aggregate"].append(_tag(table.sort_values("rank"), estimator, bos))
         suffix = f" [{estimator}{'' if bos else ', no BOS'}]" if several else ""
@@ -264,9 +344,17 @@ def run_crossref(folder: Path, config: CrossrefConfig = CrossrefConfig(), figure
         tables["crossref_estimators"] = _estimator_agreement(grids, min(config.top_k, len(frame)))
     for name, table in tables.items():
         write_table(table, folder / name)
-    write_json(run_metadata(None, command="crossref", config=config.__dict__, estimators=[list(key) for key in grids],
-                            n_results=sum(len(grid.columns) for grid in grids.values()),
-                            ffn_rows=int((chosen["component"] == "ffn").sum())), folder / "crossref.json")
+    write_json(
+        run_metadata(
+            None,
+            command="crossref",
+            config=config.__dict__,
+            estimators=[list(key) for key in grids],
+            n_results=sum(len(grid.columns) for grid in grids.values()),
+            ffn_rows=int((chosen["component"] == "ffn").sum()),
+        ),
+        folder / "crossref.json",
+    )
     if figures:
         _write_figures(folder, tables)
     return tables
@@ -275,33 +363,55 @@ def run_crossref(folder: Path, config: CrossrefConfig = CrossrefConfig(), figure
 def correlation_keys(correlations: pd.DataFrame) -> pd.Series:
     """Row labels of the correlation heatmap: task/shots, and the estimator when the table holds several."""
     keys = correlations["task"] + "/" + correlations["shots"].astype(str)
-    if set(ESTIMATOR_COLUMNS) <= set(correlations.columns) and len(correlations[list(ESTIMATOR_COLUMNS)].drop_duplicates()) > 1:
+    if (
+        set(ESTIMATOR_COLUMNS) <= set(correlations.columns)
+        and len(correlations[list(ESTIMATOR_COLUMNS)].drop_duplicates()) > 1
+    ):
         keys = keys + " [" + correlations["estimator"] + np.where(correlations["prepend_bos"], "", ", no BOS") + "]"
     return keys
 
 
 def _write_figures(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
     """The crossref figures; those that show one ranking use :func:`primary_rows`."""
-    from interp.output.figures import (correlation_heatmap, layer_head_heatmap, layer_share_figure, retention_figure,
-                                       save_figures, scatter_with_labels)
+    from interp.output.figures import (
+        correlation_heatmap,
+        layer_head_heatmap,
+        layer_share_figure,
+        retention_figure,
+        save_figures,
+        scatter_with_labels,
+    )
 
     out = folder / "figures"
     correlations = tables["crossref_correlations"]
     matrix = tables["crossref_rank_matrix"].melt(id_vars="key", var_name="other", value_name="spearman")
     aggregate = primary_rows(tables["crossref_aggregate"])
     figures = {
-        "crossref_correlations": correlation_heatmap(correlations.assign(key=correlation_keys(correlations)),
-                                                     row="key", column="induction_metric", value="spearman",
-                                                     title="Spearman: head importance vs induction scores"),
-        "crossref_rank_matrix": correlation_heatmap(matrix, row="key", column="other", value="spearman",
-                                                    title="Spearman between importance rankings"),
-        "crossref_retention": retention_figure(primary_rows(tables["crossref_retention"]),
-                                               title="Induction score kept as heads are removed"),
-        "crossref_layers": layer_share_figure(primary_rows(tables["crossref_layers"]), title="Share of importance by layer"),
-        "crossref_aggregate_heatmap": layer_head_heatmap(aggregate, "aggregate_importance",
-                                                         title="Aggregate task importance (mean over tasks and shots)"),
-        "crossref_aggregate_vs_prefix": scatter_with_labels(aggregate, "prefix_matching", "aggregate_importance",
-                                                            title="Aggregate task importance vs prefix matching",
-                                                            rank_by="aggregate_importance"),
+        "crossref_correlations": correlation_heatmap(
+            correlations.assign(key=correlation_keys(correlations)),
+            row="key",
+            column="induction_metric",
+            value="spearman",
+            title="Spearman: head importance vs induction scores",
+        ),
+        "crossref_rank_matrix": correlation_heatmap(
+            matrix, row="key", column="other", value="spearman", title="Spearman between importance rankings"
+        ),
+        "crossref_retention": retention_figure(
+            primary_rows(tables["crossref_retention"]), title="Induction score kept as heads are removed"
+        ),
+        "crossref_layers": layer_share_figure(
+            primary_rows(tables["crossref_layers"]), title="Share of importance by layer"
+        ),
+        "crossref_aggregate_heatmap": layer_head_heatmap(
+            aggregate, "aggregate_importance", title="Aggregate task importance (mean over tasks and shots)"
+        ),
+        "crossref_aggregate_vs_prefix": scatter_with_labels(
+            aggregate,
+            "prefix_matching",
+            "aggregate_importance",
+            title="Aggregate task importance vs prefix matching",
+            rank_by="aggregate_importance",
+        ),
     }
     save_figures({out / name: figure for name, figure in figures.items()}, ("html", "png"))  # one browser for all

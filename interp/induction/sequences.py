@@ -37,8 +37,9 @@ from __future__ import annotations
 
 import json
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Int
@@ -132,12 +133,14 @@ class SequenceConfig:
         report = self.fit_report()
         if report["capped_seeds"]:
             seeds = report["capped_seeds"]
-            return (f"context {self.max_length} tokens: seeds {seeds[0]}..{seeds[-1]} ({len(seeds)} of {self.num_seeds}) "
+            return (f"context {self.max_length} tokens: seeds {seeds[0]}..{seeds[-1]} "
+                    f"({len(seeds)} of {self.num_seeds}) "
                     f"capped at L = {self.period(seeds[0])} ({report['longest_sequence']} tokens) instead of "
                     f"L = {self._protocol_period(seeds[0])}..{self._protocol_period(seeds[-1])}")
         if report["dropped_seeds"]:
             seeds = report["dropped_seeds"]
-            return (f"context {self.max_length} tokens: seeds {seeds[0]}..{seeds[-1]} left out (longer than the context); "
+            return (f"context {self.max_length} tokens: seeds {seeds[0]}..{seeds[-1]} left out "
+                    "(longer than the context); "
                     f"{len(self.seeds())} of {self.num_seeds} seeds scored")
         return None
 
@@ -271,7 +274,8 @@ def make_batches(
         periods.append(period)
         if context is not None:
             check_fits(len(rows[-1]), context, f"{config.protocol} seed {seed} ({kind}, L = {period})",
-                       "pass SequenceConfig(max_length=...) to cap or drop the seeds that do not fit, or use the olsson protocol")
+                       "pass SequenceConfig(max_length=...) to cap or drop the seeds that do not fit, "
+                       "or use the olsson protocol")
     batches, start = [], 0
     while start < len(rows):
         stop = start + 1

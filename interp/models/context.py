@@ -12,10 +12,10 @@ the source says so.  Every job that feeds a model tokens checks against this num
 ContextLimit(tokens=128, source='config.max_position_embeddings')
 >>> context_limit(SimpleNamespace(), SimpleNamespace(model_max_length=64))
 ContextLimit(tokens=64, source='tokenizer.model_max_length')
->>> check_fits(130, ContextLimit(128, "config.max_position_embeddings"), "seed 3", "use --protocol olsson")
+>>> check_fits(130, ContextLimit(128, "config.n_positions"), "seed 3", "use olsson")
 Traceback (most recent call last):
 ...
-interp.errors.InterpError: seed 3 needs 130 tokens but the model reads at most 128 (config.max_position_embeddings); use --protocol olsson
+interp.errors.InterpError: seed 3 needs 130 tokens but the model reads at most 128 (config.n_positions); use olsson
 """
 
 from __future__ import annotations
@@ -32,9 +32,15 @@ __all__ = ["CONTEXT_FIELDS", "ContextLimit", "check_fits", "context_limit", "mod
 
 # TransformerLens's order (model_bridge/sources/_hf_format.py); "max_length" is left out because older
 # transformers configs carry it as a generation default (20), not as the model's context.
-CONTEXT_FIELDS = ("n_positions", "max_position_embeddings", "max_context_length", "seq_length", "max_seq_len",
-                  "max_sequence_length")
-_NO_LIMIT = 10 ** 9  # transformers' VERY_LARGE_INTEGER (1e30) and friends: a tokenizer that states no limit
+CONTEXT_FIELDS = (
+    "n_positions",
+    "max_position_embeddings",
+    "max_context_length",
+    "seq_length",
+    "max_seq_len",
+    "max_sequence_length",
+)
+_NO_LIMIT = 10**9  # transformers' VERY_LARGE_INTEGER (1e30) and friends: a tokenizer that states no limit
 
 
 @dataclass(frozen=True)
@@ -72,4 +78,6 @@ def model_context(bridge: "TransformerBridge") -> ContextLimit:
 def check_fits(length: int, limit: ContextLimit, what: str, advice: str) -> None:
     """Raise a one-line :class:`InterpError` when ``length`` tokens exceed ``limit``."""
     if limit.tokens is not None and length > limit.tokens:
-        raise InterpError(f"{what} needs {length} tokens but the model reads at most {limit.tokens} ({limit.source}); {advice}")
+        raise InterpError(
+            f"{what} needs {length} tokens but the model reads at most {limit.tokens} ({limit.source}); {advice}"
+        )

@@ -23,7 +23,8 @@ to each cell's Wilson bounds against the baseline's point value, and say so in `
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,8 +53,9 @@ def decode_items(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("ascii"), dtype=np.uint8).astype(np.float64) - ord("0")
 
 
-def prunable_percent(percents: Any, accuracy: Any, tolerance: float | int = 1.0,
-                     baseline: float | None = None) -> float | int:
+def prunable_percent(
+    percents: Any, accuracy: Any, tolerance: float | int = 1.0, baseline: float | None = None
+) -> float | int:
     """The largest ``x`` such that every ``x' <= x`` keeps accuracy within ``tolerance`` points of the baseline.
 
     The baseline is the accuracy at 0% unless given; 0% always counts (it is the model itself).
@@ -67,7 +69,7 @@ def prunable_percent(percents: Any, accuracy: Any, tolerance: float | int = 1.0,
         baseline = accuracy[0]
     floor = baseline - tolerance / 100 - 1e-12  # 1e-12: accuracies are ratios of integers
     best = 0.0
-    for percent, value in zip(percents, accuracy):
+    for percent, value in zip(percents, accuracy, strict=True):
         if percent == 0:
             continue
         if value < floor:
@@ -77,32 +79,57 @@ def prunable_percent(percents: Any, accuracy: Any, tolerance: float | int = 1.0,
 
 
 def _has_items(rows: pd.DataFrame) -> bool:
-    return "item_correct" in rows.columns and bool(rows["item_correct"].map(lambda text: isinstance(text, str) and text != "").all())
+    return "item_correct" in rows.columns and bool(
+        rows["item_correct"].map(lambda text: isinstance(text, str) and text != "").all()
+    )
 
 
 def _effect(cell: pd.Series, baseline: pd.Series) -> dict[str, Any]:
     """The pruned cell minus the baseline on the same items."""
     if cell["n_items"] != baseline["n_items"] or not _has_items(pd.DataFrame([cell, baseline])):
-        return {"accuracy_change": cell["accuracy"] - baseline["accuracy"], "change_ci_low": np.nan,
-                "change_ci_high": np.nan, "p_value": np.nan, "interval_method": "none (no per-item results)"}
-    result = paired_difference(decode_items(cell["item_correct"]), decode_items(baseline["item_correct"]), method="mcnemar")
-    return {"accuracy_change": result.mean_difference, "change_ci_low": result.ci_low, "change_ci_high": result.ci_high,
-            "p_value": result.p_value, "interval_method": PAIRED_INTERVAL}
+        return {
+            "accuracy_change": cell["accuracy"] - baseline["accuracy"],
+            "change_ci_low": np.nan,
+            "change_ci_high": np.nan,
+            "p_value": np.nan,
+            "interval_method": "none (no per-item results)",
+        }
+    result = paired_difference(
+        decode_items(cell["item_correct"]), decode_items(baseline["item_correct"]), method="mcnemar"
+    )
+    return {
+        "accuracy_change": result.mean_difference,
+        "change_ci_low": result.ci_low,
+        "change_ci_high": result.ci_high,
+        "p_value": result.p_value,
+        "interval_method": PAIRED_INTERVAL,
+    }
 
 
 def _average_effect(cells: pd.DataFrame, baselines: pd.DataFrame, seed: int) -> dict[str, Any]:
     """Mean over tasks of each task's change, with a bootstrap stratified by task."""
     change = float((cells["accuracy"].to_numpy() - baselines["accuracy"].to_numpy()).mean())
     if not (_has_items(cells) and _has_items(baselines)):
-        return {"accuracy_change": change, "change_ci_low": np.nan, "change_ci_high": np.nan, "p_value": np.nan,
-                "interval_method": "none (no per-item results)"}
+        return {
+            "accuracy_change": change,
+            "change_ci_low": np.nan,
+            "change_ci_high": np.nan,
+            "p_value": np.nan,
+            "interval_method": "none (no per-item results)",
+        }
     pruned = [decode_items(text) for text in cells["item_correct"]]
     clean = [decode_items(text) for text in baselines["item_correct"]]
     strata = np.concatenate([np.full(len(values), index) for index, values in enumerate(pruned)])
-    result = paired_difference(np.concatenate(pruned), np.concatenate(clean), method="bootstrap", strata=strata,
-                               n_resamples=2000, seed=seed)
-    return {"accuracy_change": result.mean_difference, "change_ci_low": result.ci_low, "change_ci_high": result.ci_high,
-            "p_value": result.p_value, "interval_method": AVERAGE_INTERVAL}
+    result = paired_difference(
+        np.concatenate(pruned), np.concatenate(clean), method="bootstrap", strata=strata, n_resamples=2000, seed=seed
+    )
+    return {
+        "accuracy_change": result.mean_difference,
+        "change_ci_low": result.ci_low,
+        "change_ci_high": result.ci_high,
+        "p_value": result.p_value,
+        "interval_method": AVERAGE_INTERVAL,
+    }
 
 
 def paired_effects(table: pd.DataFrame, percent_columns: Sequence[str] = ("percent",)) -> pd.DataFrame:
@@ -119,26 +146,61 @@ def paired_effects(table: pd.DataFrame, percent_columns: Sequence[str] = ("perce
         baselines = group[unpruned].drop_duplicates("task").set_index("task")
         cells = group[~unpruned & group["task"].isin(baselines.index)]
         for _, cell in cells.iterrows():
-            rows.append({"ranking": ranking, "shots": shots, "task": cell["task"],
-                         **{column: cell[column] for column in percent_columns}, **_effect(cell, baselines.loc[cell["task"]])})
+            rows.append(
+                {
+                    "ranking": ranking,
+                    "shots": shots,
+                    "task": cell["task"],
+                    **{column: cell[column] for column in percent_columns},
+                    **_effect(cell, baselines.loc[cell["task"]]),
+                }
+            )
         for index, (percents, part) in enumerate(cells.groupby(percent_columns, sort=True)):
             if len(part) != part["task"].nunique():
                 continue
             percents = percents if isinstance(percents, tuple) else (percents,)
-            rows.append({"ranking": ranking, "shots": shots, "task": "average", **dict(zip(percent_columns, percents)),
-                         **_average_effect(part, baselines.loc[part["task"]].reset_index(), seed=index)})
-    columns = ["ranking", "shots", "task", *percent_columns, "accuracy_change", "change_ci_low", "change_ci_high", "p_value",
-               "interval_method"]
+            rows.append(
+                {
+                    "ranking": ranking,
+                    "shots": shots,
+                    "task": "average",
+                    **dict(zip(percent_columns, percents, strict=True)),
+                    **_average_effect(part, baselines.loc[part["task"]].reset_index(), seed=index),
+                }
+            )
+    columns = [
+        "ranking",
+        "shots",
+        "task",
+        *percent_columns,
+        "accuracy_change",
+        "change_ci_low",
+        "change_ci_high",
+        "p_value",
+        "interval_method",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
-def _threshold_row(percents: np.ndarray, accuracy: np.ndarray, baseline: float, low: np.ndarray, high: np.ndarray,
-                   tolerance: float | int, method: str, n_items: int) -> dict[str, Any]:
+def _threshold_row(
+    percents: np.ndarray,
+    accuracy: np.ndarray,
+    baseline: float,
+    low: np.ndarray,
+    high: np.ndarray,
+    tolerance: float | int,
+    method: str,
+    n_items: int,
+) -> dict[str, Any]:
     """The rule on the point values, and on the low and high ends of each cell's interval."""
-    return {"baseline_accuracy": baseline, "prunable_percent": prunable_percent(percents, accuracy, tolerance, baseline),
-            "prunable_ci_low": prunable_percent(percents, low, tolerance, baseline),
-            "prunable_ci_high": prunable_percent(percents, high, tolerance, baseline), "n_items": int(n_items),
-            "interval_method": method}
+    return {
+        "baseline_accuracy": baseline,
+        "prunable_percent": prunable_percent(percents, accuracy, tolerance, baseline),
+        "prunable_ci_low": prunable_percent(percents, low, tolerance, baseline),
+        "prunable_ci_high": prunable_percent(percents, high, tolerance, baseline),
+        "n_items": int(n_items),
+        "interval_method": method,
+    }
 
 
 def _unpaired_bounds(accuracy: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
@@ -154,13 +216,19 @@ def _curve_row(curve: pd.DataFrame, effects: pd.DataFrame, n_items: int, toleran
     if len(effects) and intervals.loc[percents != 0, "change_ci_low"].notna().all():
         low = np.where(percents == 0, baseline, baseline + intervals["change_ci_low"].to_numpy(float))
         high = np.where(percents == 0, baseline, baseline + intervals["change_ci_high"].to_numpy(float))
-        return _threshold_row(percents, accuracy, baseline, low, high, tolerance, effects["interval_method"].iloc[0], n_items)
+        return _threshold_row(
+            percents, accuracy, baseline, low, high, tolerance, effects["interval_method"].iloc[0], n_items
+        )
     low, high = _unpaired_bounds(accuracy, n_items)
     return _threshold_row(percents, accuracy, baseline, low, high, tolerance, UNPAIRED_INTERVAL, n_items)
 
 
-def threshold_table(table: pd.DataFrame, percent_column: str = "percent", tolerance: float | int = 1.0,
-                    effects: pd.DataFrame | None = None) -> pd.DataFrame:
+def threshold_table(
+    table: pd.DataFrame,
+    percent_column: str = "percent",
+    tolerance: float | int = 1.0,
+    effects: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Per (ranking, task, shots) and on the task average: the largest prunable percentage and its interval.
 
     The average curve is the mean accuracy over the tasks measured at every percentage.
@@ -174,15 +242,28 @@ def threshold_table(table: pd.DataFrame, percent_column: str = "percent", tolera
             continue
         mine = effects[(effects["ranking"] == ranking) & (effects["shots"] == shots)]
         for task, part in group.groupby("task", sort=False):
-            rows.append({"ranking": ranking, "shots": shots, "task": task,
-                         **_curve_row(part.sort_values("percent"), mine[mine["task"] == task],
-                                      int(part["n_items"].iloc[0]), tolerance)})
+            rows.append(
+                {
+                    "ranking": ranking,
+                    "shots": shots,
+                    "task": task,
+                    **_curve_row(
+                        part.sort_values("percent"), mine[mine["task"] == task], int(part["n_items"].iloc[0]), tolerance
+                    ),
+                }
+            )
         complete = group.groupby("percent")["task"].nunique() == group["task"].nunique()
         average = group[group["percent"].isin(complete[complete].index)]
         curve = average.groupby("percent").agg(accuracy=("accuracy", "mean")).reset_index()
         n_items = int(average.drop_duplicates("task")["n_items"].sum())
-        rows.append({"ranking": ranking, "shots": shots, "task": "average",
-                     **_curve_row(curve, mine[mine["task"] == "average"], n_items, tolerance)})
+        rows.append(
+            {
+                "ranking": ranking,
+                "shots": shots,
+                "task": "average",
+                **_curve_row(curve, mine[mine["task"] == "average"], n_items, tolerance),
+            }
+        )
     frame = pd.DataFrame(rows)
     if not frame.empty:
         frame["tolerance_points"] = tolerance
