@@ -40,7 +40,9 @@ def _check_head(bridge: "TransformerBridge", layer: int, head: int) -> None:
 
 
 def _repeated_tokens(bridge: "TransformerBridge", config: SequenceConfig, seed: int) -> tuple[Tensor, int]:
-    (batch,) = make_batches(bridge.tokenizer, config, "repeated", seeds=[seed])
+    from interp.models.context import model_context
+
+    (batch,) = make_batches(bridge.tokenizer, config, "repeated", seeds=[seed], context=model_context(bridge))
     return batch.tokens.to(bridge.cfg.device or "cpu"), int(batch.periods[0])
 
 
