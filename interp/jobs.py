@@ -32,9 +32,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from interp.errors import InterpError
 
@@ -176,9 +177,9 @@ class WorkEstimate:
         self.measured = True
         remaining = (time.perf_counter() - self.started) / self.finished * (self.total - self.finished)
         if remaining > self.limit and not self.confirm:
-            raise InterpError(f"{self.what}: about {_duration(remaining)} more (measured on the first part), over the "
-                              f"{_duration(self.limit)} that runs unasked; rerun with --yes (confirm=True) to go on, or ask "
-                              "for less; the finished part is saved")
+            raise InterpError(f"{self.what}: about {_duration(remaining)} more (measured on the first part), over "
+                              f"the {_duration(self.limit)} that runs unasked; rerun with --yes (confirm=True) to go "
+                              "on, or ask for less; the finished part is saved")
         if remaining > SHOW_ESTIMATE_OVER_SECONDS:
             self.echo(f"{self.what}: about {_duration(remaining)} more (measured on the first part)")
 

@@ -38,9 +38,10 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from interp.errors import InterpError
 
@@ -52,6 +53,7 @@ __all__ = [
     "LOCK_NAME",
     "atomic_directory",
     "atomic_write",
+    "cache_dir",
     "cache_key",
     "clean_temporaries",
     "key_difference",
@@ -73,6 +75,11 @@ _TEMPORARY_SUFFIX = ".tmp"  # every temporary file or folder is hidden (".name.X
 
 class DamagedResult(InterpError):
     """A stored result that cannot be read (truncated, overwritten by something else)."""
+
+
+def cache_dir() -> Path:
+    """Where dequantised weights and other reusable work live (``$INTERP_CACHE``, default ``~/.cache/interp``)."""
+    return Path(os.environ.get("INTERP_CACHE", Path.home() / ".cache" / "interp"))
 
 
 def _first_line(error: BaseException) -> str:
@@ -259,7 +266,8 @@ def key_difference(stored: dict[str, Any] | None, wanted: dict[str, Any]) -> str
     """None when the keys agree; else one line naming the first field that differs (``a.b: x stored, y wanted``)."""
     if stored is None:
         return "no key stored (made by an older version)"
-    old, new = _flatten(json.loads(json.dumps(stored, default=str))), _flatten(json.loads(json.dumps(wanted, default=str)))
+    old = _flatten(json.loads(json.dumps(stored, default=str)))
+    new = _flatten(json.loads(json.dumps(wanted, default=str)))
     for name in sorted(set(old) | set(new)):
         if old.get(name) != new.get(name):
             return f"{name}: {old.get(name)!r} stored, {new.get(name)!r} wanted"
@@ -289,7 +297,8 @@ def _open_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise InterpError(f"results folder {folder}: a part of the path is a file, not a folder; choose another --out") from None
+        raise InterpError(f"results folder {folder}: a part of the path is a file, not a folder; "
+                          "choose another --out") from None
     except OSError as error:
         raise InterpError(f"cannot create results folder {folder} ({error.strerror}); choose another --out") from None
 
@@ -307,7 +316,8 @@ def _acquire(folder: Path) -> tuple[int, bool]:
         try:
             descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
         except OSError as error:
-            raise InterpError(f"cannot write into results folder {folder} ({error.strerror}); choose another --out") from None
+            raise InterpError(f"cannot write into results folder {folder} ({error.strerror}); "
+                              "choose another --out") from None
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
@@ -343,10 +353,11 @@ def _claim(descriptor: int, locked: bool, folder: Path, echo: Callable[[str], No
         pid = previous.get("pid")
         alive = previous.get("host") != here or (isinstance(pid, int) and _process_alive(pid))
         if alive and pid != os.getpid():
-            raise InterpError(f"results folder {folder} is in use by another run, {_holder_text(previous)}; wait for it "
-                              f"to finish, or delete {folder / LOCK_NAME} if that run is gone")
+            raise InterpError(f"results folder {folder} is in use by another run, {_holder_text(previous)}; "
+                              f"wait for it to finish, or delete {folder / LOCK_NAME} if that run is gone")
     if previous:
-        echo(f"taking over {folder / LOCK_NAME} from a run that stopped without releasing it ({_holder_text(previous)})")
+        echo(f"taking over {folder / LOCK_NAME} from a run that stopped without releasing it "
+             f"({_holder_text(previous)})")
     holder = {"pid": os.getpid(), "host": here, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
               "command": " ".join(sys.argv)[:500]}
     os.ftruncate(descriptor, 0)
@@ -354,7 +365,7 @@ def _claim(descriptor: int, locked: bool, folder: Path, echo: Callable[[str], No
     os.write(descriptor, (json.dumps(holder) + "\n").encode())
 
 
-_HELD: dict[Path, int] = {}  # folder -> depth, so that a job calling another job in the same folder does not lock itself out
+_HELD: dict[Path, int] = {}  # folder -> depth: a job calling another job in its own folder does not lock itself out
 
 
 @contextlib.contextmanager

@@ -35,6 +35,7 @@ from interp.pruning.job import run_pruning
 from interp.pruning.sweeps import LaserSweepConfig, LayerSweepConfig, run_laser_sweep, run_layer_sweep
 
 QUIET = dict(progress=False, echo=lambda _: None)
+TWO_SEEDS = InductionConfig(num_seeds=2, protocol="olsson")
 
 
 class Killed(BaseException):
@@ -112,7 +113,8 @@ def test_pruning_of_another_model_in_the_same_folder_is_computed_not_returned(to
     out = tmp_path / "shared"
     run_pruning("heads", toys["toy-attn-2l"], "antonyms", [0], out, config, figures=False, **QUIET)
     second = run_pruning("heads", toys["toy-attn-1l"], "antonyms", [0], out, config, figures=False, **QUIET)
-    fresh = run_pruning("heads", toys["toy-attn-1l"], "antonyms", [0], tmp_path / "fresh", config, figures=False, **QUIET)
+    fresh = run_pruning("heads", toys["toy-attn-1l"], "antonyms", [0], tmp_path / "fresh", config, figures=False,
+                        **QUIET)
     table = second.tables["pruning_heads"]
     record = toys["toy-attn-1l"][1]
     assert set(table["model"]) == {"toy-attn-1l"}
@@ -122,13 +124,13 @@ def test_pruning_of_another_model_in_the_same_folder_is_computed_not_returned(to
 
 
 def test_induction_rankings_of_another_models_scores_are_refused(toys, tmp_path):
-    run_induction(toys["toy-attn-1l"], tmp_path, InductionConfig(num_seeds=2, protocol="olsson"), figures=False, **QUIET)
+    run_induction(toys["toy-attn-1l"], tmp_path, TWO_SEEDS, figures=False, **QUIET)
     config = PruningConfig(max_items=4, percents=(0, 50), rankings=("prefix_matching",))
     with pytest.raises(InterpError, match="made by toy-attn-1l .*not by toy-attn-2l"):
         run_pruning("heads", toys["toy-attn-2l"], "antonyms", [0], tmp_path, config, figures=False, **QUIET)
     said = []  # by default the induction rankings are left out, and said
-    result = run_pruning("heads", toys["toy-attn-2l"], "antonyms", [0], tmp_path, PruningConfig(max_items=4, percents=(0, 50)),
-                         figures=False, progress=False, echo=said.append)
+    result = run_pruning("heads", toys["toy-attn-2l"], "antonyms", [0], tmp_path,
+                         PruningConfig(max_items=4, percents=(0, 50)), figures=False, progress=False, echo=said.append)
     assert not {"prefix_matching", "copying"} & set(result.tables["pruning_heads"]["ranking"])
     assert any("left out the rankings prefix_matching, copying" in line for line in said)
 
@@ -140,7 +142,7 @@ def test_a_local_model_folders_cache_follows_its_weights(tmp_path):
     from safetensors.torch import load_file, save_file
 
     folder = _copy_model("toy-attn-2l", tmp_path / "model")
-    config = InductionConfig(num_seeds=2, protocol="olsson")
+    config = TWO_SEEDS
     first = run_induction(str(folder), tmp_path / "out", config, device="cpu", figures=False, **QUIET)
     weights = load_file(str(folder / "model.safetensors"))
     name = next(key for key in weights if "layers.1.self_attn.q_proj" in key)
@@ -181,7 +183,8 @@ def test_a_second_run_into_a_folder_in_use_stops_before_any_work(toys, tmp_path,
         monkeypatch.setattr(job, "score_heads", lambda *args, **kwargs: pytest.fail("work began in a folder in use"))
         with pytest.raises(InterpError, match=f"in use by another run, pid {holder.pid}"):
             run_induction(toys["toy-attn-2l"], tmp_path / "out", InductionConfig(num_seeds=2), figures=False, **QUIET)
-        result = _cli("induction", "--model", "toy-attn-2l", "--seeds", "2", "--out", str(tmp_path / "out"), "--no-figures")
+        result = _cli("induction", "--model", "toy-attn-2l", "--seeds", "2", "--out", str(tmp_path / "out"),
+                      "--no-figures")
         _one_line_error(result, "in use by another run", str(holder.pid))
     finally:
         holder.kill()
@@ -195,13 +198,13 @@ def test_a_run_without_figures_leaves_no_figure_of_an_older_run(toys, tmp_path):
            for fmt in ("html", "png")]
     for path in old:
         path.write_text("a figure of a Bansal-protocol run")
-    result = run_induction(toys["toy-attn-2l"], tmp_path, InductionConfig(num_seeds=2, protocol="olsson"), figures=False,
+    result = run_induction(toys["toy-attn-2l"], tmp_path, TWO_SEEDS, figures=False,
                            **QUIET)
     assert not any(path.exists() for path in old)
     assert {"prefix_matching_mean", "repeated_loss"} <= set(result.figures)  # drawn in memory, not written
 
 
-# --------------------------------------------------------------------------- 4. a kill between the induction cache writes
+# --------------------------------------------------------------------------- 4. a kill between two cache writes
 
 
 def test_a_kill_between_the_two_cache_writes_leaves_no_duplicate_seeds(toys, tmp_path, monkeypatch):
@@ -223,7 +226,8 @@ def test_a_kill_between_the_two_cache_writes_leaves_no_duplicate_seeds(toys, tmp
         with pytest.raises(Killed):
             run_induction(toys["toy-attn-2l"], tmp_path / "out", config, figures=False, **QUIET)
     said = []
-    again = run_induction(toys["toy-attn-2l"], tmp_path / "out", config, figures=False, progress=False, echo=said.append)
+    again = run_induction(toys["toy-attn-2l"], tmp_path / "out", config, figures=False, progress=False,
+                          echo=said.append)
     assert any("reusing 2 cached seeds" in line for line in said)
     assert again.per_seed.groupby("seed").size().tolist() == reference.per_seed.groupby("seed").size().tolist()
     for name in ("induction_scores", "induction_per_seed", "repeated_loss"):
@@ -240,7 +244,8 @@ def test_more_seeds_than_an_hour_stop_after_the_first_chunk_and_continue_with_ye
     monkeypatch.setattr(jobs, "CONFIRM_OVER_SECONDS", 0.0)  # as if the rest took hours
     monkeypatch.setattr(job, "SEEDS_PER_CHUNK", 1)
     original, calls = job.score_heads, []
-    monkeypatch.setattr(job, "score_heads", lambda *args, **kwargs: calls.append(kwargs.get("seeds")) or original(*args, **kwargs))
+    monkeypatch.setattr(job, "score_heads",
+                        lambda *args, **kwargs: calls.append(kwargs.get("seeds")) or original(*args, **kwargs))
     config = InductionConfig(num_seeds=3, protocol="olsson")
     with pytest.raises(InterpError, match="more .*rerun with --yes"):
         run_induction(toys["toy-attn-2l"], tmp_path / "out", config, figures=False, **QUIET)
@@ -261,12 +266,11 @@ def test_seeds_beyond_the_token_pool_fail_before_any_scoring(toys, tmp_path, mon
 
 
 def test_100000_seeds_on_the_toy_model_stop_at_once_with_one_line(tmp_path):
-    started = time.perf_counter()
     result = _cli("induction", "--model", "toy-attn-2l", "--seeds", "100000", "--out", str(tmp_path), "--no-figures")
     _one_line_error(result, "100000 seeds", "--yes")
     assert not (tmp_path / "induction_scores.parquet").exists()
-    assert len(list((tmp_path / "cache").glob("induction-*/seeds-*"))) == 1  # the one chunk that measured the pace
-    assert time.perf_counter() - started < 240  # not the 4 minutes (then a failure) nor hours the issue saw
+    # one chunk of 5 seeds measured the pace (not 4 minutes of work, then a failure, nor hours)
+    assert len(list((tmp_path / "cache").glob("induction-*/seeds-*"))) == 1
 
 
 @pytest.mark.parametrize("study, arguments, words", [
@@ -331,11 +335,12 @@ def test_a_read_only_out_fails_before_computing(toys, tmp_path, monkeypatch):
     monkeypatch.setattr(os, "open", refusing)
     monkeypatch.setattr(job, "_compute", lambda *args, **kwargs: pytest.fail("computed before the folder was checked"))
     with pytest.raises(InterpError, match="cannot write into results folder .*read_only .*Read-only file system"):
-        run_importance(toys["toy-attn-2l"], "antonyms", [0], "gradient", read_only, ImportanceConfig(max_items=4), **QUIET)
+        run_importance(toys["toy-attn-2l"], "antonyms", [0], "gradient", read_only, ImportanceConfig(max_items=4),
+                       **QUIET)
 
 
 def test_a_truncated_parquet_falls_back_to_the_csv_for_figures_and_report(toys, tmp_path):
-    run_induction(toys["toy-attn-2l"], tmp_path, InductionConfig(num_seeds=2, protocol="olsson"), figures=False, **QUIET)
+    run_induction(toys["toy-attn-2l"], tmp_path, TWO_SEEDS, figures=False, **QUIET)
     scores = tmp_path / "induction_scores.parquet"
     scores.write_bytes(scores.read_bytes()[:100])
     result = _cli("figures", "--results", str(tmp_path), "--formats", "html")
@@ -343,7 +348,8 @@ def test_a_truncated_parquet_falls_back_to_the_csv_for_figures_and_report(toys, 
     assert "induction_scores.parquet is damaged" in result.output and "induction_scores.csv" in result.output
     assert (tmp_path / "figures" / "prefix_matching_mean.html").exists()
     (tmp_path / "induction_scores.csv").unlink()  # nothing intact left: named, one line
-    _one_line_error(_cli("figures", "--results", str(tmp_path), "--formats", "html"), "induction_scores.parquet is damaged")
+    _one_line_error(_cli("figures", "--results", str(tmp_path), "--formats", "html"),
+                    "induction_scores.parquet is damaged")
 
 
 def test_a_damaged_cache_chunk_is_computed_again_and_said(toys, tmp_path, monkeypatch):
@@ -395,7 +401,7 @@ def test_shots_comma_is_one_line(tmp_path, command):
 def test_results_take_the_umask_mode(toys, tmp_path):
     previous = os.umask(0o022)
     try:
-        run_induction(toys["toy-attn-2l"], tmp_path, InductionConfig(num_seeds=2, protocol="olsson"), figures=False, **QUIET)
+        run_induction(toys["toy-attn-2l"], tmp_path, TWO_SEEDS, figures=False, **QUIET)
     finally:
         os.umask(previous)
     for path in (tmp_path / "induction_scores.parquet", tmp_path / "induction_metadata.json"):
@@ -407,7 +413,7 @@ def test_a_killed_figure_exports_temporary_file_is_removed_by_the_next_run(toys,
     leftover = tmp_path / "figures" / ".prefix_matching_mean.png.x8k2m1.tmp"
     leftover.write_bytes(b"\x89PNG half")
     said = []
-    run_induction(toys["toy-attn-2l"], tmp_path, InductionConfig(num_seeds=2, protocol="olsson"), figures=False,
+    run_induction(toys["toy-attn-2l"], tmp_path, TWO_SEEDS, figures=False,
                   progress=False, echo=said.append)
     assert not leftover.exists() and any("temporary file" in line for line in said)
 
@@ -428,13 +434,14 @@ def _induction(toys, monkeypatch):
     import interp.induction.job as job
 
     monkeypatch.setattr(job, "SEEDS_PER_CHUNK", 1)  # two chunks: a kill between them, and inside each
-    config = InductionConfig(num_seeds=2, protocol="olsson")
+    config = TWO_SEEDS
     return lambda folder: run_induction(toys["toy-attn-2l"], folder, config, figures=False, **QUIET), ()
 
 
 def _importance(toys, monkeypatch):
     config = ImportanceConfig(max_items=4)
-    return lambda folder: run_importance(toys["toy-attn-2l"], "antonyms", [0, 1], "gradient", folder, config, **QUIET), ()
+    return (lambda folder: run_importance(toys["toy-attn-2l"], "antonyms", [0, 1], "gradient", folder, config,
+                                          **QUIET), ())
 
 
 def _pruning(toys, monkeypatch):
@@ -445,12 +452,14 @@ def _pruning(toys, monkeypatch):
 
 def _layers(toys, monkeypatch):
     config = LayerSweepConfig(max_items=4, text_windows=2, text_length=32, save_pruned=False)
-    return lambda folder: run_layer_sweep(toys["toy-attn-2l"], "antonyms", [0], folder, config, figures=False, **QUIET), ()
+    return (lambda folder: run_layer_sweep(toys["toy-attn-2l"], "antonyms", [0], folder, config, figures=False,
+                                           **QUIET), ())
 
 
 def _laser(toys, monkeypatch):
     config = LaserSweepConfig(max_items=5, layers=(1,), matrices=("o",), rhos=(0.5,))
-    return lambda folder: run_laser_sweep(toys["toy-attn-2l"], "antonyms", [0], folder, config, figures=False, **QUIET), ()
+    return (lambda folder: run_laser_sweep(toys["toy-attn-2l"], "antonyms", [0], folder, config, figures=False,
+                                           **QUIET), ())
 
 
 def _dynamics(toys, monkeypatch):
@@ -459,7 +468,8 @@ def _dynamics(toys, monkeypatch):
     from interp.toy.dynamics import DynamicsConfig, run_dynamics
 
     served = {"step1": str(data_path("models", "toy-attn-1l")), "step2": str(data_path("models", "toy-attn-2l"))}
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, revision, allow_patterns: served[revision])
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda repo_id, revision, allow_patterns: served[revision])
     config = DynamicsConfig(num_seeds=2, icl_examples=4)
     return (lambda folder: run_dynamics(folder, config, model="org/toy", revisions=["step1", "step2"], device="cpu",
                                         figures=False, **QUIET), ())
@@ -502,6 +512,7 @@ def test_a_kill_at_each_write_step_then_a_rerun_gives_the_uninterrupted_result(j
         for name, table in reference.tables.items():
             got = result.tables[name].drop(columns=[column for column in timing_columns if column in table.columns])
             want = table.drop(columns=[column for column in timing_columns if column in table.columns])
-            pd.testing.assert_frame_equal(got, want, check_exact=True, obj=f"{name} after a kill at write {step} ({path.name})")
+            pd.testing.assert_frame_equal(got, want, check_exact=True,
+                                          obj=f"{name} after a kill at write {step} ({path.name})")
         assert not list(folder.rglob("*.tmp")), step
     assert json.loads(json.dumps(reference.metadata, default=str))  # the metadata is plain JSON

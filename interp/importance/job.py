@@ -21,17 +21,26 @@ from __future__ import annotations
 import functools
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from interp.errors import InterpError, check_choice
 from interp.importance.methods import METHODS, ImportanceConfig, attribution_agreement, importance_table
 from interp.jobs import JobResult, ModelHandle, WorkEstimate, check_shots, check_task_labels, method_version, task_key
-from interp.store import (DamagedResult, key_difference, read_json_if_intact, read_table, results_folder, run_metadata,
-                          write_json, write_table)
+from interp.store import (
+    DamagedResult,
+    key_difference,
+    read_json_if_intact,
+    read_table,
+    results_folder,
+    run_metadata,
+    write_json,
+    write_table,
+)
 from interp.tasks.prompts import Task, build_prompts, load_task, resolve_task_names
 from interp.timing import PhaseTimer
 
@@ -43,10 +52,10 @@ if TYPE_CHECKING:
 
 __all__ = ["BATCHING_FIELDS", "result_stem", "run_importance"]
 
-BATCHING_FIELDS = ("batch_size", "ablations_per_forward")  # change how work is batched, not the numbers (beyond rounding)
+BATCHING_FIELDS = ("batch_size", "ablations_per_forward")  # batching: changes the numbers' rounding only
 _ABLATION_FIELDS = ("ablations", "layers")  # settings only the exact ablation reads
-_ACCURACY_COLUMNS = ("task", "shots", "method", "estimator", "prepend_bos", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
-                     "accuracy_interval_method", "accuracy_norm", "loss", "n_items", "chance")
+_ACCURACY_COLUMNS = ("task", "shots", "method", "estimator", "prepend_bos", "accuracy", "accuracy_ci_low",
+                     "accuracy_ci_high", "accuracy_interval_method", "accuracy_norm", "loss", "n_items", "chance")
 
 
 def result_stem(out: Path, task: str, shots: int, method: str) -> Path:
@@ -55,7 +64,8 @@ def result_stem(out: Path, task: str, shots: int, method: str) -> Path:
     return Path(out) / "importance" / f"{safe}__{shots}shot__{method}"
 
 
-def _result_key(model_key: dict[str, str], task: Task, shots: int, method: str, config: ImportanceConfig) -> dict[str, Any]:
+def _result_key(model_key: dict[str, str], task: Task, shots: int, method: str, config: ImportanceConfig
+                ) -> dict[str, Any]:
     settings = {name: value for name, value in asdict(config).items() if name not in BATCHING_FIELDS
                 and (method == "ablation" or name not in _ABLATION_FIELDS)}
     return {"job": "importance", "model": model_key, "task": task_key(task), "shots": shots, "method": method,
@@ -79,7 +89,8 @@ def _is_done(stem: Path, key: dict[str, Any], echo: Callable[[str], None]) -> bo
 
 
 def _compute(bridge: "TransformerBridge", record: "ModelRecord", todo: list[tuple[Task, int, dict]], method: str,
-             config: ImportanceConfig, out: Path, *, progress: bool, echo: Callable[[str], None], confirm: bool) -> None:
+             config: ImportanceConfig, out: Path, *, progress: bool, echo: Callable[[str], None],
+             confirm: bool) -> None:
     """Score each (task, shots) of ``todo`` and save it at once: table first, the keyed JSON last."""
     from tqdm.auto import tqdm
 
@@ -90,13 +101,15 @@ def _compute(bridge: "TransformerBridge", record: "ModelRecord", todo: list[tupl
     n_layers = int(bridge.cfg.n_layers) if config.layers is None else len(config.layers)
 
     def steps(encoded) -> int:  # progress steps of one result (ablation: one per layer, kind and batch)
-        return n_layers * len(config.ablations) * math.ceil(encoded.n_sequences / config.batch_size) if method == "ablation" else 1
+        if method != "ablation":
+            return 1
+        return n_layers * len(config.ablations) * math.ceil(encoded.n_sequences / config.batch_size)
 
     def work(encoded) -> int:  # proportional to its time: forwards over its sequences
         return steps(encoded) * (1 if method == "ablation" else encoded.n_sequences)
 
-    estimate = WorkEstimate(f"{method} importance of {len(todo)} (task, shots)", sum(work(item[3]) for item in prepared),
-                            confirm, echo)
+    estimate = WorkEstimate(f"{method} importance of {len(todo)} (task, shots)",
+                            sum(work(item[3]) for item in prepared), confirm, echo)
     with tqdm(total=sum(steps(item[3]) for item in prepared), disable=not progress, desc=f"{method} importance",
               unit="step") as bar:
         for task, k, key, encoded in prepared:
@@ -141,9 +154,9 @@ def _combine(out: Path, model_key: dict[str, str], echo: Callable[[str], None]) 
     return tables
 
 
-def run_importance(model: "str | tuple[TransformerBridge, ModelRecord]", tasks: str | Sequence[str], shots: Sequence[int],
-                   method: str, out: Path, config: ImportanceConfig = ImportanceConfig(), *, device: str = "auto",
-                   dtype: str = "float32", device_map: str | None = None, progress: bool = True,
+def run_importance(model: "str | tuple[TransformerBridge, ModelRecord]", tasks: str | Sequence[str],
+                   shots: Sequence[int], method: str, out: Path, config: ImportanceConfig = ImportanceConfig(), *,
+                   device: str = "auto", dtype: str = "float32", device_map: str | None = None, progress: bool = True,
                    echo: Callable[[str], None] = print, confirm: bool = False, executor: "Executor | None" = None
                    ) -> JobResult:
     """Importance of every head and FFN by ``method`` for each (task, shots); reuse what the folder holds; combine.

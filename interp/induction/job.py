@@ -24,20 +24,32 @@ computes exactly the batches an uninterrupted run would have.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from interp.errors import InterpError, check_choice
 from interp.induction.scores import COPYING_SOURCES, COPYING_VARIANTS, METRICS, score_heads
 from interp.induction.sequences import FITS, PROTOCOLS, SequenceConfig, token_pool
-from interp.models.context import model_context
 from interp.jobs import FIGURE_FORMATS, JobResult, ModelHandle, WorkEstimate, draw_figures, method_version
+from interp.models.context import model_context
 from interp.stats import summarise_seeds
-from interp.store import (DamagedResult, atomic_directory, cache_key, key_difference, read_json, read_json_if_intact,
-                          read_table, results_folder, run_metadata, write_json, write_table)
+from interp.store import (
+    DamagedResult,
+    atomic_directory,
+    cache_key,
+    key_difference,
+    read_json,
+    read_json_if_intact,
+    read_table,
+    results_folder,
+    run_metadata,
+    write_json,
+    write_table,
+)
 from interp.timing import PhaseTimer
 
 if TYPE_CHECKING:
@@ -65,7 +77,7 @@ class InductionConfig:
     exclude_ratio: float = 0.04  # Bansal et al. drop the 4% most and least frequent tokens
     max_batch_tokens: int = 4096  # padded tokens per forward pass; bounds memory
     metrics: tuple[str, ...] = METRICS
-    context_fit: str = "cap"  # seeds longer than the model's context: "cap" their L (keeps the seed count) or "drop" them
+    context_fit: str = "cap"  # seeds past the model's context: "cap" their L (keeps the seed count) or "drop" them
 
     def __post_init__(self) -> None:
         check_choice("protocol", self.protocol, PROTOCOLS)
@@ -112,7 +124,7 @@ class InductionResult(JobResult):
 
 
 def check_token_pool(bridge: "TransformerBridge", record: "ModelRecord", sequences: SequenceConfig) -> tuple[int, str]:
-    """(pool size, ranking method); one line before any work when the seeds need more distinct tokens than the pool has."""
+    """(pool size, ranking method); one line before any work when the seeds need more distinct tokens than it has."""
     pool, method = token_pool(bridge.tokenizer, sequences.exclude_ratio)
 
     def needs(seed: int) -> int:
@@ -127,8 +139,8 @@ def check_token_pool(bridge: "TransformerBridge", record: "ModelRecord", sequenc
         low, high = (middle, high) if needs(seeds[middle - 1]) <= len(pool) else (low, middle - 1)
     advice = f"use --seeds {low} or fewer" if low else "lower --exclude-ratio"
     raise InterpError(f"{len(seeds)} seeds of the {sequences.protocol} protocol need up to {needs(seeds[-1])} distinct "
-                      f"tokens (seed {seeds[-1]}), but {record.name}'s token pool has {len(pool)}; {advice}, or the olsson "
-                      "protocol (25 tokens per seed)")
+                      f"tokens (seed {seeds[-1]}), but {record.name}'s token pool has {len(pool)}; {advice}, "
+                      "or the olsson protocol (25 tokens per seed)")
 
 
 def _key(model_key: dict[str, str], config: InductionConfig, sequences: SequenceConfig) -> dict[str, Any]:
@@ -161,7 +173,7 @@ def _chunk_name(chunk: Sequence[int]) -> str:
 
 
 def _read_cache(cache: Path, echo: Callable[[str], None]) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
-    """Every intact chunk's (scores, loss) by name; a damaged chunk is removed (and said) so that its seeds are redone."""
+    """Every intact chunk's (scores, loss) by name; a damaged chunk is removed (and said): its seeds are redone."""
     chunks = {}
     for folder in sorted(cache.glob("seeds-*")):
         try:
@@ -206,7 +218,8 @@ def _score_seeds(bridge: "TransformerBridge", record: "ModelRecord", sequences: 
     estimate = WorkEstimate(f"{record.name}: {len(todo)} seeds", sum(tokens(seed) for seed in todo), confirm, echo)
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(todo), desc=f"{record.name}: scoring heads", unit="seed", disable=not progress or not todo) as bar:
+    bar = tqdm(total=len(todo), desc=f"{record.name}: scoring heads", unit="seed", disable=not progress or not todo)
+    with bar:
         for chunk in _chunks(todo):
             chunks[_chunk_name(chunk)] = _score_chunk(bridge, sequences, config, chunk, cache)
             bar.update(len(chunk))
@@ -221,7 +234,8 @@ def _score_seeds(bridge: "TransformerBridge", record: "ModelRecord", sequences: 
 
 def _with_loss_summary(scores: pd.DataFrame, loss: pd.DataFrame) -> pd.DataFrame:
     """Append model-level rows: mean loss on repeat 1 and on repeats 2..4, over seeds."""
-    by_seed = loss.assign(block=lambda frame: frame["repeat"].gt(1).map({False: "loss_repeat_1", True: "loss_repeats_2_4"}))
+    blocks = {False: "loss_repeat_1", True: "loss_repeats_2_4"}
+    by_seed = loss.assign(block=lambda frame: frame["repeat"].gt(1).map(blocks))
     per_seed = by_seed.groupby(["seed", "block"], as_index=False)["loss"].mean()
     per_seed = per_seed.rename(columns={"block": "metric", "loss": "value"}).assign(layer=-1, head=-1)
     summary = summarise_seeds(per_seed)
@@ -272,10 +286,12 @@ def run_induction(
         if previous is not None and key_difference(previous.get("key"), key):
             echo(f"replacing the induction results in {out}: {key_difference(previous.get('key'), key)}")
         if record.device == "cpu" and config.num_seeds is None:
-            echo(f"CPU run: {sequences.num_seeds} seeds by default (the paper's 100 are the GPU default; use --seeds 100)")
+            echo(f"CPU run: {sequences.num_seeds} seeds by default (the paper's 100 are the GPU default; "
+                 "use --seeds 100)")
         with timer.phase("score"):
-            per_seed, loss, reused = _score_seeds(bridge, record, sequences, config, out / "cache" / f"induction-{cache_key(key)}",
-                                                  progress=progress, echo=echo, confirm=confirm)
+            cache = out / "cache" / f"induction-{cache_key(key)}"
+            per_seed, loss, reused = _score_seeds(bridge, record, sequences, config, cache, progress=progress,
+                                                  echo=echo, confirm=confirm)
             tables = _tables(bridge, record, sequences, config, per_seed, loss)
         metadata = run_metadata(record, job="induction", protocol=sequences.to_dict(), seeds=sequences.seeds(),
                                 context={**context.to_dict(), **sequences.fit_report()},
@@ -319,7 +335,8 @@ def induction_figures(results: Path, formats: Sequence[str] = FIGURE_FORMATS) ->
 
 
 def _summary(result: InductionResult, out: Path, figures: bool) -> str:
-    lines = [f"wrote {out}/induction_scores.parquet (+ .csv), induction_metadata.json" + (", figures/" if figures else "")]
+    written = "induction_scores.parquet (+ .csv), induction_metadata.json" + (", figures/" if figures else "")
+    lines = [f"wrote {out}/{written}"]
     for metric in ("prefix_matching", "copying"):
         if metric in set(result.scores["metric"]):
             top = result.top_heads(metric, 5)
@@ -327,7 +344,8 @@ def _summary(result: InductionResult, out: Path, figures: bool) -> str:
             lines.append(f"top {metric.replace('_', ' ')} heads: {heads}")
     losses = result.scores.set_index("metric")["mean"]
     if {"loss_repeat_1", "loss_repeats_2_4"} <= set(losses.index):
-        lines.append(f"loss on repeat 1: {losses['loss_repeat_1']:.2f} nats; on repeats 2-4: {losses['loss_repeats_2_4']:.2f}")
+        lines.append(f"loss on repeat 1: {losses['loss_repeat_1']:.2f} nats; "
+                     f"on repeats 2-4: {losses['loss_repeats_2_4']:.2f}")
     lines.append(f"wall time {result.metadata['wall_time_s']:.1f} s on {result.metadata['device']}")
     return "\n".join(lines)
 

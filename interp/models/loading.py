@@ -25,13 +25,14 @@ import importlib.util
 import json
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from interp.data import data_path
 from interp.errors import InterpError
-from interp.store import atomic_directory, write_json
+from interp.store import atomic_directory, cache_dir, write_json
 
 if TYPE_CHECKING:  # heavy imports stay inside the functions so `interp --help` is fast
     import torch
@@ -55,11 +56,6 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "smollm2-135m"
-
-
-def cache_dir() -> Path:
-    """Where dequantised weights and other reusable work live (``$INTERP_CACHE``)."""
-    return Path(os.environ.get("INTERP_CACHE", Path.home() / ".cache" / "interp"))
 
 
 @dataclass(frozen=True)
@@ -187,7 +183,8 @@ def resolve_device(device: str = "auto") -> str:
     if kind not in {"cpu", "cuda", "mps"} or (index and not index.isdigit()):
         raise InterpError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
     if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise InterpError(f"device {device!r} asked for, but Apple's MPS is not available on this machine; use --device cpu")
+        raise InterpError(f"device {device!r} asked for, but Apple's MPS is not available on this machine; "
+                          "use --device cpu")
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise InterpError(f"device {device!r} asked for, but no CUDA GPU is visible; use --device cpu")
@@ -212,7 +209,8 @@ def resolve_dtype(dtype: "str | torch.dtype") -> "torch.dtype":
 
 def _gguf_to_hf_dir(spec: str, gguf_path: Path) -> Path:
     """Dequantise a GGUF once into a safetensors Hugging Face directory, cached."""
-    cached = cache_dir() / "models" / f"{gguf_path.stem}-{file_digest(gguf_path)[:16]}"  # by content: a replaced file is redone
+    # named by content: a replaced file is dequantised again
+    cached = cache_dir() / "models" / f"{gguf_path.stem}-{file_digest(gguf_path)[:16]}"
     if (cached / "config.json").exists():
         return cached
     import torch
@@ -296,8 +294,8 @@ def resolve_source(spec: str) -> tuple[str, str]:
         raise InterpError(f"model {spec!r}: no such file or directory")
     if _hub_snapshot(spec) is None and not _hub_reachable():
         raise InterpError(
-            f"model {spec!r} is not a known spec ({', '.join(KNOWN_MODELS)}), a local path, or in the local Hugging Face "
-            "cache, and the hub is unreachable; run `interp models` for what is installed"
+            f"model {spec!r} is not a known spec ({', '.join(KNOWN_MODELS)}), a local path, or in the local Hugging "
+            "Face cache, and the hub is unreachable; run `interp models` for what is installed"
         )
     return spec, f"hub:{spec}"
 
@@ -366,7 +364,8 @@ def model_identity(spec: str) -> str | None:
         if location.is_dir():
             return f"sha256:{_folder_digest(location)[:16]}"
     except OSError as error:
-        raise InterpError(f"model {spec!r}: cannot read {location} ({error.strerror}); check the files' permissions") from None
+        raise InterpError(f"model {spec!r}: cannot read {location} ({error.strerror}); "
+                          "check the files' permissions") from None
     snapshot = _hub_snapshot(spec)
     return f"hub:{spec}@{snapshot.name}" if snapshot is not None else None
 
@@ -427,8 +426,8 @@ def load_model(
     GPU (the paper's OPT-66B ran this way), with modules on ``disk`` kept in ``offload_folder``;
     ``device`` is then ignored.
     """
-    from interp.reach.placement import Placement, check_realized_map, device_label, outputs_to_input_device
     from interp.progress import silence_missing_widgets
+    from interp.reach.placement import Placement, check_realized_map, device_label, outputs_to_input_device
 
     source, description = resolve_source(spec)  # a bad spec fails here, before the heavy imports
     torch_dtype = resolve_dtype(dtype)

@@ -25,20 +25,45 @@ from __future__ import annotations
 import functools
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
 
 from interp.errors import InterpError, check_choice
-from interp.jobs import (FIGURE_FORMATS, JobResult, ModelHandle, WorkEstimate, check_shots, check_task_labels, draw_figures,
-                         method_version, task_key)
-from interp.pruning.components import INDUCTION_RANKINGS, STUDIES, PruningConfig, mask_summaries, masked_scores, pruning_mask
+from interp.jobs import (
+    FIGURE_FORMATS,
+    JobResult,
+    ModelHandle,
+    WorkEstimate,
+    check_shots,
+    check_task_labels,
+    draw_figures,
+    method_version,
+    task_key,
+)
+from interp.pruning.components import (
+    INDUCTION_RANKINGS,
+    STUDIES,
+    PruningConfig,
+    mask_summaries,
+    masked_scores,
+    pruning_mask,
+)
 from interp.pruning.rankings import Rankings, component_scores, ranking_rows
-from interp.store import (DamagedResult, cache_key, read_json_if_intact, read_table_if_present, results_folder, run_metadata,
-                          write_json, write_table)
+from interp.store import (
+    DamagedResult,
+    cache_key,
+    read_json_if_intact,
+    read_table_if_present,
+    results_folder,
+    run_metadata,
+    write_json,
+    write_table,
+)
 from interp.tasks.prompts import Task, build_prompts, load_task, resolve_task_names
 from interp.timing import PhaseTimer
 
@@ -98,14 +123,15 @@ def _induction_scores(results: Path, rankings: tuple[str, ...], explicit: bool, 
     else:
         stored = ((read_json_if_intact(results / "induction_metadata.json") or {}).get("key") or {}).get("model")
         made_by = stored["identity"] if stored else None
-        if (made_by and made_by != model_key["identity"]) or (not made_by and set(table["model"]) != {model_key["name"]}):
+        other_model = made_by != model_key["identity"] if made_by else set(table["model"]) != {model_key["name"]}
+        if other_model:
             problem = (f"the induction_scores in {results} were made by {', '.join(map(str, set(table['model'])))}"
                        f"{f' ({made_by})' if made_by else ''}, not by {model_key['name']} ({model_key['identity']})")
     if problem is None:
         return table, rankings
     if explicit:
-        raise InterpError(f"ranking {wanted[0]!r} needs this model's induction scores, but {problem}; run `interp induction "
-                          f"--model {model_key['name']} --out {results}` first")
+        raise InterpError(f"ranking {wanted[0]!r} needs this model's induction scores, but {problem}; "
+                          f"run `interp induction --model {model_key['name']} --out {results}` first")
     echo(f"left out the rankings {', '.join(wanted)}: {problem} (run `interp induction` into it to have them)")
     return None, tuple(name for name in rankings if name not in INDUCTION_RANKINGS)
 
@@ -162,7 +188,8 @@ def _plan(study: str, tasks: str | Sequence[str], shots: Sequence[Any], out: Pat
             for ranking in rankings:
                 tag = _safe(_ranking_tag(ranking, loaded, induction))
                 for head, ffn in grid:
-                    plan.cells[(task.name, k, ranking, head, ffn)] = cells / f"{task_part}__{k}shot__{tag}__h{head}_f{ffn}.json"
+                    name = f"{task_part}__{k}shot__{tag}__h{head}_f{ffn}.json"
+                    plan.cells[(task.name, k, ranking, head, ffn)] = cells / name
     return plan
 
 
@@ -188,8 +215,10 @@ def _rankings(plan: _Plan, bridge: "TransformerBridge", encoded: dict, means: di
     stem, digests = out / "pruning_rankings", {task.name: task_key(task)["sha256"] for task in plan.tasks}
     table = _stored_rankings(stem, echo)
     mine = table[(table["setting"] == plan.setting) & table["task"].map(digests).eq(table["task_sha256"])]
-    missing = {key: [part for part in COMPONENTS[plan.study] if mine[(mine["task"] == key[0]) & (mine["shots"] == key[1])
-                                                                   & (mine["component"] == part)].empty] for key in encoded}
+    def stored(key: tuple, part: str) -> bool:
+        return not mine[(mine["task"] == key[0]) & (mine["shots"] == key[1]) & (mine["component"] == part)].empty
+
+    missing = {key: [part for part in COMPONENTS[plan.study] if not stored(key, part)] for key in encoded}
     needed = [key for key, parts in missing.items() if parts]
     for key in tqdm(needed, desc="importance rankings", disable=not progress or not needed):
         rows = ranking_rows(*key, component_scores(bridge, encoded[key], config, means.get(key), missing[key]))
@@ -242,20 +271,23 @@ def _compute(plan: _Plan, todo: list[tuple], bridge: "TransformerBridge", record
         for (label, k, ranking), percents in groups.items():
             bar.set_postfix_str(f"{label} {k}-shot {ranking}")
             started = time.perf_counter()
-            ranks = tuple(ranker.resolve(ranking, label, k, part, plan.labels) if part in COMPONENTS[plan.study] else None
+            parts = COMPONENTS[plan.study]
+            ranks = tuple(ranker.resolve(ranking, label, k, part, plan.labels) if part in parts else None
                           for part in ("head", "ffn"))
-            if any(rank is None for rank, part in zip(ranks, ("head", "ffn")) if part in COMPONENTS[plan.study]):
+            if any(rank is None for rank, part in zip(ranks, ("head", "ffn"), strict=True) if part in parts):
                 bar.update(batches[(label, k)])  # e.g. cross-task rankings with one task
                 continue
             head_masks, ffn_masks = _masks(ranks, percents, n_layers, n_heads)
             sums = masked_scores(bridge, encoded[(label, k)], head_masks, ffn_masks, means.get((label, k)),
                                  config.batch_size, config.masks_per_forward, progress=bar.update)
             seconds = (time.perf_counter() - started) / len(percents)
-            for (head, ffn), summary, head_mask, ffn_mask in zip(percents, mask_summaries(sums, encoded[(label, k)]),
-                                                                  head_masks, ffn_masks):
+            summaries = mask_summaries(sums, encoded[(label, k)])
+            for (head, ffn), summary, head_mask, ffn_mask in zip(percents, summaries, head_masks, ffn_masks,
+                                                                  strict=True):
                 write_json({"model": record.name, "study": plan.study, "ranking": ranking,
-                            "ranking_source": (ranks[0] or ranks[1])[2], "task": label, "shots": k, "head_percent": head,
-                            "ffn_percent": ffn, "heads_removed": int(head_mask.sum()), "ffns_removed": int(ffn_mask.sum()),
+                            "ranking_source": (ranks[0] or ranks[1])[2], "task": label, "shots": k,
+                            "head_percent": head, "ffn_percent": ffn, "heads_removed": int(head_mask.sum()),
+                            "ffns_removed": int(ffn_mask.sum()),
                             "ablation": config.ablation, **summary, "seconds": seconds},
                            plan.cells[(label, k, ranking, head, ffn)])
             estimate.done(batches[(label, k)] * len(percents))
@@ -278,21 +310,24 @@ def _tables(plan: _Plan, config: PruningConfig) -> dict[str, pd.DataFrame]:
     tables[f"{name}_effects"] = paired_effects(table, ("head_percent", "ffn_percent"))
     if plan.study != "combined":
         column = "head_percent" if plan.study == "heads" else "ffn_percent"
-        effects = tables[f"{name}_effects"].drop(columns=["ffn_percent" if column == "head_percent" else "head_percent"])
-        tables[f"{name}_thresholds"] = threshold_table(table.rename(columns={column: "percent"}), "percent", config.tolerance,
-                                                       effects.rename(columns={column: "percent"}))
+        other = "ffn_percent" if column == "head_percent" else "head_percent"
+        effects = tables[f"{name}_effects"].drop(columns=[other]).rename(columns={column: "percent"})
+        tables[f"{name}_thresholds"] = threshold_table(table.rename(columns={column: "percent"}), "percent",
+                                                       config.tolerance, effects)
     return tables
 
 
 def _figures(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     from interp.output.catalogue import known_pruning_figures
 
-    return {entry.name: entry.figure for name, table in tables.items() for entry in known_pruning_figures(name, table) or []}
+    return {entry.name: entry.figure for name, table in tables.items()
+            for entry in known_pruning_figures(name, table) or []}
 
 
 def run_pruning(study: str, model: "str | tuple[TransformerBridge, ModelRecord]", tasks: str | Sequence[str],
-                shots: Sequence[Any], out: Path, config: PruningConfig = PruningConfig(), *, results: Path | None = None,
-                device: str = "auto", dtype: str = "float32", device_map: str | None = None, figures: bool = True,
+                shots: Sequence[Any], out: Path, config: PruningConfig = PruningConfig(), *,
+                results: Path | None = None, device: str = "auto", dtype: str = "float32",
+                device_map: str | None = None, figures: bool = True,
                 progress: bool = True, echo: Callable[[str], None] = print, confirm: bool = False,
                 executor: "Executor | None" = None) -> JobResult:
     """Sweep (ranking, percentages, task, shots) of one study (plan, evaluate, write, draw); resume where it stopped.
@@ -330,11 +365,14 @@ def run_pruning(study: str, model: "str | tuple[TransformerBridge, ModelRecord]"
         with timer.phase("figures"):
             drawn = _figures(tables)
             paths = draw_figures(drawn, out / "figures", figures, FIGURE_FORMATS)
-        metadata = run_metadata(model_key, study=study, tasks=plan.labels, shots=plan.shots, rankings=list(plan.rankings),
-                                config=asdict(config), key={**plan.key, "tasks": [task_key(task) for task in plan.tasks]}, setting=plan.setting,
+        key = {**plan.key, "tasks": [task_key(task) for task in plan.tasks]}
+        metadata = run_metadata(model_key, study=study, tasks=plan.labels, shots=plan.shots,
+                                rankings=list(plan.rankings), config=asdict(config), key=key, setting=plan.setting,
                                 computed_cells=len(todo), timing=timer.as_dict())
         write_json(metadata, out / f"pruning_{study}.json")
-    paths += [out / f"{name}.{suffix}" for name in tables for suffix in ("parquet", "csv")] + [out / f"pruning_{study}.json"]
+    paths += [out / f"{name}.{suffix}" for name in tables for suffix in ("parquet", "csv")]
+    paths.append(out / f"pruning_{study}.json")
     echo(f"wrote {', '.join(tables)} into {out}")
     echo(timer.summary())
     return JobResult(tables, drawn, paths, metadata)
+

@@ -18,7 +18,8 @@ Higher = more important; the lowest go first, ties by ``tiebreak``, then positio
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -85,7 +86,8 @@ class Rankings:
     def own(self, task: str, shots: int, component: str) -> tuple[np.ndarray, np.ndarray]:
         part = self.table[(self.table["task"] == task) & (self.table["shots"] == shots)
                           & (self.table["component"] == component)].sort_values(["layer", "head"])
-        return part["value"].to_numpy().reshape(self.shape[component]), part["tiebreak"].to_numpy().reshape(self.shape[component])
+        shape = self.shape[component]
+        return part["value"].to_numpy().reshape(shape), part["tiebreak"].to_numpy().reshape(shape)
 
     def resolve(self, name: str, task: str, shots: int, component: str, tasks: Sequence[str]
                 ) -> tuple[np.ndarray, np.ndarray, str] | None:
@@ -128,8 +130,10 @@ class Rankings:
             raise InterpError(f"ranking {name!r} scores heads only; FFN studies take own, aggregate, "
                               "most_correlated, least_correlated, task:NAME or random")
         if self.induction is None:
-            raise InterpError(f"ranking {name!r} needs induction_scores in the results folder; run `interp induction` first")
-        grid = self.induction[self.induction["metric"] == name].pivot_table(index="layer", columns="head", values="mean")
+            raise InterpError(f"ranking {name!r} needs induction_scores in the results folder; "
+                              "run `interp induction` first")
+        rows = self.induction[self.induction["metric"] == name]
+        grid = rows.pivot_table(index="layer", columns="head", values="mean")
         if grid.shape != shape:
             raise InterpError(f"induction_scores has a {grid.shape} grid of {name!r}; the model has {shape}")
         return grid.to_numpy(), np.zeros(shape), "induction_scores"

@@ -28,23 +28,52 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from interp.errors import InterpError, check_choice
-from interp.jobs import (FIGURE_FORMATS, JobResult, ModelHandle, WorkEstimate, check_shots, check_task_labels, draw_figures,
-                         method_version, task_key)
+from interp.jobs import (
+    FIGURE_FORMATS,
+    JobResult,
+    ModelHandle,
+    WorkEstimate,
+    check_shots,
+    check_task_labels,
+    draw_figures,
+    method_version,
+    task_key,
+)
 from interp.models.context import model_context
 from interp.pruning.thresholds import threshold_table
-from interp.store import (DamagedResult, atomic_directory, cache_key, read_json, read_json_if_intact, read_table_if_present,
-                          results_folder, run_metadata, write_json, write_table)
-from interp.tasks.evaluation import (EncodedPrompts, encode_prompts, iterate_batches, multiple_choice_metrics, pad_id_of,
-                               score_sequences, sum_by_row, summarise, target_logprob_readout)
+from interp.store import (
+    DamagedResult,
+    atomic_directory,
+    cache_key,
+    read_json,
+    read_json_if_intact,
+    read_table_if_present,
+    results_folder,
+    run_metadata,
+    write_json,
+    write_table,
+)
+from interp.tasks.evaluation import (
+    EncodedPrompts,
+    encode_prompts,
+    iterate_batches,
+    multiple_choice_metrics,
+    pad_id_of,
+    score_sequences,
+    sum_by_row,
+    summarise,
+    target_logprob_readout,
+)
 from interp.tasks.prompts import PromptConfig, Task, build_prompts, load_task, resolve_task_names
 from interp.timing import PhaseTimer
 
@@ -63,7 +92,8 @@ def _safe(text: Any) -> str:
     return "".join(character if character.isalnum() or character in "-_." else "_" for character in str(text))
 
 
-def _tasks(tasks: str | Sequence[str], shots: Sequence[Any], prompt_config: PromptConfig) -> tuple[list[Task], list[int]]:
+def _tasks(tasks: str | Sequence[str], shots: Sequence[Any], prompt_config: PromptConfig
+           ) -> tuple[list[Task], list[int]]:
     """The tasks and shots, checked, and every prompt built once: bad input fails before the model loads."""
     shots = check_shots(shots)
     loaded = [load_task(name) for name in (resolve_task_names(tasks) if isinstance(tasks, str) else list(tasks))]
@@ -184,9 +214,11 @@ def _save_pruned_model(spec: str, layers: list[int], out: Path, windows: torch.T
     hooked = score_sequences(bridge, encoded, batch_size, skip_layer_hooks(layers))
     bridge_pruned, _ = load_model(str(directory), device=str(bridge.cfg.device))
     loaded = score_sequences(bridge_pruned, encoded, batch_size)
-    (original_parameters, original_bytes), (pruned_parameters, pruned_bytes) = _parameter_bytes(original), _parameter_bytes(reloaded)
+    original_parameters, original_bytes = _parameter_bytes(original)
+    pruned_parameters, pruned_bytes = _parameter_bytes(reloaded)
     original_seconds, pruned_seconds = _forward_seconds(original, sample), _forward_seconds(reloaded, sample)
-    return {"directory": directory.name, "dropped_layers": layers, "n_layers_original": int(original.config.num_hidden_layers),
+    return {"directory": directory.name, "dropped_layers": layers,
+            "n_layers_original": int(original.config.num_hidden_layers),
             "n_layers_pruned": int(reloaded.config.num_hidden_layers),
             "parameters_original": original_parameters, "parameters_pruned": pruned_parameters,
             "memory_bytes_original": original_bytes, "memory_bytes_pruned": pruned_bytes,
@@ -208,8 +240,8 @@ def _layer_distances(bridge: "TransformerBridge", encoded: dict, windows: torch.
         table = None  # measured again below
     if table is not None:
         distances = torch.full((n_layers + 1, n_layers + 1), float("nan"), dtype=torch.float64)
-        distances[torch.tensor(table["layer"].to_numpy().copy()), torch.tensor(table["n"].to_numpy().copy())] = torch.tensor(
-            table["distance"].to_numpy().copy())
+        layers, sizes = torch.tensor(table["layer"].to_numpy().copy()), torch.tensor(table["n"].to_numpy().copy())
+        distances[layers, sizes] = torch.tensor(table["distance"].to_numpy().copy())
         return distances
     if config.distance_source == "text":
         samples: Any = windows
@@ -228,11 +260,13 @@ def _layer_plans(distances: torch.Tensor, sizes: Sequence[int], n_layers: int) -
 
     plans = [("unpruned", 0, [])]
     for size in sizes:
-        plans += [("angular", size, pruned_layers(distances, size)), ("baseline", size, baseline_layers(n_layers, size))]
+        plans += [("angular", size, pruned_layers(distances, size)),
+                  ("baseline", size, baseline_layers(n_layers, size))]
     return plans
 
 
-def _evaluate_layer_plans(bridge: "TransformerBridge", record: "ModelRecord", todo: list, encoded: dict, windows: torch.Tensor,
+def _evaluate_layer_plans(bridge: "TransformerBridge", record: "ModelRecord", todo: list, encoded: dict,
+                          windows: torch.Tensor,
                           config: LayerSweepConfig, cells: dict, *, progress: bool, echo: Callable[[str], None],
                           confirm: bool) -> None:
     """Evaluate each plan of ``todo`` on every task and the text; each plan's cell saved as it finishes."""
@@ -249,9 +283,11 @@ def _evaluate_layer_plans(bridge: "TransformerBridge", record: "ModelRecord", to
         for (label, k), value in encoded.items():
             scores = score_sequences(bridge, value, config.batch_size, hooks)
             rows.append({"task": label, "shots": k, **_summary(scores.logprob_sum, scores.n_tokens, value)})
-        write_json({"model": record.name, "method": method, "n": size, "layers": layers, "fraction_dropped": size / n_layers,
-                    "distance_source": config.distance_source, "text_loss": _text_loss(bridge, windows, hooks, config.batch_size),
-                    "tasks": rows, "seconds": time.perf_counter() - started}, cells[(method, size)])
+        text_loss = _text_loss(bridge, windows, hooks, config.batch_size)
+        write_json({"model": record.name, "method": method, "n": size, "layers": layers,
+                    "fraction_dropped": size / n_layers, "distance_source": config.distance_source,
+                    "text_loss": text_loss, "tasks": rows, "seconds": time.perf_counter() - started},
+                   cells[(method, size)])
         estimate.done(1)
 
 
@@ -270,8 +306,9 @@ def _layer_sweep_table(plans: list, cells: dict) -> pd.DataFrame:
 
 
 def _saved_model(bridge: "TransformerBridge", record: "ModelRecord", distances: torch.Tensor, thresholds: pd.DataFrame,
-                 encoded: dict, windows: torch.Tensor, config: LayerSweepConfig, setting: Path, out: Path) -> pd.DataFrame | None:
-    """Cut the largest l* block within the tolerance once per setting and tolerance; its comparison as a one-row table."""
+                 encoded: dict, windows: torch.Tensor, config: LayerSweepConfig, setting: Path, out: Path
+                 ) -> pd.DataFrame | None:
+    """Cut the largest l* block within the tolerance once per setting and tolerance; its comparison in one row."""
     from interp.pruning.layers import pruned_layers
 
     path = setting / f"layer_pruning_saved_tolerance{_safe(config.tolerance)}.json"
@@ -292,14 +329,15 @@ def _layer_setting(model_key: dict, tasks: list[Task], shots: list[int], config:
     key = {"job": "layer_pruning", "model": model_key, "tasks": [task_key(task) for task in tasks], "shots": shots,
            "settings": _settings(config, ("block_sizes", "save_pruned", "tolerance", "batch_size")),
            "version": method_version()}
-    readable = f"items{config.max_items or 'all'}_choices{config.n_choices}_seed{config.seed}_text{config.text_windows}x{config.text_length}"
+    readable = (f"items{config.max_items or 'all'}_choices{config.n_choices}_seed{config.seed}_"
+                f"text{config.text_windows}x{config.text_length}")
     return f"{readable}_{cache_key(key)[:10]}", key
 
 
-def run_layer_sweep(model: "str | tuple[TransformerBridge, ModelRecord]", tasks: str | Sequence[str], shots: Sequence[Any],
-                    out: Path, config: LayerSweepConfig = LayerSweepConfig(), *, device: str = "auto", dtype: str = "float32",
-                    device_map: str | None = None, figures: bool = True, progress: bool = True,
-                    echo: Callable[[str], None] = print, confirm: bool = False) -> JobResult:
+def run_layer_sweep(model: "str | tuple[TransformerBridge, ModelRecord]", tasks: str | Sequence[str],
+                    shots: Sequence[Any], out: Path, config: LayerSweepConfig = LayerSweepConfig(), *,
+                    device: str = "auto", dtype: str = "float32", device_map: str | None = None, figures: bool = True,
+                    progress: bool = True, echo: Callable[[str], None] = print, confirm: bool = False) -> JobResult:
     """Drop blocks of layers (l* and the baseline), evaluate tasks and text loss; write ``out/layer_*`` (plan,
     evaluate, write, draw); each evaluated block size is kept, so a rerun continues."""
     from interp.output.claims import claims_table
@@ -334,23 +372,26 @@ def run_layer_sweep(model: "str | tuple[TransformerBridge, ModelRecord]", tasks:
                                   confirm=confirm)
         with timer.phase("write"):
             sweep = _layer_sweep_table(plans, cells)
-            tables = {f"layer_distances_{config.distance_source}": distance_table(distances).assign(source=config.distance_source),
-                      "layer_pruning": sweep, "layer_pruning_thresholds": _layer_thresholds(sweep, config.tolerance, n_layers)}
-            saved = _saved_model(bridge, record, distances, tables["layer_pruning_thresholds"], encoded, windows, config,
-                                 setting, out)
+            distance_name = f"layer_distances_{config.distance_source}"
+            tables = {distance_name: distance_table(distances).assign(source=config.distance_source),
+                      "layer_pruning": sweep,
+                      "layer_pruning_thresholds": _layer_thresholds(sweep, config.tolerance, n_layers)}
+            saved = _saved_model(bridge, record, distances, tables["layer_pruning_thresholds"], encoded, windows,
+                                 config, setting, out)
             if saved is not None:
                 tables["layer_pruning_saved"] = saved
             for name, frame in tables.items():
                 write_table(frame, out / name)
             claims_table(out)
         with timer.phase("figures"):
-            drawn = _pruning_figures({name: tables[name] for name in ("layer_pruning", f"layer_distances_{config.distance_source}")})
+            drawn = _pruning_figures({name: tables[name] for name in ("layer_pruning", distance_name)})
             paths = draw_figures(drawn, out / "figures", figures, FIGURE_FORMATS)
-        metadata = run_metadata(record, tasks=[task.name for task in loaded], shots=shots, config=asdict(config), key=key,
-                                computed=len(todo), timing=timer.as_dict(), context=model_context(bridge).to_dict(),
-                                text_length_used=int(windows.shape[1]))
+        metadata = run_metadata(record, tasks=[task.name for task in loaded], shots=shots, config=asdict(config),
+                                key=key, computed=len(todo), timing=timer.as_dict(),
+                                context=model_context(bridge).to_dict(), text_length_used=int(windows.shape[1]))
         write_json(metadata, out / "layer_pruning.json")
-    paths += [out / f"{name}.{suffix}" for name in tables for suffix in ("parquet", "csv")] + [out / "layer_pruning.json"]
+    paths += [out / f"{name}.{suffix}" for name in tables for suffix in ("parquet", "csv")]
+    paths.append(out / "layer_pruning.json")
     echo(f"wrote {', '.join(tables)} into {out}")
     echo(timer.summary())
     return JobResult(tables, drawn, paths, metadata)
@@ -360,7 +401,8 @@ def _pruning_figures(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """The catalogue's figures of these pruning tables, by file stem."""
     from interp.output.catalogue import known_pruning_figures
 
-    return {entry.name: entry.figure for name, table in tables.items() for entry in known_pruning_figures(name, table) or []}
+    return {entry.name: entry.figure for name, table in tables.items()
+            for entry in known_pruning_figures(name, table) or []}
 
 
 def _layer_thresholds(sweep: pd.DataFrame, tolerance: float, n_layers: int) -> pd.DataFrame:
@@ -395,12 +437,12 @@ class LaserSweepConfig:
     n_choices: int = 4  # candidates for items without fixed choices
 
     def __post_init__(self) -> None:
-        from interp.pruning.laser import MATRICES, _check_rho
+        from interp.pruning.laser import MATRICES, check_rho
 
         if not self.rhos:
             raise InterpError("rhos is empty; give shares of the rank such as 0.9,0.1")
         for rho in self.rhos:
-            _check_rho(rho)
+            check_rho(rho)
         for matrix in self.matrices:
             check_choice("matrix", matrix, MATRICES)
         if not self.matrices:
@@ -492,8 +534,8 @@ def _paired_gain(chosen: pd.Series, baseline: pd.Series) -> dict[str, Any]:
 
 def _laser_setting(model_key: dict, config: LaserSweepConfig) -> tuple[str, dict]:
     """The setting's folder name and key: the model, the settings that change a cell's numbers, the version."""
-    key = {"job": "laser", "model": model_key, "settings": _settings(config, ("layers", "matrices", "rhos", "batch_size")),
-           "version": method_version()}
+    settings = _settings(config, ("layers", "matrices", "rhos", "batch_size"))
+    key = {"job": "laser", "model": model_key, "settings": settings, "version": method_version()}
     return f"items{config.max_items or 'all'}_choices{config.n_choices}_seed{config.seed}_{cache_key(key)[:10]}", key
 
 
@@ -507,12 +549,14 @@ def _laser_cells(folder: Path, tasks: list[Task], shots: list[int], layers: Sequ
         for k in shots:
             for layer in [-1, *layers]:
                 for matrix in (["none"] if layer < 0 else config.matrices):
-                    cells[(task.name, k, layer, matrix)] = folder / f"{task_part}__{k}shot__L{layer}__{matrix}__{rho_tag}.json"
+                    name = f"{task_part}__{k}shot__L{layer}__{matrix}__{rho_tag}.json"
+                    cells[(task.name, k, layer, matrix)] = folder / name
     return cells
 
 
 def _evaluate_laser_cells(bridge: "TransformerBridge", record: "ModelRecord", todo: list, encoded: dict, cells: dict,
-                          config: LaserSweepConfig, *, progress: bool, echo: Callable[[str], None], confirm: bool) -> None:
+                          config: LaserSweepConfig, *, progress: bool, echo: Callable[[str], None],
+                          confirm: bool) -> None:
     """Evaluate each (task, shots, layer, matrix) of ``todo`` over every rho; each cell saved as it finishes."""
     from tqdm.auto import tqdm
 
@@ -524,7 +568,8 @@ def _evaluate_laser_cells(bridge: "TransformerBridge", record: "ModelRecord", to
         label, k, layer, matrix = cell
         value = encoded[(label, k)]
         n_select = max(1, math.floor(config.select_fraction * value.n_items))
-        n_tokens = torch.tensor([len(tokens) - start for tokens, start in zip(value.tokens, value.context_lengths)],
+        n_tokens = torch.tensor([len(tokens) - start for tokens, start in zip(value.tokens, value.context_lengths,
+                                                                               strict=True)],
                                 dtype=torch.float64)
         started = time.perf_counter()
         if layer < 0:  # the unmodified model
@@ -541,16 +586,16 @@ def _evaluate_laser_cells(bridge: "TransformerBridge", record: "ModelRecord", to
 def _laser_tables(cells: dict) -> dict[str, pd.DataFrame]:
     table = pd.DataFrame([row for path in cells.values() for row in read_json(path)["rows"]])
     baseline = table[table["matrix"] == "none"].set_index(["task", "shots"])
-    keys = list(zip(table["task"], table["shots"]))
+    keys = list(zip(table["task"], table["shots"], strict=True))
     table["loss_delta"] = table["report_loss"].to_numpy() - baseline.loc[keys, "report_loss"].to_numpy()
     table["accuracy_delta"] = table["report_accuracy"].to_numpy() - baseline.loc[keys, "report_accuracy"].to_numpy()
     return {"laser": table, "laser_selected": select_laser(table)}
 
 
-def run_laser_sweep(model: "str | tuple[TransformerBridge, ModelRecord]", tasks: str | Sequence[str], shots: Sequence[Any],
-                    out: Path, config: LaserSweepConfig = LaserSweepConfig(), *, device: str = "auto", dtype: str = "float32",
-                    device_map: str | None = None, figures: bool = True, progress: bool = True,
-                    echo: Callable[[str], None] = print, confirm: bool = False) -> JobResult:
+def run_laser_sweep(model: "str | tuple[TransformerBridge, ModelRecord]", tasks: str | Sequence[str],
+                    shots: Sequence[Any], out: Path, config: LaserSweepConfig = LaserSweepConfig(), *,
+                    device: str = "auto", dtype: str = "float32", device_map: str | None = None, figures: bool = True,
+                    progress: bool = True, echo: Callable[[str], None] = print, confirm: bool = False) -> JobResult:
     """Sweep (layer, matrix, rho) per (task, shots); write ``out/laser*`` tables and heatmaps (plan, evaluate, write,
     draw); each evaluated (layer, matrix) is kept, so a rerun continues."""
     from interp.output.claims import claims_table
@@ -573,7 +618,8 @@ def run_laser_sweep(model: "str | tuple[TransformerBridge, ModelRecord]", tasks:
         with timer.phase("compute"):
             encoded = _encode(bridge, loaded, shots, config.prompt_config())
             todo = [cell for cell, path in cells.items() if read_json_if_intact(path) is None]
-            _evaluate_laser_cells(bridge, record, todo, encoded, cells, config, progress=progress, echo=echo, confirm=confirm)
+            _evaluate_laser_cells(bridge, record, todo, encoded, cells, config, progress=progress, echo=echo,
+                                  confirm=confirm)
         with timer.phase("write"):
             tables = _laser_tables(cells)
             for table_name, frame in tables.items():

@@ -34,9 +34,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -279,9 +280,10 @@ def run_dynamics(
         key = {"job": "dynamics", "config": config.to_dict(), "text": cache_key({"documents": documents}),
                "dtype": handle.key["dtype"], "device": handle.key["device"], "version": method_version()}
         cache = out / "cache" / f"dynamics-{cache_key(key)}"
-        folders = {label: cache / f"{label}-{(model_identity(spec) or spec).split(':')[-1][:12]}" for _, label, spec in sources}
-        estimate = WorkEstimate(f"dynamics: {len(sources)} checkpoints", sum(not folder.is_dir() for folder in folders.values()),
-                                confirm, echo)
+        folders = {label: cache / f"{label}-{(model_identity(spec) or spec).split(':')[-1][:12]}"
+                   for _, label, spec in sources}
+        estimate = WorkEstimate(f"dynamics: {len(sources)} checkpoints",
+                                sum(not folder.is_dir() for folder in folders.values()), confirm, echo)
         collected, record = {name: [] for name in _TABLES}, None
         with timer.phase("compute"):
             for step, label, spec in tqdm(sources, desc="checkpoints", unit="ckpt", disable=not progress):
@@ -298,10 +300,12 @@ def run_dynamics(
                 write_table(table, out / name)
         with timer.phase("figures"):
             title = f"Training dynamics: {Path(run).name if run is not None else model}"
-            drawn = {entry.name: entry.figure for entry in dynamics_entries(results["head_scores"], results["summary"], title)}
+            entries = dynamics_entries(results["head_scores"], results["summary"], title)
+            drawn = {entry.name: entry.figure for entry in entries}
             paths = draw_figures(drawn, out, figures, FIGURE_FORMATS)
         source = {"run": str(run)} if run is not None else {"model": model, "revisions": list(revisions)}
-        metadata = run_metadata(record, **source, config=config.to_dict(), checkpoints=[label for _, label, _ in sources],
+        metadata = run_metadata(record, **source, config=config.to_dict(),
+                                checkpoints=[label for _, label, _ in sources],
                                 key=key, wall_seconds=round(timer.total(), 2), timing=timer.as_dict())
         write_json(metadata, out / "dynamics.json")
     paths += [out / f"{name}.{suffix}" for name in results for suffix in ("parquet", "csv")] + [out / "dynamics.json"]
