@@ -222,3 +222,22 @@ def test_accuracy_command_writes_seed_rows_spread_and_the_sul_mapping(tmp_path):
     assert "with unrelated labels (negative=" in sources[1] or "with unrelated labels (positive=" in sources[1]
     bad = CliRunner().invoke(app, ["accuracy", "--model", "toy-attn-2l", "--labels", "random", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "labels must be one of original, unrelated" in bad.output
+
+
+def test_accuracy_run_resumes_from_its_cells(tmp_path, monkeypatch):
+    from interp.tasks import demo_seeds
+    from interp.tasks.demo_seeds import run_accuracy
+
+    config = PromptConfig(max_items=3)
+    first = run_accuracy("toy-attn-2l", "recursion", [0, 2], tmp_path, config, demo_seeds=(0, 1), device="cpu")
+    assert len(list((tmp_path / "accuracy_cells").glob("*.json"))) == 3
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished cell was computed again")
+
+    monkeypatch.setattr(demo_seeds, "_seed_row", fail)
+    again = run_accuracy("toy-attn-2l", "recursion", [0, 2], tmp_path, config, demo_seeds=(0, 1), device="cpu")
+    assert again["accuracy_seeds"].equals(first["accuracy_seeds"])
+    with pytest.raises(AssertionError, match="computed again"):  # other prompt settings: another key
+        run_accuracy("toy-attn-2l", "recursion", [2], tmp_path, PromptConfig(max_items=4), demo_seeds=(0,),
+                     device="cpu")
