@@ -236,21 +236,32 @@ def _checkpoint_tables(spec: str, step: int, label: str, folder: Path, config: D
     return tables, record
 
 
-def run_dynamics(
-    out: str | Path | None = None,
-    config: DynamicsConfig = DynamicsConfig(),
-    *,
-    run: str | Path | None = None,
-    model: str | None = None,
-    revisions: Sequence[str] = (),
-    device: str = "auto",
-    dtype: str = "float32",
-    device_map: str | None = None,
-    figures: bool = True,
-    progress: bool = True,
-    echo: Callable[[str], None] = print,
-    confirm: bool = False,
-) -> JobResult:
+def _measure(sources: list[tuple[int, str, str]], folders: dict[str, Path], config: DynamicsConfig,
+             documents: list[str], loading: dict[str, Any], *, progress: bool, echo: Callable[[str], None],
+             confirm: bool) -> tuple[dict[str, pd.DataFrame], Any]:
+    """Every checkpoint's tables, concatenated in step order, and the last model's record (None: all were cached)."""
+    from tqdm.auto import tqdm
+
+    from interp.jobs import WorkEstimate
+
+    estimate = WorkEstimate(f"dynamics: {len(sources)} checkpoints",
+                            sum(not folder.is_dir() for folder in folders.values()), confirm, echo)
+    collected, record = {name: [] for name in _TABLES}, None
+    for step, label, spec in tqdm(sources, desc="checkpoints", unit="ckpt", disable=not progress):
+        tables, loaded = _checkpoint_tables(spec, step, label, folders[label], config, documents, loading, echo)
+        record = loaded or record
+        for name, table in tables.items():
+            collected[name].append(table)
+        if loaded is not None:
+            estimate.done(1)
+    return {name: pd.concat(tables, ignore_index=True) for name, tables in collected.items()}, record
+
+
+def run_dynamics(out: str | Path | None = None, config: DynamicsConfig = DynamicsConfig(), *,
+                 run: str | Path | None = None, model: str | None = None, revisions: Sequence[str] = (),
+                 device: str = "auto", dtype: str = "float32",
+                 device_map: str | None = None, figures: bool = True, progress: bool = True,
+                 echo: Callable[[str], None] = print, confirm: bool = False) -> JobResult:
     """Measure every checkpoint (plan, measure, write, draw); write tables, ``dynamics.json`` and the figure to ``out``.
 
     Each checkpoint's tables are cached under ``out/cache/dynamics-<key>/<label>-<weights>/``, keyed by
@@ -258,10 +269,9 @@ def run_dynamics(
     own weights: an interrupted run resumes, a retrained run is measured afresh, and new
     checkpoints of a growing run are the only ones measured.
     """
-    from tqdm.auto import tqdm
     from transformers.utils import logging as hf_logging
 
-    from interp.jobs import FIGURE_FORMATS, ModelHandle, WorkEstimate, draw_figures, method_version
+    from interp.jobs import FIGURE_FORMATS, ModelHandle, draw_figures, method_version
     from interp.models.loading import model_identity
     from interp.output.catalogue import dynamics_entries
     from interp.store import cache_key, results_folder, run_metadata, write_json, write_table
@@ -269,11 +279,9 @@ def run_dynamics(
 
     sources = checkpoint_sources(run, model, revisions)
     hf_logging.disable_progress_bar()  # one bar over checkpoints, not one per weight load
-    if out is None:
-        if run is None:
-            raise InterpError("give --out when measuring hub revisions")
-        out = Path(run) / "dynamics"
-    out, timer = Path(out), PhaseTimer()
+    if out is None and run is None:
+        raise InterpError("give --out when measuring hub revisions")
+    out, timer = Path(out) if out is not None else Path(run) / "dynamics", PhaseTimer()
     with results_folder(out, echo):
         documents = _held_out_documents(run, config.held_out_fraction)
         handle = ModelHandle(sources[0][2], device, dtype, device_map)
@@ -282,31 +290,22 @@ def run_dynamics(
         cache = out / "cache" / f"dynamics-{cache_key(key)}"
         folders = {label: cache / f"{label}-{(model_identity(spec) or spec).split(':')[-1][:12]}"
                    for _, label, spec in sources}
-        estimate = WorkEstimate(f"dynamics: {len(sources)} checkpoints",
-                                sum(not folder.is_dir() for folder in folders.values()), confirm, echo)
-        collected, record = {name: [] for name in _TABLES}, None
         with timer.phase("compute"):
-            for step, label, spec in tqdm(sources, desc="checkpoints", unit="ckpt", disable=not progress):
-                loading = dict(device=device, dtype=dtype, device_map=device_map)
-                tables, loaded = _checkpoint_tables(spec, step, label, folders[label], config, documents, loading, echo)
-                record = loaded or record
-                for name, table in tables.items():
-                    collected[name].append(table)
-                if loaded is not None:
-                    estimate.done(1)
-        results = {name: pd.concat(tables, ignore_index=True) for name, tables in collected.items()}
+            results, record = _measure(sources, folders, config, documents,
+                                       dict(device=device, dtype=dtype, device_map=device_map), progress=progress,
+                                       echo=echo, confirm=confirm)
         with timer.phase("write"):
             for name, table in results.items():
                 write_table(table, out / name)
         with timer.phase("figures"):
             title = f"Training dynamics: {Path(run).name if run is not None else model}"
-            entries = dynamics_entries(results["head_scores"], results["summary"], title)
-            drawn = {entry.name: entry.figure for entry in entries}
+            drawn = {entry.name: entry.figure
+                     for entry in dynamics_entries(results["head_scores"], results["summary"], title)}
             paths = draw_figures(drawn, out, figures, FIGURE_FORMATS)
         source = {"run": str(run)} if run is not None else {"model": model, "revisions": list(revisions)}
         metadata = run_metadata(record, **source, config=config.to_dict(),
-                                checkpoints=[label for _, label, _ in sources],
-                                key=key, wall_seconds=round(timer.total(), 2), timing=timer.as_dict())
+                                checkpoints=[label for _, label, _ in sources], key=key,
+                                wall_seconds=round(timer.total(), 2), timing=timer.as_dict())
         write_json(metadata, out / "dynamics.json")
     paths += [out / f"{name}.{suffix}" for name in results for suffix in ("parquet", "csv")] + [out / "dynamics.json"]
     echo(f"wrote {', '.join(results)} and dynamics.json into {out}")
