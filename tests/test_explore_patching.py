@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from interp.errors import InterpError
-from interp.explore.patching import PatchingConfig, activation_patching, answer_metric, induction_prompts, patching_figure
+from interp.explore.patching import (
+    PatchingConfig,
+    activation_patching,
+    answer_metric,
+    induction_prompts,
+    patching_figure,
+)
 from interp.hooks import pattern_hook, resid_pre_hook, z_hook
 
 ATOL = 1e-4  # resumed stacked forwards vs whole forwards, float32
@@ -60,7 +66,8 @@ def test_batched_patching_equals_loop_version(tiny_models, architecture):
     table = activation_patching(bridge, clean, corrupted, metric, config)
     for direction, (target, source) in {"denoising": (corrupted, clean), "noising": (clean, corrupted)}.items():
         for activation in ("z", "resid_pre", "pattern"):
-            expected = _loop_patching(bridge, target.to(bridge.cfg.device), source.to(bridge.cfg.device), metric, activation)
+            device = bridge.cfg.device
+            expected = _loop_patching(bridge, target.to(device), source.to(device), metric, activation)
             assert torch.allclose(_grid(table, direction, activation), expected, atol=ATOL), (direction, activation)
 
 

@@ -14,6 +14,7 @@ from interp.cli import importance  # noqa: F401
 from interp.cli import prune  # noqa: F401
 from interp.cli import toy  # noqa: F401
 from interp.cli import output  # noqa: F401
+from interp.cli import explore  # noqa: F401
 from interp.cli import accuracy  # noqa: F401
 from interp.cli import ablate  # noqa: F401
 from interp.cli import reach  # noqa: F401  (interp memory; the scale options the commands share)

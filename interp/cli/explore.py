@@ -1,9 +1,8 @@
-"""``interp pattern`` (one head on repeated tokens and on text, with a figure), ``interp patch`` and ``interp composition``."""
+"""``interp pattern`` (a head on repeated tokens and text, with a figure), ``interp patch``, ``interp composition``."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -25,11 +24,11 @@ def _write_figure(figure, stem: Path) -> list[Path]:
 @app.command()
 def pattern(
     model: Model = DEFAULT_MODEL,
-    results: Optional[Path] = typer.Option(None, help="results folder: the table goes here, and the default head and the "
+    results: Path | None = typer.Option(None, help="results folder: the table goes here, and the default head and the "
                                                       "scores come from its induction scores (default: results/MODEL)"),
-    layer: Optional[int] = typer.Option(None, help="layer of the head; default: the top prefix-matching head of RESULTS"),
-    head: Optional[int] = typer.Option(None, help="head index within the layer (with --layer)"),
-    text: Optional[str] = typer.Option(None, help="also show the head on this text (BOS prepended)"),
+    layer: int | None = typer.Option(None, help="layer of the head; default: the top prefix-matching head of RESULTS"),
+    head: int | None = typer.Option(None, help="head index within the layer (with --layer)"),
+    text: str | None = typer.Option(None, help="also show the head on this text (BOS prepended)"),
     seed: int = typer.Option(0, help="seed of the repeated random sequence (Olsson protocol, L = 25)"),
     device: Device = "auto",
     dtype: Dtype = "float32",
@@ -69,7 +68,7 @@ def patch(
     clean: str = typer.Option(..., help="the clean prompt (BOS prepended)"),
     corrupted: str = typer.Option(..., help="the corrupted prompt: the same number of tokens as --clean"),
     answer: str = typer.Option(..., help="the one-token answer the clean prompt predicts (mind its leading space)"),
-    wrong: Optional[str] = typer.Option(None, help="a one-token wrong answer: the metric is the logit difference; "
+    wrong: str | None = typer.Option(None, help="a one-token wrong answer: the metric is the logit difference; "
                                                    "default the answer's log-probability"),
     model: Model = DEFAULT_MODEL,
     out: Out = None,
@@ -92,8 +91,8 @@ def patch(
 
         bridge, record = load_model(model, device=device, dtype=dtype)
         chosen = parse_list("--directions", directions, str)
-        table = run_patch(bridge, clean, corrupted, answer, wrong, activations=parse_list("--activations", activations, str),
-                          directions=chosen)
+        patched = parse_list("--activations", activations, str)
+        table = run_patch(bridge, clean, corrupted, answer, wrong, activations=patched, directions=chosen)
         write_table(table, out / "patching")
         write_json(run_metadata(record, clean=clean, corrupted=corrupted, answer=answer, wrong=wrong,
                                 metric="logit difference" if wrong else "answer log-probability"),
@@ -113,7 +112,7 @@ def composition(
     model: Model = DEFAULT_MODEL,
     out: Out = None,
     fold_norms: bool = typer.Option(True, help="fold each layer's pre-attention norm gain into its reading weights"),
-    top: Optional[int] = typer.Option(None, help="figure: only the heads of the TOP pairs furthest above the baseline"),
+    top: int | None = typer.Option(None, help="figure: only the heads of the TOP pairs furthest above the baseline"),
     device: Device = "auto",
     figures: Figures = True,
 ) -> None:

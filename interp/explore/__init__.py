@@ -22,14 +22,21 @@ one-liners above).
 
 from interp.explore.api import compose, load, patch, score
 from interp.explore.composition import composition_figure, composition_table
-from interp.explore.patching import (PatchingConfig, activation_patching, answer_metric, induction_prompts, patching_figure,
-                                     repeated_name_prompts)
-from interp.explore.viewer import head_overview, save_html, view_head, view_layer
+from interp.explore.patching import (
+                                     PatchingConfig,
+                                     activation_patching,
+                                     answer_metric,
+                                     induction_prompts,
+                                     patching_figure,
+                                     repeated_name_prompts,
+)
+from interp.explore.viewer import attention_patterns, head_overview, save_html, view_head, view_layer
 
 __all__ = [
     "PatchingConfig",
     "activation_patching",
     "answer_metric",
+    "attention_patterns",
     "compose",
     "composition_figure",
     "composition_table",

@@ -8,7 +8,7 @@ remain the way to produce saved, resumable results.
 >>> bridge = explore.load("toy-attn-2l")                                            # doctest: +SKIP
 >>> explore.score(bridge).query("metric == 'prefix_matching'").nlargest(1, "mean")  # doctest: +SKIP
 >>> explore.view_head(bridge, "the cat sat. the cat sat.", layer=1, head=2).show()   # doctest: +SKIP
->>> clean, corrupted, answer = explore.repeated_name_prompts(bridge, "And Moses said unto Aaron, and Moses")  # doctest: +SKIP
+>>> clean, corrupted, answer = explore.repeated_name_prompts(bridge, "Moses met Aaron, and Moses")  # doctest: +SKIP
 >>> table = explore.patch(bridge, clean, corrupted, answer=answer)                   # doctest: +SKIP
 >>> explore.patching_figure(table).show()                                            # doctest: +SKIP
 >>> explore.compose(bridge).query("kind == 'k'").nlargest(3, "score")           # doctest: +SKIP
@@ -16,7 +16,8 @@ remain the way to produce saved, resumable results.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from torch import Tensor
@@ -30,7 +31,7 @@ __all__ = ["compose", "load", "patch", "score"]
 
 
 def load(spec: str = "smollm2-135m", device: str = "auto", dtype: str = "float32") -> "TransformerBridge":
-    """The model as a TransformerLens ``TransformerBridge`` (``interp.models.loading.load_model`` also gives its record)."""
+    """The model as a TransformerLens ``TransformerBridge`` (``interp.models.loading.load_model`` adds its record)."""
     from interp.models.loading import load_model
 
     bridge, _ = load_model(spec, device=device, dtype=dtype)
@@ -39,7 +40,9 @@ def load(spec: str = "smollm2-135m", device: str = "auto", dtype: str = "float32
 
 def score(bridge: "TransformerBridge", seeds: int = 5, protocol: str = "olsson",
           metrics: Sequence[str] = ("prefix_matching", "previous_token", "duplicate_token", "copying")) -> pd.DataFrame:
-    """Every head's induction scores over ``seeds`` random sequences: ``layer, head, metric, mean, var, ci_low, ci_high, n_seeds``.
+    """Every head's induction scores over ``seeds`` random sequences.
+
+    Columns ``layer, head, metric, mean, var, ci_low, ci_high, n_seeds``.
 
     Olsson's protocol by default (L = 25: short, fits small models' contexts); ``"bansal"`` for
     the paper's lengths.  Five seeds is the fewest for which the intervals are worth reading.
@@ -53,7 +56,8 @@ def score(bridge: "TransformerBridge", seeds: int = 5, protocol: str = "olsson",
 
 
 def patch(bridge: "TransformerBridge", clean: "str | Sequence[str] | Tensor", corrupted: "str | Sequence[str] | Tensor",
-          answer: "str | int | Sequence[str | int] | Tensor", wrong: "str | int | Sequence[str | int] | Tensor | None" = None,
+          answer: "str | int | Sequence[str | int] | Tensor",
+          wrong: "str | int | Sequence[str | int] | Tensor | None" = None,
           activations: Sequence[str] = ("z", "resid_pre", "pattern"), directions: Sequence[str] = ("denoising",),
           position: int = -1) -> pd.DataFrame:
     """Activation patching of every head's output, the residual stream and every head's pattern.
@@ -72,7 +76,8 @@ def patch(bridge: "TransformerBridge", clean: "str | Sequence[str] | Tensor", co
     return activation_patching(bridge, clean, corrupted, metric, config)
 
 
-def compose(bridge: "TransformerBridge", kinds: Sequence[str] = ("q", "k", "v"), fold_norms: bool = True) -> pd.DataFrame:
+def compose(bridge: "TransformerBridge", kinds: Sequence[str] = ("q", "k", "v"),
+            fold_norms: bool = True) -> pd.DataFrame:
     """Q, K and V composition of every pair of heads in different layers, beside the random baseline."""
     from interp.explore.composition import composition_table
 

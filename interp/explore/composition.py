@@ -86,9 +86,10 @@ def composition_scores(
     product and a sum of squares (no cancellation), never a ``d_model x d_model`` matrix.
     """
     dtype = torch.promote_types(writer_value.dtype, torch.float32)  # float32 at least: half precision overflows squares
-    value, output, reading, other = (factor.to(dtype) for factor in (writer_value, writer_output, reader_reading, reader_other))
+    factors = (writer_value, writer_output, reader_reading, reader_other)
+    value, output, reading, other = (factor.to(dtype) for factor in factors)
     writer_side = einsum(_triangular(value), output,
-                         "writer row inner, writer inner d_model -> writer row d_model")  # R_w W_O: (writer, d_head, d_model)
+                         "writer row inner, writer inner d_model -> writer row d_model")  # R_w W_O
     reader_side = einsum(reading, _triangular(other),
                          "reader d_model inner, reader column inner -> reader d_model column")  # D R_r^T
     product = einsum(writer_side, reader_side, "writer row d_model, reader d_model column -> writer reader row column")
@@ -148,7 +149,7 @@ def composition_baseline(d_model: int, d_head: int, samples: int = 64, seed: int
     True
     """
     if samples < 2 or d_model < 1 or d_head < 1:
-        raise InterpError(f"baseline needs samples >= 2 and positive shapes, got samples={samples}, {d_model=}, {d_head=}")
+        raise InterpError(f"baseline needs samples >= 2 and positive shapes, got {samples=}, {d_model=}, {d_head=}")
     generator = torch.Generator().manual_seed(seed)
     factors = [torch.randn(samples, *shape, generator=generator, dtype=torch.float64)
                for shape in ((d_model, d_head), (d_head, d_model), (d_model, d_head), (d_model, d_head))]
@@ -186,7 +187,8 @@ def composition_table(bridge: "TransformerBridge", kinds: tuple[str, ...] = COMP
             scores = composition_scores(value[:writers], output[:writers], reading[reader_layer], other[reader_layer])
             writer_index, reader_head = np.meshgrid(np.arange(writers), np.arange(n_heads), indexing="ij")
             frames.append(pd.DataFrame({
-                "kind": kind, "writer_layer": (writer_index // n_heads).ravel(), "writer_head": (writer_index % n_heads).ravel(),
+                "kind": kind, "writer_layer": (writer_index // n_heads).ravel(),
+                "writer_head": (writer_index % n_heads).ravel(),
                 "reader_layer": reader_layer, "reader_head": reader_head.ravel(),
                 "score": scores.detach().float().cpu().numpy().ravel()}))
     table = pd.concat(frames, ignore_index=True)
@@ -211,8 +213,9 @@ def composition_figure(table: pd.DataFrame, title: str = "composition scores", t
     for column in ("kind", "writer_layer", "writer_head", "reader_layer", "reader_head", "score", "baseline"):
         if column not in table.columns:
             raise InterpError(f"composition figure needs a {column!r} column; the table has {list(table.columns)}")
-    frame = table.assign(writer=[head_label(l, h) for l, h in zip(table["writer_layer"], table["writer_head"])],
-                         reader=[head_label(l, h) for l, h in zip(table["reader_layer"], table["reader_head"])],
+    writers = zip(table["writer_layer"], table["writer_head"], strict=True)
+    readers = zip(table["reader_layer"], table["reader_head"], strict=True)
+    frame = table.assign(writer=[head_label(*pair) for pair in writers], reader=[head_label(*pair) for pair in readers],
                          excess=table["score"] - table["baseline"])
     if top is not None:
         best = frame.nlargest(top, "excess")

@@ -30,8 +30,9 @@ corrupted run is 0 and the clean run 1.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -125,7 +126,8 @@ def induction_prompts(bridge: "TransformerBridge", prompts: int = 8, length: int
         raise InterpError(f"induction prompts need prompts >= 1 and length >= 4, got {prompts}, {length}")
     pool, _ = token_pool(bridge.tokenizer)
     generator = torch.Generator().manual_seed(seed)
-    start = bridge.tokenizer.bos_token_id if bridge.tokenizer.bos_token_id is not None else bridge.tokenizer.eos_token_id
+    tokenizer = bridge.tokenizer
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     cut = length // 2  # the second copy stops after A[cut - 1]; the answer is A[cut]
     rows = torch.stack([pool[torch.randperm(len(pool), generator=generator)[: length + 1]] for _ in range(prompts)])
     block, replacement = rows[:, :length], rows[:, length]  # replacement: a token that is not in A
@@ -161,7 +163,7 @@ def repeated_name_prompts(bridge: "TransformerBridge", text: str, replacement: "
         unused = pool[~torch.isin(pool, row.cpu())]
         swap = int(unused[torch.randperm(len(unused), generator=torch.Generator().manual_seed(0))[0]])
     else:
-        swap = answer_token(bridge, replacement)
+        swap = answer_token(bridge, replacement, role="replacement")
     corrupted = clean.clone()
     corrupted[0, position] = swap
     return clean, corrupted, int(row[position + 1])
@@ -324,8 +326,9 @@ def patching_figure(table: pd.DataFrame, direction: str | None = None, title: st
     values = part["normalised"].to_numpy(dtype=float)
     bound = max(1.0, float(np.nanmax(np.abs(values)))) if np.isfinite(values).any() else 1.0
     label = "(patched − corrupted)<br>/ (clean − corrupted)"
-    figure.update_layout(coloraxis=dict(colorscale=DIVERGING, cmid=0.0, cmin=-bound, cmax=bound, colorbar=dict(title=label)),
-                         template="plotly_white", title=dict(text=title or f"activation patching ({direction})", x=0.02),
+    colours = dict(colorscale=DIVERGING, cmid=0.0, cmin=-bound, cmax=bound, colorbar=dict(title=label))
+    figure.update_layout(coloraxis=colours, template="plotly_white",
+                         title=dict(text=title or f"activation patching ({direction})", x=0.02),
                          width=260 * sum(widths) + 260, height=max(380, 16 * int(part["layer"].max() + 1) + 220))
     return figure
 

@@ -10,7 +10,8 @@ sequences do, so a head's attention sink is at position 0 whatever the text.
 from __future__ import annotations
 
 import numbers
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Int
@@ -47,7 +48,8 @@ def as_tokens(bridge: "TransformerBridge", prompt: "str | Sequence[str] | Tensor
     if isinstance(prompt, Tensor):
         tokens = prompt if prompt.dim() == 2 else prompt.unsqueeze(0)
         if tokens.dim() != 2 or tokens.shape[1] == 0 or tokens.dtype not in (torch.int64, torch.int32):
-            raise InterpError(f"token ids must be an integer tensor (pos,) or (batch, pos), got {tuple(prompt.shape)} {prompt.dtype}")
+            raise InterpError("token ids must be an integer tensor (pos,) or (batch, pos), "
+                              f"got {tuple(prompt.shape)} {prompt.dtype}")
         return tokens.long().to(device)
     texts = [prompt] if isinstance(prompt, str) else list(prompt)
     if not texts or not all(isinstance(text, str) and text for text in texts):
@@ -65,27 +67,29 @@ def token_labels(bridge: "TransformerBridge", tokens: Int[Tensor, " pos"]) -> li
     return [display_token(bridge.tokenizer.decode([int(token)])) for token in tokens.tolist()]
 
 
-def answer_token(bridge: "TransformerBridge", answer: "str | int") -> int:
-    """The id of a one-token answer (a text such as ``" Potter"``, or an id)."""
+def answer_token(bridge: "TransformerBridge", answer: "str | int", role: str = "answer") -> int:
+    """The id of a one-token text such as ``" Potter"`` (or an id); ``role`` names it in errors."""
     if isinstance(answer, numbers.Integral) and not isinstance(answer, bool):
         if not 0 <= int(answer) < int(bridge.cfg.d_vocab):
-            raise InterpError(f"answer token id {answer} is outside the vocabulary 0..{bridge.cfg.d_vocab - 1}")
+            raise InterpError(f"{role} token id {answer} is outside the vocabulary 0..{bridge.cfg.d_vocab - 1}")
         return int(answer)
     if not isinstance(answer, str) or not answer:
-        raise InterpError(f"an answer must be a one-token text or a token id, got {answer!r}")
+        raise InterpError(f"the {role} must be a one-token text or a token id, got {answer!r}")
     ids = bridge.tokenizer(answer, add_special_tokens=False)["input_ids"]
     if len(ids) != 1:
         pieces = [display_token(bridge.tokenizer.decode([token])) for token in ids]
-        raise InterpError(f"answer {answer!r} is {len(ids)} tokens {pieces}; give a text that is one token "
+        raise InterpError(f"{role} {answer!r} is {len(ids)} tokens {pieces}; give a text that is one token "
                           "(often with its leading space) or a token id")
     return int(ids[0])
 
 
-def answer_tokens(bridge: "TransformerBridge", answers: "str | int | Sequence[str | int]", batch: int) -> Int[Tensor, " batch"]:
+def answer_tokens(bridge: "TransformerBridge", answers: "str | int | Sequence[str | int]",
+                  batch: int) -> Int[Tensor, " batch"]:
     """One answer id per prompt: a single answer is shared by every prompt of the batch."""
     chosen = [answers] if isinstance(answers, (str, numbers.Integral)) else list(answers)
     if len(chosen) == 1:
         chosen = chosen * batch
     if len(chosen) != batch:
         raise InterpError(f"{len(chosen)} answers for {batch} prompts; give one answer, or one per prompt")
-    return torch.tensor([answer_token(bridge, answer) for answer in chosen], dtype=torch.long, device=bridge.cfg.device or "cpu")
+    ids = [answer_token(bridge, answer) for answer in chosen]
+    return torch.tensor(ids, dtype=torch.long, device=bridge.cfg.device or "cpu")

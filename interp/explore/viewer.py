@@ -18,8 +18,9 @@ self-contained file (plotly.js inlined).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -161,7 +162,8 @@ def layer_patterns_figure(patterns: "Float[Tensor, 'head query key'] | np.ndarra
     return figure
 
 
-def view_head(bridge: "TransformerBridge", text: "str | Tensor", layer: int, head: int, period: int | None = None) -> go.Figure:
+def view_head(bridge: "TransformerBridge", text: "str | Tensor", layer: int, head: int,
+              period: int | None = None) -> go.Figure:
     """``L{layer}H{head}`` on ``text`` (BOS prepended) or on given token ids.
 
     >>> from interp.models.loading import load_model                               # doctest: +SKIP
@@ -207,7 +209,8 @@ def _score_rows(bridge: "TransformerBridge", scores: "pd.DataFrame | str | Path 
         scores = summarise_seeds(per_seed)
     for column in ("layer", "head", "metric", "mean"):
         if column not in scores.columns:
-            raise InterpError(f"head scores need a {column!r} column (an induction_scores table); got {list(scores.columns)}")
+            raise InterpError(f"head scores need a {column!r} column (an induction_scores table); "
+                              f"got {list(scores.columns)}")
     return scores.dropna(subset=["layer", "head"])
 
 
@@ -220,8 +223,8 @@ def _score_table(rows: pd.DataFrame, layer: int, head: int) -> go.Table:
         for column, value in enumerate((row.metric, f"{row.mean:.3f}", interval,
                                         f"{int((among > row.mean).sum()) + 1} of {len(among)}")):
             cells[column].append(value)
-    return go.Table(header=dict(values=["score", "mean", "95% interval", "rank among heads"], align="left"),
-                    cells=dict(values=cells, align="left"))
+    return go.Table(header=dict(values=["score", "mean", "95% interval", "rank among heads"], align="left", height=28),
+                    cells=dict(values=cells, align="left", height=26))
 
 
 def head_overview(bridge: "TransformerBridge", layer: int, head: int, text: "str | Tensor | None" = None,
@@ -240,7 +243,11 @@ def head_overview(bridge: "TransformerBridge", layer: int, head: int, text: "str
     panels = [("repeated random tokens", repeated, period)]
     if text is not None:
         panels.append(("your text", as_tokens(bridge, text), None))
-    figure = make_subplots(rows=2, cols=len(panels), row_heights=[0.7, 0.3], vertical_spacing=0.1,
+    metrics = int(((rows["layer"] == layer) & (rows["head"] == head)).sum())
+    heatmap_px, table_px, gap_px = 520, 56 * (metrics + 1), 110  # room for every row of the table (none scrolled away)
+    total = heatmap_px + table_px + gap_px
+    figure = make_subplots(rows=2, cols=len(panels), row_heights=[heatmap_px / total, table_px / total],
+                           vertical_spacing=gap_px / total,
                            subplot_titles=[name for name, _, _ in panels],
                            specs=[[{"type": "heatmap"}] * len(panels), [{"type": "table", "colspan": len(panels)}]
                                   + [None] * (len(panels) - 1)])
@@ -253,9 +260,10 @@ def head_overview(bridge: "TransformerBridge", layer: int, head: int, text: "str
         if block:
             _mark_period(figure, len(labels), block, 1, column)
     figure.add_trace(_score_table(rows, layer, head), row=2, col=1)
-    figure.update_layout(coloraxis=dict(colorscale=SEQUENTIAL, cmin=0.0, cmax=1.0, colorbar=dict(title="attention", len=0.7, y=0.65)),
+    colourbar = dict(title="attention", len=heatmap_px / total, y=1.0, yanchor="top")
+    figure.update_layout(coloraxis=dict(colorscale=SEQUENTIAL, cmin=0.0, cmax=1.0, colorbar=colourbar),
                          template="plotly_white", title=dict(text=f"{head_label(layer, head)}", x=0.02),
-                         width=560 * len(panels) + 120, height=880)
+                         width=560 * len(panels) + 120, height=total + 100)
     return figure
 
 
