@@ -267,5 +267,13 @@ def _n_tokens(encoded: EncodedPrompts) -> Tensor:
 
 
 def mask_summaries(logprob_sums: Tensor, encoded: EncodedPrompts) -> list[dict[str, float]]:
+    """Accuracy, loss and their intervals under each mask (rows of ``logprob_sums``), and per-item correctness.
+
+    ``item_correct`` (``"0110..."`` in item order) lets pruned and unpruned cells be compared item by
+    item (:func:`interp.pruning.thresholds.paired_effects`).
+    """
+    from interp.pruning.thresholds import encode_items
+
     metrics = multiple_choice_metrics(logprob_sums, _n_tokens(encoded), encoded)
-    return [summarise({key: value[index] for key, value in metrics.items()}) for index in range(len(logprob_sums))]
+    return [{**summarise({key: value[index] for key, value in metrics.items()}),
+             "item_correct": encode_items(metrics["correct"][index])} for index in range(len(logprob_sums))]
