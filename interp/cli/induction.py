@@ -26,6 +26,8 @@ def induction(
     source: str = typer.Option("embeddings", help="copying input: embeddings (the paper's code) or residual"),
     exclude_ratio: float = typer.Option(0.04, help="share of most and least frequent tokens left out of the random "
                                                    "tokens"),
+    context_fit: str = typer.Option("cap", help="seeds longer than the model's context: cap (shorten their L to fit) "
+                                                "or drop (leave them out)"),
     device: Device = "auto",
     dtype: Dtype = "float32",
     device_map: DeviceMap = None,
@@ -41,7 +43,7 @@ def induction(
         from interp.induction.job import InductionConfig, run_induction
 
         config = InductionConfig(num_seeds=seeds, protocol=protocol, copying_variant=copying, copying_source=source,
-                                 exclude_ratio=exclude_ratio)
+                                 exclude_ratio=exclude_ratio, context_fit=context_fit)
         from interp.cli.reach import placement
 
         run_induction(model, out, config, device=device, dtype=dtype, figures=figures, confirm=yes,
