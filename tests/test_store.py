@@ -15,9 +15,21 @@ import pandas as pd
 import pytest
 
 from interp.errors import InterpError
-from interp.store import (LOCK_NAME, DamagedResult, atomic_directory, atomic_write, cache_key, clean_temporaries,
-                          key_difference, read_json, read_json_if_intact, read_table, results_folder, write_json,
-                          write_table)
+from interp.store import (
+    LOCK_NAME,
+    DamagedResult,
+    atomic_directory,
+    atomic_write,
+    cache_key,
+    clean_temporaries,
+    key_difference,
+    read_json,
+    read_json_if_intact,
+    read_table,
+    results_folder,
+    write_json,
+    write_table,
+)
 
 TABLE = pd.DataFrame({"layer": [0, 1, 1], "head": [0, 0, 1], "value": [0.25, 0.5, 0.125]})
 
