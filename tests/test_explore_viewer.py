@@ -105,3 +105,15 @@ def test_bad_heads_and_prompts_name_the_value(toy):
         view_layer(toy, "", 0)
     with pytest.raises(InterpError, match="same token length"):
         as_tokens(toy, ["and God", "and God said unto Moses"])
+
+
+def test_saved_pattern_figure_hovers_with_tokens(toy):
+    """``interp figures`` draws saved pattern tables; their hover names the query and key tokens too."""
+    from interp.induction.attention import head_attention
+    from interp.output.figures import attention_pattern_figure
+
+    table = head_attention(toy, 1, 2)
+    heatmap = attention_pattern_figure(table, "L1H2").data[0]
+    diagonal = table[table["query"] == table["key"]].set_index("key")["token"]
+    assert list(heatmap.customdata[30][5]) == [diagonal[30], diagonal[5]]
+    assert "customdata[1]" in heatmap.hovertemplate
