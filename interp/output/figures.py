@@ -309,9 +309,15 @@ def attention_pattern_figure(pattern: pd.DataFrame, title: str, period: int | No
         if column not in pattern.columns:
             raise InterpError(f"attention pattern figure needs a {column!r} column; the table has {list(pattern.columns)}")
     grid = pattern.pivot_table(index="query", columns="key", values="weight", aggfunc="mean").sort_index()
+    hover, tokens = "query %{y}<br>key %{x}<br>attention = %{z:.3f}<extra></extra>", None
+    if "token" in pattern.columns:  # the key's text; a position's token is the key of its diagonal cell
+        text = pattern[pattern["query"] == pattern["key"]].set_index("key")["token"].astype(str)
+        rows, columns = text.reindex(grid.index).to_numpy(object), text.reindex(grid.columns).to_numpy(object)
+        tokens = np.stack(np.broadcast_arrays(rows[:, None], columns[None, :]), axis=-1)  # (query, key, 2)
+        hover = "query %{y} %{customdata[0]}<br>key %{x} %{customdata[1]}<br>attention = %{z:.3f}<extra></extra>"
     figure = go.Figure(go.Heatmap(
         z=grid.to_numpy(), x=grid.columns.to_numpy(), y=grid.index.to_numpy(), colorscale=SEQUENTIAL, zmin=0.0,
-        colorbar=dict(title="attention"), hovertemplate="query %{y}<br>key %{x}<br>attention = %{z:.3f}<extra></extra>"))
+        customdata=tokens, colorbar=dict(title="attention"), hovertemplate=hover))
     if period:
         last = int(grid.index.max())
         for boundary in range(1 + period, last + 1, period):  # BOS at 0, repeats start at 1 + k * period
@@ -583,6 +589,7 @@ def curve_figure(table: pd.DataFrame, x: str, y: str, title: str, group: Sequenc
     figure.update_yaxes(title=y.replace("_", " "))
     return _style(figure, title, width=760, height=460)
 
+
 _RANKING_COLOURS = {"prefix_matching": "#d62728", "copying": "#1f77b4", "own": "#2ca02c"}  # random is grey
 
 
@@ -632,3 +639,4 @@ def causal_effect_figure(table: pd.DataFrame, y_label: str, title: str, facet_ro
                         minor=dict(showgrid=False))
     figure.update_yaxes(title=y_label, zeroline=True)
     return _style(figure, title, width=420 * len(column_values) + 200, height=320 * len(row_values) + 120)
+
