@@ -41,7 +41,7 @@ from interp.errors import InterpError
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
 
-    from interp.tasks.prompts import Prompt, PromptConfig, Task
+    from interp.tasks.schema import Prompt, PromptConfig, Task
 
 __all__ = [
     "INCLUDE_ENV",
@@ -145,7 +145,7 @@ def _lm_class() -> type:
             # The workbench's convention (interp.tasks.evaluation.encode_prompts): its BOS policy on the context,
             # the continuation alone.  lm-eval's trailing-space move is kept.
             from interp.tasks.evaluation import context_token_ids
-            from interp.tasks.prompts import Prompt
+            from interp.tasks.schema import Prompt
 
             spaces = len(context) - len(context.rstrip())
             if spaces:
@@ -250,7 +250,7 @@ def _gold_index(task: Any, doc: dict, choices: list[str]) -> int:
 
 def load_lm_eval_task(spec: str) -> "Task":
     """``lm-eval:NAME`` as a workbench :class:`~interp.tasks.prompts.Task` (items in lm-eval's document order)."""
-    from interp.tasks.prompts import Task, TaskItem
+    from interp.tasks.schema import Task, TaskItem
 
     name = split_lm_eval_spec(spec)
     task = _task_object(name, os.environ.get(INCLUDE_ENV, ""))
@@ -267,7 +267,7 @@ def load_lm_eval_task(spec: str) -> "Task":
 def lm_eval_prompts(task: "Task", shots: int, config: "PromptConfig") -> list["Prompt"]:
     """Prompts with lm-eval's own few-shot contexts: the first ``config.max_items`` documents (lm-eval's ``limit``),
     demonstrations drawn by its sampler seeded with ``config.seed`` (its ``fewshot_random_seed``)."""
-    from interp.tasks.prompts import Prompt
+    from interp.tasks.schema import Prompt
 
     if shots < 0:
         raise InterpError(f"shots must be 0 or more, got {shots}")

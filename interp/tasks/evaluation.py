@@ -34,7 +34,7 @@ from torch import Tensor
 
 from interp.errors import InterpError
 from interp.stats import wilson_interval  # re-exported: callers import it from here
-from interp.tasks.prompts import Prompt
+from interp.tasks.schema import Prompt
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
