@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from interp.induction.scores import (ATTENTION_METRICS, attention_scores, copying_scores, ov_copying_scores,
-                           prefix_matching_scores, score_heads)
+                           prefix_matching_scores, repeated_sequence_loss, score_heads)
 from interp.induction.sequences import SequenceConfig, make_batches
 
 TOLERANCE = dict(rtol=1e-4, atol=1e-5)
@@ -68,6 +68,12 @@ def loop_copying(pattern, vectors, output_weight, unembed, tokens, length, outpu
             total += float((above[attended] / above.sum()).detach()) if above.sum() > 0 else 0.0
         scores[head] = total / length
     return scores
+
+
+def loop_next_token_loss(logits, tokens, length):
+    """Cross-entropy of each next token, one position at a time, in float64."""
+    return torch.tensor([float(-torch.log_softmax(logits[position].double(), dim=-1)[tokens[position + 1]])
+                         for position in range(length - 1)], dtype=torch.float64)
 
 
 # ---- helpers --------------------------------------------------------------------------------
@@ -298,3 +304,17 @@ def test_embedding_fed_layer_one_equals_a_model_whose_layer_zero_writes_nothing(
                             bridge.W_O[1].detach(), bridge.W_U.detach(), batch.tokens[0], int(batch.lengths[0]))
     got = torch.tensor(table[table.layer == 1].sort_values("head")["value"].to_numpy(), dtype=torch.float64)
     torch.testing.assert_close(got, expected, **TOLERANCE)
+
+
+def test_repeated_loss_is_the_next_token_cross_entropy_of_each_position(tiny_model):
+    bridge, _ = tiny_model
+    batch = _repeated_batch(bridge, seeds=(0, 4))  # two lengths in one batch: the shorter row is padded
+    loss = repeated_sequence_loss(bridge, SequenceConfig(num_seeds=5), seeds=list(batch.seeds), max_batch_tokens=10**6)
+    with torch.no_grad():
+        logits = bridge(batch.tokens)
+    for row, seed in enumerate(batch.seeds):
+        length = int(batch.lengths[row])
+        rows = loss[loss.seed == seed].sort_values("position")
+        assert rows["position"].tolist() == list(range(1, length))
+        expected = loop_next_token_loss(logits[row], batch.tokens[row].tolist(), length)
+        torch.testing.assert_close(torch.tensor(rows["loss"].to_numpy(), dtype=torch.float64), expected, **TOLERANCE)

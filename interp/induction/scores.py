@@ -8,7 +8,11 @@ Two layers of API:
   returns a tidy DataFrame (seed, layer, head, metric, value).
 
 Everything is batched over sequences and vectorised over heads and positions; nothing loops in
-Python below the layer level, and everything stays on the model's device.
+Python below the layer level (but for a few blocks of queries in the copying score, which keep its
+``query x key`` work tensors bounded), and everything stays on the model's device.  The attention
+metrics read only the pattern entries they sum (an index table built once per batch), and the loss
+is taken over the logits as they lie, so at 893-token sequences scoring costs about what the bare
+forward passes do (``benchmarks/bench_main_job.py``).
 
 Definitions (``docs/methods.md``; Olsson et al. 2022, Bansal et al. 2023):
 
@@ -45,7 +49,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import pandas as pd
 import torch
 from einops import einsum, rearrange, repeat
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from interp.errors import check_choice
@@ -80,14 +84,10 @@ COPYING_SOURCES = ("embeddings", "residual")
 # Pure tensor functions
 
 
-def attention_masks(
+def _target_masks(
     tokens: Int[Tensor, "batch position"], lengths: Int[Tensor, "batch"]
-) -> tuple[Float[Tensor, "metric batch query key"], Float[Tensor, "metric batch query"]]:
-    """Target masks and query weights for every attention metric, in ``ATTENTION_METRICS`` order.
-
-    Returns ``targets[metric, b, q, k]`` (1 where query q's attention to key k counts) and
-    ``queries[metric, b, q]`` (1 for the queries averaged over).
-    """
+) -> tuple[Bool[Tensor, "metric batch query key"], Bool[Tensor, "metric batch query"]]:
+    """:func:`attention_masks` as booleans (a quarter of the memory of the float masks)."""
     batch, length = tokens.shape
     device = tokens.device
     position = torch.arange(length, device=device)
@@ -107,19 +107,70 @@ def attention_masks(
     previous = (position[:, None] - 1 == position[None, :])[None] & real[:, :, None]
     has_previous = real & (position[None, :] >= 1)
 
-    targets = torch.stack([after_occurrence, previous, same, stripe]).float()
-    queries = torch.stack([has_earlier, has_previous, has_earlier, has_earlier]).float()
+    targets = torch.stack([after_occurrence, previous, same, stripe])
+    queries = torch.stack([has_earlier, has_previous, has_earlier, has_earlier])
     return targets, queries
 
 
-def _masked_mean_attention(
-    pattern: Float[Tensor, "batch head query key"],
-    targets: Float[Tensor, "metric batch query key"],
-    queries: Float[Tensor, "metric batch query"],
+def attention_masks(
+    tokens: Int[Tensor, "batch position"], lengths: Int[Tensor, "batch"]
+) -> tuple[Float[Tensor, "metric batch query key"], Float[Tensor, "metric batch query"]]:
+    """Target masks and query weights for every attention metric, in ``ATTENTION_METRICS`` order.
+
+    Returns ``targets[metric, b, q, k]`` (1 where query q's attention to key k counts) and
+    ``queries[metric, b, q]`` (1 for the queries averaged over).  Each metric's score is
+    ``sum(pattern * targets) / sum(queries)`` per sequence and head; the scores themselves read
+    only the nonzero entries (:class:`_AttentionTargets`).
+
+    >>> targets, queries = attention_masks(torch.tensor([[0, 5, 6, 5, 6]]), torch.tensor([5]))
+    >>> targets[ATTENTION_METRICS.index("prefix_matching"), 0].nonzero().tolist()  # query 3 reads key 2, 4 reads 3
+    [[3, 2], [4, 3]]
+    """
+    targets, queries = _target_masks(tokens, lengths)
+    return targets.float(), queries.float()
+
+
+@dataclass(frozen=True)
+class _AttentionTargets:
+    """The pattern entries each (metric, sequence) sums, as a padded index table built once per batch.
+
+    Every metric reads few keys per query (one for previous token and the stripe, one per earlier
+    copy for the others), so gathering them costs ``entries x heads`` per layer instead of passes
+    over the whole ``(batch, head, query, key)`` pattern with dense float masks.  Padded slots
+    point at entry (0, 0, 0) and are zeroed by ``valid``; a sum over slots (not a scatter) keeps
+    the result deterministic on every device.
+    """
+
+    row: Int[Tensor, "group slot"]  # group = metric * batch + row of the batch
+    query: Int[Tensor, "group slot"]
+    key: Int[Tensor, "group slot"]
+    valid: Bool[Tensor, "group slot"]
+    counts: Float[Tensor, "metric batch"]  # queries averaged over (at least 1)
+
+    @classmethod
+    def of(cls, tokens: Int[Tensor, "batch position"], lengths: Int[Tensor, "batch"]) -> "_AttentionTargets":
+        targets, queries = _target_masks(tokens, lengths)
+        n_metrics, batch = queries.shape[:2]
+        metric, row, query, key = targets.nonzero(as_tuple=True)  # sorted by (metric, row, ...): groups are runs
+        group = metric * batch + row
+        sizes = torch.bincount(group, minlength=n_metrics * batch)
+        slot = torch.arange(len(group), device=group.device) - (sizes.cumsum(0) - sizes)[group]
+        width = max(int(sizes.max()), 1) if len(group) else 1
+        table = torch.zeros(4, n_metrics * batch, width, dtype=torch.long, device=tokens.device)
+        table[:, group, slot] = torch.stack([row, query, key, torch.ones_like(key)])
+        return cls(table[0], table[1], table[2], table[3].bool(), queries.sum(dim=-1).clamp(min=1).float())
+
+    def to(self, device: "torch.device | str") -> "_AttentionTargets":
+        return _AttentionTargets(*(getattr(self, name).to(device) for name in ("row", "query", "key", "valid", "counts")))
+
+
+def _mean_attention_at(
+    pattern: Float[Tensor, "batch head query key"], targets: _AttentionTargets
 ) -> Float[Tensor, "metric batch head"]:
-    captured = einsum(pattern, targets, "batch head query key, metric batch query key -> metric batch head query")
-    total = einsum(captured, queries, "metric batch head query, metric batch query -> metric batch head")
-    return total / queries.sum(dim=-1).clamp(min=1)[:, :, None]
+    n_metrics, batch = targets.counts.shape
+    values = pattern[targets.row, :, targets.query, targets.key]  # (group, slot, head)
+    total = (values * targets.valid[:, :, None]).sum(dim=1)
+    return rearrange(total, "(metric batch) head -> metric batch head", metric=n_metrics) / targets.counts[:, :, None].to(total)
 
 
 def attention_scores(
@@ -128,8 +179,7 @@ def attention_scores(
     lengths: Int[Tensor, "batch"],
 ) -> Float[Tensor, "metric batch head"]:
     """All of ``ATTENTION_METRICS`` for one layer's pattern, stacked along the first axis."""
-    targets, queries = attention_masks(tokens, lengths)
-    return _masked_mean_attention(pattern, targets.to(pattern.dtype), queries.to(pattern.dtype))
+    return _mean_attention_at(pattern, _AttentionTargets.of(tokens, lengths).to(pattern.device))
 
 
 def prefix_matching_scores(
@@ -164,26 +214,58 @@ def copying_scores(
     # (batch, d_model, key): the unembedding columns of the tokens present in each sequence.
     unembed_at_tokens = rearrange(unembed[:, tokens], "d_model batch key -> batch d_model key")
     factor = einsum(output_weight, unembed_at_tokens, "head d_head d_model, batch d_model key -> batch head d_head key")
-    logits = einsum(head_vectors, factor, "batch query head d_head, batch head d_head key -> batch head query key")
+    key_biases = []
     if output_bias is not None:
-        logits = logits + einsum(output_bias, unembed_at_tokens, "d_model, batch d_model key -> batch key")[:, None, None, :]
+        key_biases.append(einsum(output_bias, unembed_at_tokens, "d_model, batch d_model key -> batch key"))
     if unembed_bias is not None:
-        logits = logits + unembed_bias[tokens][:, None, None, :]
-
+        key_biases.append(unembed_bias[tokens])
+    vectors = rearrange(head_vectors, "batch query head d_head -> batch head query d_head").contiguous()
+    attended = pattern.argmax(dim=-1)  # (batch, head, query): the key each query attends to most
+    # For a real query the attendable keys are exactly the causal ones (padding only follows the
+    # sequence); padded queries get weight 0 below, whatever their share.
+    hidden = position[None, :] > position[:, None]  # (query, key)
+    # Queries in blocks: the (batch, head, query, key) work tensors stay bounded instead of growing
+    # with length^2, and a block needs only the keys up to its last query, which saves about a third
+    # of the work.  The loop runs over blocks, a handful per layer, never over positions.
+    block = max(1, _COPYING_BLOCK_ELEMENTS // max(1, batch * factor.shape[1] * length))
+    share = torch.cat([
+        _copying_share(vectors[:, :, start:start + block], factor, key_biases, attended[:, :, start:start + block],
+                       hidden[start:start + block], start)
+        for start in range(0, length, block)
+    ], dim=-1)
     real = position[None, :] < lengths[:, None]
-    attendable = (position[None, :] <= position[:, None])[None] & real[:, None, :] & real[:, :, None]
-    attendable = attendable[:, None]  # (batch, 1, query, key)
-    logits = logits.masked_fill(~attendable, float("-inf"))
-    # softmax over the vocabulary = exp(logit) / Z; Z cancels in the share below, and so does
-    # any constant shift, so subtract the max over attendable keys for stability.
-    weights = torch.exp(logits - logits.amax(dim=-1, keepdim=True))
-    counts = attendable.sum(dim=-1, keepdim=True).clamp(min=1)
-    above_mean = torch.relu(weights - weights.sum(dim=-1, keepdim=True) / counts) * attendable
-    total = above_mean.sum(dim=-1)
-    attended = pattern.argmax(dim=-1, keepdim=True)  # the key each query attends to most
-    share = torch.where(total > 0, above_mean.gather(-1, attended).squeeze(-1) / total.clamp(min=1e-30), 0.0)
     query_weight = real[:, None, :].to(share.dtype)
     return (share * query_weight).sum(dim=-1) / query_weight.sum(dim=-1)
+
+
+_COPYING_BLOCK_ELEMENTS = 1 << 23  # logits per block of queries (32 MB in float32); smaller blocks cost more calls
+
+
+def _copying_share(
+    vectors: Float[Tensor, "batch head query d_head"],
+    factor: Float[Tensor, "batch head d_head key"],
+    key_biases: list[Float[Tensor, "batch key"]],
+    attended: Int[Tensor, "batch head query"],
+    hidden: Bool[Tensor, "query key"],
+    start: int,
+) -> Float[Tensor, "batch head query"]:
+    """Copying share of the queries ``start ..``: the attended key's part of the above-mean mass."""
+    stop = start + vectors.shape[2]
+    logits = torch.matmul(vectors, factor[..., :stop])  # (batch, head, query, key)
+    for bias in key_biases:
+        logits += bias[:, None, None, :stop]
+    # softmax over the vocabulary = exp(logit) / Z; Z cancels in the share below, and so does any
+    # constant shift, so subtract the max over attendable keys for stability.  In place: the block's
+    # logits are the only large tensor.  Hidden keys get weight 0, and relu(0 - mean) = 0, so no
+    # second mask is needed after the mean.
+    logits.masked_fill_(hidden[:, :stop], float("-inf"))
+    weights = logits.sub_(logits.amax(dim=-1, keepdim=True)).exp_()
+    counts = torch.arange(start + 1, stop + 1, device=vectors.device)[:, None]  # attendable keys of each query
+    above_mean = weights.sub_(weights.sum(dim=-1, keepdim=True) / counts).relu_()
+    total = above_mean.sum(dim=-1)
+    inside = attended < stop  # a key past the block's last query is never attendable: its share is 0
+    picked = above_mean.gather(-1, torch.where(inside, attended, 0)[..., None]).squeeze(-1) * inside
+    return torch.where(total > 0, picked / total.clamp(min=1e-30), 0.0)
 
 
 def ov_copying_scores(
@@ -264,26 +346,36 @@ def _attention_pass(
     bridge: "TransformerBridge", batch: SequenceBatch, with_loss: bool, extra_hooks: Sequence = ()
 ) -> tuple[Tensor, Tensor | None]:
     """One forward over repeated sequences: attention metrics (metric, layer, batch, head), loss."""
-    targets, queries = attention_masks(batch.tokens, batch.lengths)
+    targets = _AttentionTargets.of(batch.tokens, batch.lengths)  # once per batch, read by every layer
     per_layer: list[Tensor] = []
 
     def score_pattern(pattern: Tensor, hook) -> None:
         # .to: on a model split over GPUs each layer's pattern sits on its layer's device
-        scores = _masked_mean_attention(pattern, targets.to(pattern.device, pattern.dtype),
-                                        queries.to(pattern.device, pattern.dtype))
+        scores = _mean_attention_at(pattern, targets.to(pattern.device))
         per_layer.append(scores.to(batch.tokens.device))
 
     hooks = list(extra_hooks) + [(f"blocks.{layer}.attn.hook_pattern", score_pattern) for layer in range(bridge.cfg.n_layers)]
     loss = None
     if with_loss:
         logits = bridge.run_with_hooks(batch.tokens, fwd_hooks=hooks)
-        loss = torch.nn.functional.cross_entropy(
-            rearrange(logits[:, :-1].float(), "batch position vocab -> batch vocab position"),
-            batch.tokens[:, 1:].to(logits.device), reduction="none",
-        ).to(batch.tokens.device)
+        loss = _next_token_loss(logits, batch.tokens.to(logits.device)).to(batch.tokens.device)
     else:
         run_until(bridge, batch.tokens, hooks, stop_hook=f"blocks.{bridge.cfg.n_layers - 1}.attn.hook_pattern")
     return torch.stack(per_layer, dim=1), loss
+
+
+def _next_token_loss(
+    logits: Float[Tensor, "batch position vocab"], tokens: Int[Tensor, "batch position"]
+) -> Float[Tensor, "batch predicted"]:
+    """Cross-entropy of each next token, ``loss[:, p]`` for the token at ``p + 1``.
+
+    Over the logits as they lie (rows contiguous in the vocabulary): slicing off the last position
+    or moving the vocabulary axis first would copy the whole ``(batch, position, vocab)`` tensor.
+    The last position is scored against a dummy target and dropped.
+    """
+    targets = torch.cat([tokens[:, 1:], tokens[:, :1]], dim=1)
+    loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
+    return loss.view(tokens.shape)[:, :-1]
 
 
 _MLP_SKIP_WORKS: dict[str, bool] = {}  # architecture -> whether the MLP-skipping hooks run
