@@ -121,7 +121,7 @@ class ModelHandle:
     """
 
     def __init__(self, model: "str | tuple[TransformerBridge, ModelRecord]", device: str = "auto",
-                 dtype: str = "float32", device_map: str | None = None) -> None:
+                 dtype: str = "float32", device_map: Any = None) -> None:
         self.loaded = model if isinstance(model, tuple) else None
         self.spec = model[1].name if isinstance(model, tuple) else str(model)
         self.device, self.dtype, self.device_map = device, dtype, device_map

@@ -156,7 +156,7 @@ def _combine(out: Path, model_key: dict[str, str], echo: Callable[[str], None]) 
 
 def run_importance(model: "str | tuple[TransformerBridge, ModelRecord]", tasks: str | Sequence[str],
                    shots: Sequence[int], method: str, out: Path, config: ImportanceConfig = ImportanceConfig(), *,
-                   device: str = "auto", dtype: str = "float32", device_map: str | None = None, progress: bool = True,
+                   device: str = "auto", dtype: str = "float32", device_map: Any = None, progress: bool = True,
                    echo: Callable[[str], None] = print, confirm: bool = False, executor: "Executor | None" = None
                    ) -> JobResult:
     """Importance of every head and FFN by ``method`` for each (task, shots); reuse what the folder holds; combine.

@@ -264,7 +264,7 @@ def run_induction(
     *,
     device: str = "auto",
     dtype: str = "float32",
-    device_map: str | None = None,
+    device_map: Any = None,
     figures: bool = True,
     progress: bool = True,
     echo: Callable[[str], None] = print,

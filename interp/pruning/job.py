@@ -327,7 +327,7 @@ def _figures(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
 def run_pruning(study: str, model: "str | tuple[TransformerBridge, ModelRecord]", tasks: str | Sequence[str],
                 shots: Sequence[Any], out: Path, config: PruningConfig = PruningConfig(), *,
                 results: Path | None = None, device: str = "auto", dtype: str = "float32",
-                device_map: str | None = None, figures: bool = True,
+                device_map: Any = None, figures: bool = True,
                 progress: bool = True, echo: Callable[[str], None] = print, confirm: bool = False,
                 executor: "Executor | None" = None) -> JobResult:
     """Sweep (ranking, percentages, task, shots) of one study (plan, evaluate, write, draw); resume where it stopped.

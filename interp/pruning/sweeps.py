@@ -336,7 +336,7 @@ def _layer_setting(model_key: dict, tasks: list[Task], shots: list[int], config:
 
 def run_layer_sweep(model: "str | tuple[TransformerBridge, ModelRecord]", tasks: str | Sequence[str],
                     shots: Sequence[Any], out: Path, config: LayerSweepConfig = LayerSweepConfig(), *,
-                    device: str = "auto", dtype: str = "float32", device_map: str | None = None, figures: bool = True,
+                    device: str = "auto", dtype: str = "float32", device_map: Any = None, figures: bool = True,
                     progress: bool = True, echo: Callable[[str], None] = print, confirm: bool = False) -> JobResult:
     """Drop blocks of layers (l* and the baseline), evaluate tasks and text loss; write ``out/layer_*`` (plan,
     evaluate, write, draw); each evaluated block size is kept, so a rerun continues."""
@@ -594,7 +594,7 @@ def _laser_tables(cells: dict) -> dict[str, pd.DataFrame]:
 
 def run_laser_sweep(model: "str | tuple[TransformerBridge, ModelRecord]", tasks: str | Sequence[str],
                     shots: Sequence[Any], out: Path, config: LaserSweepConfig = LaserSweepConfig(), *,
-                    device: str = "auto", dtype: str = "float32", device_map: str | None = None, figures: bool = True,
+                    device: str = "auto", dtype: str = "float32", device_map: Any = None, figures: bool = True,
                     progress: bool = True, echo: Callable[[str], None] = print, confirm: bool = False) -> JobResult:
     """Sweep (layer, matrix, rho) per (task, shots); write ``out/laser*`` tables and heatmaps (plan, evaluate, write,
     draw); each evaluated (layer, matrix) is kept, so a rerun continues."""

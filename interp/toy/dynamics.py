@@ -260,7 +260,7 @@ def _measure(sources: list[tuple[int, str, str]], folders: dict[str, Path], conf
 def run_dynamics(out: str | Path | None = None, config: DynamicsConfig = DynamicsConfig(), *,
                  run: str | Path | None = None, model: str | None = None, revisions: Sequence[str] = (),
                  device: str = "auto", dtype: str = "float32",
-                 device_map: str | None = None, figures: bool = True, progress: bool = True,
+                 device_map: Any = None, figures: bool = True, progress: bool = True,
                  echo: Callable[[str], None] = print, confirm: bool = False) -> JobResult:
     """Measure every checkpoint (plan, measure, write, draw); write tables, ``dynamics.json`` and the figure to ``out``.
 
