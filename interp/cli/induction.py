@@ -1,17 +1,14 @@
-"""``interp induction`` (every head's induction scores) and ``interp pattern`` (one head's attention)."""
+"""``interp induction``: every head's induction scores (``interp pattern`` lives in ``interp/cli/explore.py``)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import typer
 
 from interp.cli.main import app, run_job
 from interp.cli.options import DEFAULT_MODEL, Device, DeviceMap, Dtype, Figures, Model, Out, Yes, default_out
 from interp.cli.reach import MaxMemory, OffloadFolder
-from interp.errors import InterpError
 
-__all__ = ["induction", "pattern"]
+__all__ = ["induction"]
 
 
 @app.command()
@@ -50,33 +47,3 @@ def induction(
                       device_map=placement(device_map, max_memory, offload_folder))
 
     run_job(job, out=out, figures=figures)
-
-
-@app.command()
-def pattern(
-    model: Model = DEFAULT_MODEL,
-    results: Path | None = typer.Option(None, help="results folder: the table goes here, and the default head comes "
-                                                   "from its "
-                                                      "induction scores (default: results/MODEL)"),
-    layer: int | None = typer.Option(None, help="layer of the head; default: the top prefix-matching head of RESULTS"),
-    head: int | None = typer.Option(None, help="head index within the layer (with --layer)"),
-    seed: int = typer.Option(0, help="seed of the repeated random sequence (Olsson protocol, L = 25)"),
-    device: Device = "auto",
-    dtype: Dtype = "float32",
-    device_map: DeviceMap = None,
-) -> None:
-    """Save one head's attention pattern on a repeated random sequence (drawn by `interp figures` and the report)."""
-    results = results or default_out(model)
-
-    def job() -> None:
-        from interp.induction.attention import save_head_attention, top_heads
-        from interp.models.loading import load_model
-
-        if (layer is None) != (head is None):
-            raise InterpError("give both --layer and --head, or neither (the top prefix-matching head)")
-        chosen = (layer, head) if layer is not None else top_heads(results, "prefix_matching", 1)[0]
-        bridge, _ = load_model(model, device=device, dtype=dtype, device_map=device_map)
-        stem = save_head_attention(bridge, results, chosen[0], chosen[1], seed)
-        typer.echo(f"wrote {stem}.parquet (+ .csv)")
-
-    run_job(job)

@@ -289,17 +289,21 @@ def ablation_replacements(bridge: "TransformerBridge", encoded: EncodedPrompts, 
     if kind == "mean":
         return _Replacements(kind, mean_head=means[0], mean_ffn=means[1])
     donors = resample_donors(encoded.n_items, seed)
-    items = encoded.item_of_sequence[batch.sequence_ids.cpu()].numpy()
+    items = torch.zeros(len(batch.tokens), dtype=torch.long)  # each row's prompt (a packed row holds one)
+    items[batch.target_rows.cpu()] = encoded.item_of_sequence[batch.sequence_ids.cpu()[batch.slots.cpu()]]
+    items = items.numpy()
     donor_items = donors[items]
     unique, inverse = np.unique(donor_items, return_inverse=True)
     donor_batch = make_batch(encoded, encoded.gold_sequence[unique].tolist(), bridge.cfg.device, pad_id_of(bridge.tokenizer))
     z, mlp = _collect_activations(bridge, donor_batch.tokens)
     donor_lengths = donor_batch.valid.sum(-1).long()  # (donor,)
     width = batch.tokens.shape[1]
-    positions = torch.arange(width, device=batch.tokens.device)
+    # a packed (shared-context) row takes the donor at each token's position in its own sequence
+    positions = (torch.arange(width, device=batch.tokens.device).unsqueeze(0) if batch.position_ids is None
+                 else batch.position_ids)
     rows = torch.as_tensor(inverse, device=batch.tokens.device)
     # (batch, pos) index into each donor's positions, clamped to its last real token
-    gather = torch.minimum(positions.unsqueeze(0), (donor_lengths[rows] - 1).unsqueeze(1))
+    gather = torch.minimum(positions, (donor_lengths[rows] - 1).unsqueeze(1))
     donor_width = donor_batch.tokens.shape[1]
     if donor_width < width:
         pad = width - donor_width
@@ -318,9 +322,9 @@ def _one_head_per_copy(heads: Tensor, n_heads: int) -> Tensor:
 
 
 def ablation_importance(bridge: "TransformerBridge", encoded: EncodedPrompts, config: ImportanceConfig = ImportanceConfig(),
-                        means: tuple[Tensor, Tensor] | None = None, progress: Callable[[int], None] | None = None
-                        ) -> dict[str, dict[str, Tensor]]:
-    """Exact single-component ablation scores.
+                        means: tuple[Tensor, Tensor] | None = None, progress: Callable[[int], None] | None = None,
+                        share_context: bool = True) -> dict[str, dict[str, Tensor]]:
+    """Exact single-component ablation scores (``share_context``: one row per prompt, see tasks.evaluation).
 
     Returns, per ablation kind, tensors ``head_logprob`` (layer, head, sequence) and
     ``ffn_logprob`` (layer, sequence) of summed continuation log-probabilities, plus
@@ -342,8 +346,8 @@ def ablation_importance(bridge: "TransformerBridge", encoded: EncodedPrompts, co
     clean = torch.zeros(encoded.n_sequences, dtype=torch.float64)
     n_tokens = torch.zeros(encoded.n_sequences, dtype=torch.float64)
     for batch in iterate_batches(encoded, list(range(encoded.n_sequences)), config.batch_size, bridge.cfg.device,
-                                 pad_id_of(bridge.tokenizer)):
-        run = ResumedRun(bridge, batch.tokens, target_logprob_readout(bridge, batch))
+                                 pad_id_of(bridge.tokenizer), share_context):
+        run = ResumedRun(bridge, batch.tokens, target_logprob_readout(bridge, batch), batch.forward_kwargs())
         ids = batch.sequence_ids.cpu()
         clean[ids] = sum_by_row(run.clean, batch).double().cpu()
         n_tokens[ids] = sum_by_row(torch.ones_like(run.clean), batch).double().cpu()
