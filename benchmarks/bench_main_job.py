@@ -87,10 +87,11 @@ def spread(count: int, subset: int | None) -> list[int]:
     return sorted({round(index * (count - 1) / (subset - 1)) for index in range(subset)}) if subset > 1 else [count - 1]
 
 
-def timed(function) -> float:
-    started = time.perf_counter()
+def timed(function) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process): CPU time hardly moves with other processes' load."""
+    started, cpu = time.perf_counter(), time.process_time()
     function()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 @torch.no_grad()
@@ -125,11 +126,13 @@ def scoring_versus_forwards(bridge, count: int, subset: int | None, before=None)
         order = list(steps) if index % 2 == 0 else list(reversed(steps))  # alternate, so load drift hits all alike
         record = {"seeds": chunk, "longest": max(int(batch.tokens.shape[1]) for kind in batches for batch in batches[kind])}
         for name in order:
-            record[name] = timed(steps[name])
+            record[name], record[f"cpu_{name}"] = timed(steps[name])
         chunks.append(record)
         so_far = summed(chunks)
-        print(f"    {count} seeds: chunk {index + 1} (seeds {chunk[0]}..{chunk[-1]}, up to {record['longest']} tokens) done; "
-              f"scoring / bare so far {so_far['score'] / so_far['bare']:.3f}", flush=True)
+        print(f"    {count} seeds: chunk {index + 1} (seeds {chunk[0]}..{chunk[-1]}, up to {record['longest']} tokens): "
+              + ", ".join(f"{name} {record[name]:.1f} s" for name in steps)
+              + f"; scoring / bare so far {so_far['score'] / so_far['bare']:.3f} wall, "
+              f"{so_far['cpu_score'] / so_far['cpu_bare']:.3f} CPU", flush=True)
     return chunks
 
 
@@ -137,7 +140,7 @@ def summed(chunks: list[dict]) -> dict:
     totals = {name: sum(chunk[name] for chunk in chunks) for name in chunks[0] if name not in ("seeds", "longest")}
     totals["longest"] = max(chunk["longest"] for chunk in chunks)
     totals["seeds"] = sum(len(chunk["seeds"]) for chunk in chunks)
-    for prefix in ("bare", "score", "before"):
+    for prefix in ("bare", "score", "before", "cpu_bare", "cpu_score", "cpu_before"):
         if f"{prefix}_repeated" in totals:
             totals[prefix] = totals[f"{prefix}_repeated"] + totals[f"{prefix}_unrepeated"]
     return totals
@@ -155,9 +158,13 @@ def report_scoring(count: int, totals: dict) -> float:
     ratio = totals["score"] / totals["bare"]
     target = f"   target <= {SCORING_RATIO_TARGET}  {'met' if ratio <= SCORING_RATIO_TARGET else 'NOT met'}" if count >= 100 else ""
     print(f"    scoring / bare forwards = {totals['score']:.1f} s / {totals['bare']:.1f} s = {ratio:.3f}{target}")
+    print(f"    in CPU seconds of this process: {totals['cpu_score']:.1f} / {totals['cpu_bare']:.1f} = "
+          f"{totals['cpu_score'] / totals['cpu_bare']:.3f} (repeated {totals['cpu_score_repeated'] / totals['cpu_bare_repeated']:.3f}, "
+          f"unrepeated {totals['cpu_score_unrepeated'] / totals['cpu_bare_unrepeated']:.3f})")
     if "before" in totals:
         print(f"    before this change: scoring {totals['before']:.1f} s, / bare forwards = {totals['before'] / totals['bare']:.3f}; "
-              f"after / before = {totals['score'] / totals['before']:.3f}")
+              f"after / before = {totals['score'] / totals['before']:.3f}; in CPU seconds "
+              f"{totals['cpu_before'] / totals['cpu_bare']:.3f} before, after / before {totals['cpu_score'] / totals['cpu_before']:.3f}")
     return ratio
 
 
