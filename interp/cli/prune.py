@@ -81,8 +81,19 @@ def _parse_lists(lists: dict[str, str | None]) -> dict[str, tuple]:
             for field, text in lists.items() if text is not None}
 
 
-def _run_components(study: str, inputs: dict[str, Any], loading: dict[str, Any], figures: bool, results: Path | None,
-                    lists: dict[str, str | None], scalars: dict[str, Any]) -> None:
+_INPUTS = ("model", "tasks", "shots", "out", "max_items", "n_choices", "batch_size", "seed")
+_LOADING = ("device", "dtype", "device_map", "max_memory", "offload_folder", "executor", "address", "ray_tasks")
+_SCALARS = ("n_random", "ablation", "tolerance", "masks_per_forward")
+_LISTS = ("percents", "head_percents", "ffn_percents", "rankings")
+
+
+def _run_components(study: str, options: dict[str, Any]) -> None:
+    """Run a heads/ffns/combined study from its command's options (the command's ``locals()``)."""
+    inputs = {name: options[name] for name in _INPUTS}
+    loading = {name: options[name] for name in _LOADING} | {"confirm": options["yes"]}
+    scalars = {name: options[name] for name in _SCALARS}
+    lists = {name: options[name] for name in _LISTS if name in options}
+    figures, results = options["figures"], options["results"]
     out = inputs["out"] or default_out(inputs["model"])
 
     def job() -> None:
@@ -116,13 +127,7 @@ def heads(
     executor: ExecutorKind = "serial", address: Address = None, ray_tasks: RayTasks = None,
 ) -> None:
     """Remove the x% least important heads (Bansal et al.), by each ranking."""
-    inputs = dict(model=model, tasks=tasks, shots=shots, out=out, max_items=max_items, n_choices=n_choices,
-                  batch_size=batch_size, seed=seed)
-    scalars = dict(n_random=n_random, ablation=ablation, tolerance=tolerance, masks_per_forward=masks_per_forward)
-    loading = dict(device=device, dtype=dtype, device_map=device_map, confirm=yes, max_memory=max_memory,
-                   offload_folder=offload_folder, executor=executor, address=address, ray_tasks=ray_tasks)
-    _run_components("heads", inputs, loading, figures, results,
-                    dict(percents=percents, rankings=rankings), scalars)
+    _run_components("heads", locals())
 
 
 @prune_app.command()
@@ -138,13 +143,7 @@ def ffns(
     executor: ExecutorKind = "serial", address: Address = None, ray_tasks: RayTasks = None,
 ) -> None:
     """Remove the x% least important FFNs (Bansal et al.: oracle ranking), by each ranking."""
-    inputs = dict(model=model, tasks=tasks, shots=shots, out=out, max_items=max_items, n_choices=n_choices,
-                  batch_size=batch_size, seed=seed)
-    scalars = dict(n_random=n_random, ablation=ablation, tolerance=tolerance, masks_per_forward=masks_per_forward)
-    loading = dict(device=device, dtype=dtype, device_map=device_map, confirm=yes, max_memory=max_memory,
-                   offload_folder=offload_folder, executor=executor, address=address, ray_tasks=ray_tasks)
-    _run_components("ffns", inputs, loading, figures, results,
-                    dict(percents=percents, rankings=rankings), scalars)
+    _run_components("ffns", locals())
 
 
 @prune_app.command()
@@ -161,13 +160,7 @@ def combined(
     executor: ExecutorKind = "serial", address: Address = None, ray_tasks: RayTasks = None,
 ) -> None:
     """Remove heads and FFNs together: accuracy on a grid of % heads x % FFNs."""
-    inputs = dict(model=model, tasks=tasks, shots=shots, out=out, max_items=max_items, n_choices=n_choices,
-                  batch_size=batch_size, seed=seed)
-    scalars = dict(n_random=n_random, ablation=ablation, tolerance=tolerance, masks_per_forward=masks_per_forward)
-    loading = dict(device=device, dtype=dtype, device_map=device_map, confirm=yes, max_memory=max_memory,
-                   offload_folder=offload_folder, executor=executor, address=address, ray_tasks=ray_tasks)
-    _run_components("combined", inputs, loading, figures, results,
-                    dict(head_percents=head_percents, ffn_percents=ffn_percents, rankings=rankings), scalars)
+    _run_components("combined", locals())
 
 
 @prune_app.command()

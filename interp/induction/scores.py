@@ -55,6 +55,7 @@ from torch import Tensor
 from interp.errors import check_choice
 from interp.hooks import StopForward, run_until
 from interp.induction.sequences import SequenceBatch, SequenceConfig, make_batches
+from interp.losses import next_token_loss
 from interp.models.context import model_context
 from interp.reach.placement import readable_weights
 
@@ -358,24 +359,10 @@ def _attention_pass(
     loss = None
     if with_loss:
         logits = bridge.run_with_hooks(batch.tokens, fwd_hooks=hooks)
-        loss = _next_token_loss(logits, batch.tokens.to(logits.device)).to(batch.tokens.device)
+        loss = next_token_loss(logits, batch.tokens.to(logits.device)).to(batch.tokens.device)
     else:
         run_until(bridge, batch.tokens, hooks, stop_hook=f"blocks.{bridge.cfg.n_layers - 1}.attn.hook_pattern")
     return torch.stack(per_layer, dim=1), loss
-
-
-def _next_token_loss(
-    logits: Float[Tensor, "batch position vocab"], tokens: Int[Tensor, "batch position"]
-) -> Float[Tensor, "batch predicted"]:
-    """Cross-entropy of each next token, ``loss[:, p]`` for the token at ``p + 1``.
-
-    Over the logits as they lie (rows contiguous in the vocabulary): slicing off the last position
-    or moving the vocabulary axis first would copy the whole ``(batch, position, vocab)`` tensor.
-    The last position is scored against a dummy target and dropped.
-    """
-    targets = torch.cat([tokens[:, 1:], tokens[:, :1]], dim=1)
-    loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
-    return loss.view(tokens.shape)[:, :-1]
 
 
 _MLP_SKIP_WORKS: dict[str, bool] = {}  # architecture -> whether the MLP-skipping hooks run

@@ -49,6 +49,7 @@ from interp.jobs import (
     method_version,
     task_key,
 )
+from interp.losses import next_token_loss
 from interp.models.context import model_context
 from interp.pruning.thresholds import threshold_table
 from interp.store import (
@@ -169,8 +170,8 @@ def _text_loss(bridge: "TransformerBridge", windows: torch.Tensor, hooks: list, 
         for start in range(0, len(windows), batch_size):
             chunk = windows[start : start + batch_size].to(bridge.cfg.device)
             logits = bridge.run_with_hooks(chunk, fwd_hooks=hooks, return_type="logits").float()
-            log_probs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, chunk[:, 1:, None])[..., 0]
-            total, count = total - float(log_probs.sum()), count + log_probs.numel()
+            losses = next_token_loss(logits, chunk)  # (batch, position - 1)
+            total, count = total + float(losses.sum()), count + losses.numel()
     return total / count
 
 

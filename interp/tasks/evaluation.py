@@ -287,10 +287,8 @@ def iterate_batches(encoded: EncodedPrompts, sequence_ids: Sequence[int], batch_
 
 def target_logprobs(bridge: "TransformerBridge", final_residual: Float[Tensor, "batch pos d_model"],
                     batch: Batch) -> Float[Tensor, " target"]:
-    """Log-probability of every target token, unembedding only the positions that predict one."""
-    picked = final_residual[batch.target_rows, batch.target_positions]  # (target, d_model)
-    logits = bridge.unembed(bridge.ln_final(picked.unsqueeze(0)))[0]  # (target, vocab)
-    return logits_to_target_logprobs(logits, batch)
+    """Log-probability of every target token, unembedding only the positions that predict one (one copy)."""
+    return target_logprob_readout(bridge, batch)(final_residual.unsqueeze(0))[0]
 
 
 def target_logprob_readout(bridge: "TransformerBridge", batch: Batch) -> Callable[[Tensor], Tensor]:

@@ -46,6 +46,7 @@ from torch import Tensor
 
 from interp.errors import InterpError
 from interp.jobs import JobResult
+from interp.losses import next_token_loss
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -162,9 +163,7 @@ def per_token_loss(bridge: "TransformerBridge", tokens: Int[Tensor, "batch posit
     with torch.no_grad():
         for start in range(0, len(tokens), batch_size):
             chunk = tokens[start:start + batch_size].to(device)
-            logits = bridge(chunk, return_type="logits").float()  # (batch, position, vocab)
-            log_probs = torch.log_softmax(logits[:, :-1], dim=-1)
-            losses.append(-log_probs.gather(-1, chunk[:, 1:, None])[..., 0].cpu())
+            losses.append(next_token_loss(bridge(chunk, return_type="logits"), chunk).cpu())
     return torch.cat(losses)
 
 
