@@ -15,9 +15,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from interp.tasks.evaluation import encode_prompts, score_sequences  # noqa: E402
 from interp.importance.methods import ImportanceConfig, ablation_importance, gradient_importance, single_ablation_scores  # noqa: E402
 from interp.models.loading import load_model  # noqa: E402
+from interp.tasks.evaluation import encode_prompts, score_sequences  # noqa: E402
 from interp.tasks.prompts import PromptConfig, build_prompts, load_task  # noqa: E402
 
 

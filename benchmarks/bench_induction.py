@@ -20,9 +20,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from interp.models.loading import load_model
 from interp.induction.scores import score_heads
 from interp.induction.sequences import SequenceConfig, make_batches
+from interp.models.loading import load_model
 
 
 def timed(function, repeats: int = 1):

@@ -22,10 +22,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from interp.tasks.evaluation import encode_prompts  # noqa: E402
 from interp.importance.methods import gradient_importance  # noqa: E402
 from interp.models.loading import load_model  # noqa: E402
 from interp.pruning.components import DEFAULT_PERCENTS, masked_scores, masked_scores_reference, pruning_mask  # noqa: E402
+from interp.tasks.evaluation import encode_prompts  # noqa: E402
 from interp.tasks.prompts import PromptConfig, build_prompts, load_task  # noqa: E402
 
 

@@ -24,7 +24,8 @@ Every intervention in the workbench is a TransformerLens forward hook on a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import einops
 import torch

@@ -27,7 +27,7 @@ def device(request) -> str:
 
 
 def _train_tokenizer(directory):
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     words = [f"w{index}" for index in range(300)] + ["the", "cat", "sat", "on", "mat", "and", "dog"]
@@ -47,8 +47,7 @@ def _train_tokenizer(directory):
 
 def build_tiny_model(architecture: str, directory, vocab_size: int, seed: int = 0, bos=0, eos=1, pad=2):
     """Save a tiny randomly initialised model of ``architecture`` into ``directory``."""
-    from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, OPTConfig,
-                              OPTForCausalLM)
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
 
     torch.manual_seed(seed)
     common = dict(vocab_size=vocab_size, bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)

@@ -13,17 +13,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import encode_tiny_task
 
 from interp.errors import InterpError
 from interp.hooks import heads_removed_hooks, z_hook
-from interp.importance.causal import (head_count, head_set_scores, random_heads_mask, repeated_loss_by_head_set,
-                                      top_heads_mask)
+from interp.importance.causal import (
+    head_count,
+    head_set_scores,
+    random_heads_mask,
+    repeated_loss_by_head_set,
+    top_heads_mask,
+)
 from interp.importance.causal_sweep import CausalConfig, run_causal
 from interp.importance.methods import activation_means
 from interp.induction.scores import repeated_sequence_loss
 from interp.induction.sequences import SequenceConfig
-
-from conftest import encode_tiny_task
 
 TOLERANCE = 1e-5
 

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import encode_tiny_task
 from scipy import stats
 from typer.testing import CliRunner
 
-from interp.importance.crossref import CrossrefConfig, retained_share, run_crossref
 from interp.errors import InterpError
-from interp.tasks.evaluation import encode_prompts
+from interp.importance.crossref import CrossrefConfig, retained_share, run_crossref
 from interp.importance.job import run_importance
-from interp.importance.methods import (ABLATIONS, ImportanceConfig, ablation_importance, activation_means, gradient_importance,
-                               single_ablation_scores)
+from interp.importance.methods import (
+    ABLATIONS,
+    ImportanceConfig,
+    ablation_importance,
+    activation_means,
+    gradient_importance,
+    single_ablation_scores,
+)
 from interp.store import read_table, write_table
+from interp.tasks.evaluation import encode_prompts
 from interp.tasks.prompts import PromptConfig, build_prompts
-
-from conftest import encode_tiny_task
-
-
 
 
 def test_exact_ablation_equals_one_ablation_per_forward(tiny_model, task_file):

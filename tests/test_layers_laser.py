@@ -10,8 +10,15 @@ import torch
 
 from interp.errors import InterpError
 from interp.pruning.laser import LowRankFactors, laser_intervention, low_rank, matrix_parameter
-from interp.pruning.layers import (angular_distances, baseline_layers, best_block_start, distance_table, drop_layers,
-                           pruned_layers, skip_layer_hooks)
+from interp.pruning.layers import (
+    angular_distances,
+    baseline_layers,
+    best_block_start,
+    distance_table,
+    drop_layers,
+    pruned_layers,
+    skip_layer_hooks,
+)
 
 TOLERANCE = 1e-4  # float32 forwards of tiny models agree far tighter; this leaves room for GPUs
 

@@ -9,10 +9,10 @@ import time
 import pytest
 import torch
 
-from interp.models import loading as models
 from interp.errors import InterpError
-from interp.models.loading import list_models, load_model
 from interp.induction.sequences import SequenceConfig, frequency_ranked_tokens, make_batches, token_pool
+from interp.models import loading as models
+from interp.models.loading import list_models, load_model
 
 
 def test_unknown_spec_fails_fast_with_one_line():

@@ -8,16 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import encode_tiny_task
 from typer.testing import CliRunner
 
 from interp.errors import InterpError
-from interp.tasks.evaluation import evaluate_prompts
 from interp.pruning.components import PruningConfig, masked_scores, masked_scores_reference, prune_count, pruning_mask
 from interp.pruning.job import run_pruning
 from interp.pruning.thresholds import prunable_percent, threshold_table
+from interp.tasks.evaluation import evaluate_prompts
 from interp.tasks.prompts import build_prompts, read_task_file
-
-from conftest import encode_tiny_task
 
 TOLERANCE = 1e-5  # float32 forwards; stacking copies in one batch changes summation order only
 
@@ -218,9 +217,9 @@ def test_layer_sweep_saves_a_pruned_model_equal_to_the_hooks_and_resumes(tiny_mo
 
 
 def test_laser_cell_equals_a_plain_forward_with_the_swap(tiny_models, task_file):
-    from interp.tasks.evaluation import score_sequences
     from interp.pruning.laser import laser_intervention
     from interp.pruning.sweeps import LaserSweepConfig, _laser_cell
+    from interp.tasks.evaluation import score_sequences
 
     bridge, record = tiny_models["llama"]
     encoded = encode_tiny_task(bridge, task_file, items=3)
@@ -255,8 +254,14 @@ def test_laser_sweep_selects_on_the_first_fifth_and_cli(tiny_model_dirs, task_fi
 
 
 def test_combined_grid_removes_both_and_figures_build(tiny_models, task_file, tmp_path):
-    from interp.output.figures import (angular_distance_figure, laser_heatmap_figure, layer_drop_figure, pruning_curves_figure,
-                                pruning_grid_figure, pruning_rankings_figure)
+    from interp.output.figures import (
+        angular_distance_figure,
+        laser_heatmap_figure,
+        layer_drop_figure,
+        pruning_curves_figure,
+        pruning_grid_figure,
+        pruning_rankings_figure,
+    )
 
     bridge, record = tiny_models["opt"]
     config = PruningConfig(max_items=3, n_choices=2, head_percents=(0, 50), ffn_percents=(0, 50))

@@ -12,15 +12,15 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from interp.induction.attention import ablated_repeated_loss, head_attention, save_head_attention
 from interp.cli import app
 from interp.errors import InterpError
-from interp.output.catalogue import collect_figures, comparison_figure, regenerate_figures
+from interp.induction.attention import ablated_repeated_loss, head_attention, save_head_attention
 from interp.induction.job import InductionConfig, run_induction
-from interp.output.report import findings, paper_claims
-from interp.store import write_table
 from interp.induction.scores import repeated_sequence_loss
 from interp.induction.sequences import SequenceConfig
+from interp.output.catalogue import collect_figures, comparison_figure, regenerate_figures
+from interp.output.report import findings, paper_claims
+from interp.store import write_table
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SMALL = SequenceConfig(protocol="olsson", num_seeds=2)

@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interp.induction.scores import (ATTENTION_METRICS, attention_scores, copying_scores, ov_copying_scores,
-                           prefix_matching_scores, repeated_sequence_loss, score_heads)
+from interp.induction.scores import (
+    ATTENTION_METRICS,
+    attention_scores,
+    copying_scores,
+    ov_copying_scores,
+    prefix_matching_scores,
+    repeated_sequence_loss,
+    score_heads,
+)
 from interp.induction.sequences import SequenceConfig, make_batches
 
 TOLERANCE = dict(rtol=1e-4, atol=1e-5)

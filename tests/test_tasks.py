@@ -8,8 +8,13 @@ import pytest
 import torch
 
 from interp.errors import InterpError
-from interp.tasks.evaluation import (encode_prompts, evaluate_prompts, multiple_choice_metrics, score_sequences,
-                               wilson_interval)
+from interp.tasks.evaluation import (
+    encode_prompts,
+    evaluate_prompts,
+    multiple_choice_metrics,
+    score_sequences,
+    wilson_interval,
+)
 from interp.tasks.prompts import BUILTIN_TASKS, PromptConfig, build_prompts, load_task, read_task_file, split_items
 
 

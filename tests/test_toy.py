@@ -11,8 +11,15 @@ import pytest
 import torch
 
 from interp.errors import InterpError
-from interp.induction.sequences import SequenceConfig, make_batches
-from interp.toy.training import PRESETS, ToyConfig, checkpoint_steps, default_corpus, latest_checkpoint, list_checkpoints
+from interp.induction.sequences import SequenceConfig
+from interp.toy.training import (
+    PRESETS,
+    ToyConfig,
+    checkpoint_steps,
+    default_corpus,
+    latest_checkpoint,
+    list_checkpoints,
+)
 
 OLSSON = SequenceConfig(protocol="olsson", num_seeds=10)
 
@@ -53,8 +60,8 @@ def test_shipped_one_layer_model_has_no_induction_head(shipped_scores):
 def test_layer_0_previous_token_head_feeds_the_induction_head(shipped_scores):
     """Zeroing the best previous-token head's output collapses the induction head (K-composition)."""
     from interp.hooks import mask_heads_hook
-    from interp.models.loading import load_model
     from interp.induction.scores import score_heads
+    from interp.models.loading import load_model
 
     scores = shipped_scores["toy-attn-2l"]
     previous_head = int(scores.query("metric == 'previous_token' and layer == 0").nlargest(1, "value")["head"].iloc[0])
@@ -155,8 +162,8 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_run, tmp_path, mo
 
 
 def test_dynamics_on_a_tiny_run_writes_one_row_per_checkpoint_head_and_metric(tiny_run, tmp_path):
-    from interp.toy.dynamics import DynamicsConfig, run_dynamics
     from interp.store import read_json, read_table
+    from interp.toy.dynamics import DynamicsConfig, run_dynamics
 
     config, run_dir = tiny_run
     dynamics = DynamicsConfig(num_seeds=2, icl_examples=4)
@@ -280,8 +287,8 @@ def test_hub_revisions_path_measures_each_revision_by_its_step(tiny_run, tmp_pat
     """The Pythia path offline: snapshot_download stands in for the hub, serving the tiny run's checkpoints."""
     import huggingface_hub
 
-    from interp.toy.dynamics import DynamicsConfig, run_dynamics
     from interp.store import read_json, read_table
+    from interp.toy.dynamics import DynamicsConfig, run_dynamics
 
     _, run_dir = tiny_run
     served = {f"step{step}": str(directory) for step, directory in list_checkpoints(run_dir)}

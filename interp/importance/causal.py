@@ -32,8 +32,9 @@ cells and the paired statistics are in :mod:`interp.importance.causal_sweep`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import einops
 import numpy as np

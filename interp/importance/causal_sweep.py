@@ -32,17 +32,24 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from interp.errors import InterpError, check_choice
-from interp.importance.causal import (ABLATION_KINDS, head_count, head_set_scores, random_heads_mask,
-                                      repeated_loss_by_head_set, top_heads_mask)
+from interp.importance.causal import (
+    ABLATION_KINDS,
+    head_count,
+    head_set_scores,
+    random_heads_mask,
+    repeated_loss_by_head_set,
+    top_heads_mask,
+)
 from interp.tasks.prompts import PromptConfig, build_prompts, load_task, resolve_task_names
 
 if TYPE_CHECKING:

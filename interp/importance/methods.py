@@ -26,8 +26,9 @@ Tables are tidy: one row per (component, layer, head, metric); ``head`` is -1 fo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import einops
 import numpy as np
@@ -38,9 +39,18 @@ from torch import Tensor
 
 from interp.errors import InterpError, check_choice
 from interp.hooks import ResumedRun, mask_ffn_hook, mask_heads_hook, mlp_out_hook, n_layers_heads, z_hook
-from interp.tasks.evaluation import (Batch, EncodedPrompts, iterate_batches, logits_to_target_logprobs,
-                               make_batch, multiple_choice_metrics, pad_id_of, sum_by_row, summarise,
-                                     target_logprob_readout)
+from interp.tasks.evaluation import (
+    Batch,
+    EncodedPrompts,
+    iterate_batches,
+    logits_to_target_logprobs,
+    make_batch,
+    multiple_choice_metrics,
+    pad_id_of,
+    sum_by_row,
+    summarise,
+    target_logprob_readout,
+)
 from interp.tasks.prompts import PromptConfig
 
 if TYPE_CHECKING:

@@ -17,8 +17,9 @@ Two small tools for teaching and for the report, both on the sequences of
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch

@@ -103,8 +103,13 @@ def _induction(folder: Path) -> list[FigureEntry]:
 
 def _importance(folder: Path) -> list[FigureEntry]:
     from interp.importance.crossref import correlation_keys, primary_rows
-    from interp.output.figures import (correlation_heatmap, layer_head_heatmap, layer_share_figure, retention_figure,
-                                scatter_with_labels)
+    from interp.output.figures import (
+        correlation_heatmap,
+        layer_head_heatmap,
+        layer_share_figure,
+        retention_figure,
+        scatter_with_labels,
+    )
 
     entries = []
     correlations = _table(folder, "crossref_correlations")
@@ -175,8 +180,14 @@ def curve_columns(table: pd.DataFrame) -> tuple[str, str, list[str]] | None:
 
 def known_pruning_figures(name: str, table: pd.DataFrame) -> list[FigureEntry] | None:
     """Figures of the tables ``interp prune`` writes (names and columns as in interp.pruning.components / prune_sweeps)."""
-    from interp.output.figures import (angular_distance_figure, laser_heatmap_figure, layer_drop_figure, pruning_curves_figure,
-                                pruning_grid_figure, pruning_rankings_figure)
+    from interp.output.figures import (
+        angular_distance_figure,
+        laser_heatmap_figure,
+        layer_drop_figure,
+        pruning_curves_figure,
+        pruning_grid_figure,
+        pruning_rankings_figure,
+    )
 
     study = {"pruning_heads": ("head_percent", "heads"), "pruning_ffns": ("ffn_percent", "FFNs")}.get(name)
     if study is not None and {"ranking", "task", "shots", "accuracy", study[0]} <= set(table.columns):

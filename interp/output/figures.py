@@ -16,8 +16,8 @@ sequential (viridis) for scores, diverging (RdBu) for changes.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from interp.errors import InterpError
-from interp.output.claims import CLAIMS
 from interp.output.catalogue import FigureEntry, collect_figures, curve_columns, dynamics_tables, pruning_tables
+from interp.output.claims import CLAIMS
 
 __all__ = ["DEFAULT_TOLERANCE", "findings", "paper_claims", "write_report"]
 

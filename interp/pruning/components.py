@@ -21,8 +21,9 @@ of the group masks, with the copies stacked along the batch.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,10 +31,17 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from interp.errors import InterpError, check_choice
-from interp.tasks.evaluation import (EncodedPrompts, iterate_batches, logits_to_target_logprobs,
-                               multiple_choice_metrics, pad_id_of, sum_by_row, summarise, target_logprob_readout,
-                               wilson_interval)
 from interp.hooks import ResumedRun, component_mask_hooks, mlp_out_hook, z_hook
+from interp.tasks.evaluation import (
+    EncodedPrompts,
+    iterate_batches,
+    logits_to_target_logprobs,
+    multiple_choice_metrics,
+    pad_id_of,
+    sum_by_row,
+    summarise,
+    target_logprob_readout,
+)
 from interp.tasks.prompts import PromptConfig
 
 if TYPE_CHECKING:

@@ -19,7 +19,8 @@ the *input* to layer ``l`` at the last token, averaged over samples, and drops t
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch

@@ -49,7 +49,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +56,7 @@ import numpy as np
 
 from interp.data import data_path
 from interp.errors import InterpError
-from interp.tasks.schema import LABEL_MODES, Prompt, PromptConfig, Task, TaskItem
+from interp.tasks.schema import Prompt, PromptConfig, Task, TaskItem
 
 __all__ = [
     "ABSTRACT_TASKS",

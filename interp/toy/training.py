@@ -349,7 +349,6 @@ def _save_checkpoint(directory: Path, model, tokenizer, optimizer, generator, st
     """An HF model directory, plus optimizer/sampler state for resuming (safetensors + JSON)."""
     import torch
     from safetensors.torch import save_file
-
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # one bar per run (ours), not one per checkpoint shard

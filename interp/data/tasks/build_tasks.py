@@ -2,7 +2,10 @@
 
 Run: python data/tasks/build_tasks.py  (deterministic; the JSONL files are what the workbench reads).
 """
-import json, pathlib, re
+import json
+import pathlib
+import re
+
 OUT = pathlib.Path(__file__).resolve().parent
 OUT.mkdir(parents=True, exist_ok=True)
 
@@ -163,6 +166,7 @@ write("animal_young", pairs(YOUNG))
 
 WORDS = sorted({w for text in (ANTONYMS, PLURAL, PAST) for w in re.findall(r"[a-z]+", text) if len(w) >= 3})
 import random
+
 rng = random.Random(0)
 upper_words = rng.sample(WORDS, 120)
 write("lowercase_uppercase", [(w, w.upper()) for w in upper_words])
@@ -181,7 +185,6 @@ ALIASES = {
                  "dark": ["bright"], "day": ["dark"], "begin": ["finish"], "up": ["below"], "above": ["down"], "high": ["lower"], "in": ["outside"],
                  "inside": ["out"], "on": ["off"], "old": ["new"], "loud": ["silent"]},
 }
-import json
 for task, table in ALIASES.items():
     path = OUT / f"{task}.jsonl"
     items = [json.loads(line) for line in path.read_text().splitlines()]
@@ -423,7 +426,8 @@ The hard drive failed and lost data.
 The programmer compiled the source code.""".splitlines()
 
 def classify_rows():
-    import json, pathlib
+    import json
+    import pathlib
     out = pathlib.Path(__file__).resolve().parent
     with open(out / "sentiment.jsonl", "w") as f:
         rows = [(s, "positive") for s in POSITIVE] + [(s, "negative") for s in NEGATIVE]
