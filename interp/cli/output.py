@@ -47,17 +47,23 @@ def report(
 
 @app.command()
 def compare(
-    results: list[Path] = typer.Option(..., help="results folders, one per model (repeat the option)"),
-    metric: str = typer.Option("prefix_matching", help="induction metric to compare"),
-    out: Path = typer.Option(Path("results") / "comparison", help="folder for the figure (HTML, PNG, PDF)"),
+    results: list[Path] = typer.Option(..., help="results folders, one per model (repeat the option); tables are found "
+                                                 "anywhere below each"),
+    metric: str = typer.Option("prefix_matching", help="induction metric of the side-by-side heatmaps"),
+    out: Path = typer.Option(Path("results") / "comparison", help="folder for the table, page and figure"),
+    figures: bool = typer.Option(True, help="also draw the heatmaps (HTML, PNG, PDF)"),
 ) -> None:
-    """Side-by-side layer x head heatmaps of one induction score for several models."""
+    """Models side by side: top induction heads and their depth, the causal test at 10%, the papers' claims."""
 
     def job() -> None:
-        from interp.output.catalogue import comparison_figure
-        from interp.output.figures import save_figures
+        from interp.output.comparison import write_comparison
 
-        written = save_figures({out / f"compare_{metric}": comparison_figure(results, metric)})
+        written = write_comparison(results, out)
+        if figures:
+            from interp.output.catalogue import comparison_figure
+            from interp.output.figures import save_figures
+
+            written += save_figures({out / f"compare_{metric}": comparison_figure(results, metric)})
         typer.echo(f"wrote {', '.join(str(path) for path in written)}")
 
     run_job(job)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from interp.store import read_table, write_table
+from interp.store import read_table_if_present, write_table
 
-__all__ = ["CLAIMS", "claims_table"]
+__all__ = ["CLAIMS", "claims_table", "measured_claims"]
 
 # key -> (the claim, who made it and the number they gave)
 CLAIMS: dict[str, tuple[str, str]] = {
@@ -35,9 +35,9 @@ CLAIMS: dict[str, tuple[str, str]] = {
 def _component_rows(out: Path) -> list[dict]:
     rows = []
     for key, noun in (("heads", "heads"), ("ffns", "FFNs")):
-        if not (out / f"pruning_{key}_thresholds.parquet").exists():
+        part = read_table_if_present(out / f"pruning_{key}_thresholds")
+        if part is None:
             continue
-        part = read_table(out / f"pruning_{key}_thresholds")
         part = part[(part["ranking"] == "own") & (part["task"] == "average")]
         for _, row in part.iterrows():
             rows.append({"key": key, "claim": CLAIMS[key][1], "shots": int(row["shots"]),
@@ -49,9 +49,9 @@ def _component_rows(out: Path) -> list[dict]:
 
 
 def _layer_rows(out: Path) -> list[dict]:
-    if not (out / "layer_pruning_thresholds.parquet").exists():
+    part = read_table_if_present(out / "layer_pruning_thresholds")
+    if part is None:
         return []
-    part = read_table(out / "layer_pruning_thresholds")
     return [{"key": "layers", "claim": CLAIMS["layers"][1], "shots": int(row["shots"]),
              "measured": f"{row['method']}: {row['prunable_n']} layers ({row['prunable_fraction']:.0%}) without healing",
              "detail": f"task average within {row['tolerance_points']} points"}
@@ -59,9 +59,9 @@ def _layer_rows(out: Path) -> list[dict]:
 
 
 def _laser_rows(out: Path) -> list[dict]:
-    if not (out / "laser_selected.parquet").exists():
+    part = read_table_if_present(out / "laser_selected")
+    if part is None:
         return []
-    part = read_table(out / "laser_selected")
     return [{"key": "laser", "claim": CLAIMS["laser"][1], "shots": int(shots),
              "measured": f"mean held-out accuracy change {group['report_accuracy_gain'].mean():+.3f}; "
                          f"{int((group['report_accuracy_gain'] > 0).sum())}/{len(group)} tasks improved",
@@ -69,11 +69,16 @@ def _laser_rows(out: Path) -> list[dict]:
             for shots, group in part.groupby("shots")]
 
 
-def claims_table(out: Path) -> pd.DataFrame:
-    """The claims this folder's pruning sweeps measured; written as ``pruning_claims`` when any."""
+def measured_claims(out: Path) -> pd.DataFrame:
+    """The claims this folder's pruning sweeps measured (from their tables, parquet or CSV), one row each."""
     out = Path(out)
     rows = _component_rows(out) + _layer_rows(out) + _laser_rows(out)
-    table = pd.DataFrame(rows, columns=["key", "claim", "shots", "measured", "detail"])
-    if rows:
+    return pd.DataFrame(rows, columns=["key", "claim", "shots", "measured", "detail"])
+
+
+def claims_table(out: Path) -> pd.DataFrame:
+    """:func:`measured_claims`, written as ``pruning_claims`` when any."""
+    table = measured_claims(out)
+    if not table.empty:
         write_table(table, out / "pruning_claims")
     return table
