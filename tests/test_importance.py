@@ -42,6 +42,14 @@ def test_exact_ablation_equals_one_ablation_per_forward(tiny_model, task_file):
     assert changed > 1e-3  # the ablations really change something
 
 
+def _keep_in(stored, key):
+    """A hook that records its activation under ``key`` and passes it on."""
+    def hook_fn(x, hook):
+        stored[key] = x
+        return x
+    return hook_fn
+
+
 def _plain_gradient(bridge, encoded):
     """Loop version: one sequence at a time, one head at a time."""
     n_layers, n_heads = bridge.cfg.n_layers, bridge.cfg.n_heads
@@ -50,18 +58,19 @@ def _plain_gradient(bridge, encoded):
         tokens = torch.tensor([encoded.tokens[sequence]])
         start = encoded.context_lengths[sequence]
         stored = {}
-        hooks = [(f"blocks.{l}.attn.hook_z", lambda x, hook, l=l: stored.__setitem__(("z", l), x) or x) for l in range(n_layers)]
-        hooks += [(f"blocks.{l}.hook_mlp_out", lambda x, hook, l=l: stored.__setitem__(("m", l), x) or x) for l in range(n_layers)]
+        hooks = [(f"blocks.{layer}.attn.hook_z", _keep_in(stored, ("z", layer))) for layer in range(n_layers)]
+        hooks += [(f"blocks.{layer}.hook_mlp_out", _keep_in(stored, ("m", layer))) for layer in range(n_layers)]
         with torch.enable_grad():
             logits = bridge.run_with_hooks(tokens, fwd_hooks=hooks, return_type="logits")[0]
             log_probs = torch.log_softmax(logits, -1)
             loss = -torch.stack([log_probs[p - 1, tokens[0, p]] for p in range(start, tokens.shape[1])]).mean()
             keys = list(stored)
-            grads = dict(zip(keys, torch.autograd.grad(loss, [stored[k] for k in keys])))
+            grads = dict(zip(keys, torch.autograd.grad(loss, [stored[k] for k in keys]), strict=True))
         for layer in range(n_layers):
             for h in range(n_heads):
                 for position in range(tokens.shape[1]):
-                    head[layer, h] += abs(float(stored[("z", layer)][0, position, h].detach() @ grads[("z", layer)][0, position, h]))
+                    z_dot_grad = stored[("z", layer)][0, position, h].detach() @ grads[("z", layer)][0, position, h]
+                    head[layer, h] += abs(float(z_dot_grad))
             for position in range(tokens.shape[1]):
                 ffn[layer] += abs(float(stored[("m", layer)][0, position].detach() @ grads[("m", layer)][0, position]))
         n_tokens += tokens.shape[1]

@@ -143,6 +143,87 @@ class _GradientSums:
     n_items: int = 0
     n_scored: float = 0.0  # tokens the gradient scores sum over (``positions``)
 
+    @classmethod
+    def zeros(cls, n_layers: int, n_heads: int, d_head: int, d_model: int) -> _GradientSums:
+        """Empty sums (float64 on the CPU) for a model of this shape."""
+        return cls(
+            torch.zeros(n_layers, n_heads, dtype=torch.float64), torch.zeros(n_layers, dtype=torch.float64),
+            torch.zeros(n_layers, n_heads, dtype=torch.float64), torch.zeros(n_layers, dtype=torch.float64),
+            torch.zeros(n_layers, n_heads, d_head, dtype=torch.float64),
+            torch.zeros(n_layers, d_model, dtype=torch.float64),
+            torch.zeros(n_layers, n_heads, d_head, dtype=torch.float64),
+            torch.zeros(n_layers, d_model, dtype=torch.float64),
+        )
+
+
+def _storing_hook(stored: dict[str, Tensor], name: str) -> Callable:
+    """A forward hook that keeps its activation in ``stored[name]`` and passes it on unchanged."""
+    def keep(activation: Tensor, hook: Any) -> Tensor:
+        stored[name] = activation  # hook.name may be an alias; key by the name asked for
+        return activation
+    return keep
+
+
+def _gold_loss_gradients(bridge: "TransformerBridge", batch: Batch,
+                         names: list[str]) -> tuple[dict[str, Tensor], tuple[Tensor, ...]]:
+    """One forward + backward: the activations at ``names`` and the gold loss's gradients there."""
+    stored: dict[str, Tensor] = {}
+    with torch.enable_grad():
+        logits = bridge.run_with_hooks(batch.tokens, fwd_hooks=[(name, _storing_hook(stored, name)) for name in names],
+                                       return_type="logits")
+        values = logits_to_target_logprobs(logits[batch.target_rows, batch.target_positions], batch)
+        loss = _gold_loss_per_target(values, batch).sum()
+        gradients = torch.autograd.grad(loss, [stored[name] for name in names])
+    return stored, gradients
+
+
+def _stacked_on(device: torch.device, tensors) -> Tensor:
+    """``torch.stack`` of per-layer tensors moved to one device (layers may be split over GPUs)."""
+    return torch.stack([tensor.to(device) for tensor in tensors])
+
+
+def _add_batch_sums(sums: _GradientSums, batch: Batch, stored: dict[str, Tensor], gradients: tuple[Tensor, ...],
+                    n_layers: int, positions: str) -> None:
+    """Add one batch's activation . gradient products (and the sums attribution needs) to ``sums``."""
+    valid = batch.valid  # (batch, pos)
+    z = _stacked_on(valid.device, (stored[z_hook(layer)] for layer in range(n_layers))).detach().double()
+    z_grad = _stacked_on(valid.device, gradients[:n_layers]).double()  # (layer, batch, pos, head, d_head)
+    mlp = _stacked_on(valid.device, (stored[mlp_out_hook(layer)] for layer in range(n_layers))).detach().double()
+    mlp_grad = _stacked_on(valid.device, gradients[n_layers:]).double()  # (layer, batch, pos, d_model)
+    mask = valid.double()
+    scored = mask if positions == "all" else torch.zeros_like(mask).index_put_(
+        (batch.target_rows, batch.target_positions), torch.ones((), dtype=mask.dtype, device=mask.device))
+    head_dot = einops.einsum(z, z_grad,
+                             "layer batch pos head d_head, layer batch pos head d_head -> layer batch pos head")
+    ffn_dot = einops.einsum(mlp, mlp_grad, "layer batch pos d_model, layer batch pos d_model -> layer batch pos")
+    sums.abs_head += einops.einsum(head_dot.abs(), scored, "layer batch pos head, batch pos -> layer head").cpu()
+    sums.dot_head += einops.einsum(head_dot, mask, "layer batch pos head, batch pos -> layer head").cpu()
+    sums.abs_ffn += einops.einsum(ffn_dot.abs(), scored, "layer batch pos, batch pos -> layer").cpu()
+    sums.dot_ffn += einops.einsum(ffn_dot, mask, "layer batch pos, batch pos -> layer").cpu()
+    sums.grad_head += einops.einsum(z_grad, mask, "layer batch pos head d_head, batch pos -> layer head d_head").cpu()
+    sums.grad_ffn += einops.einsum(mlp_grad, mask, "layer batch pos d_model, batch pos -> layer d_model").cpu()
+    sums.act_head += einops.einsum(z, mask, "layer batch pos head d_head, batch pos -> layer head d_head").cpu()
+    sums.act_ffn += einops.einsum(mlp, mask, "layer batch pos d_model, batch pos -> layer d_model").cpu()
+    sums.n_tokens += float(mask.sum())
+    sums.n_scored += float(scored.sum())
+    sums.n_items += len(batch.sequence_ids)
+
+
+def _gradient_scores(sums: _GradientSums) -> dict[str, Tensor]:
+    """The gradient scores and mean-ablation attributions of the finished sums."""
+    mean_head, mean_ffn = sums.act_head / sums.n_tokens, sums.act_ffn / sums.n_tokens
+    # sum_tokens (mean - z) . g = mean . sum g - sum z . g  (the mean is fixed over tokens)
+    head_attribution = (einops.einsum(mean_head, sums.grad_head, "layer head d_head, layer head d_head -> layer head")
+                        - sums.dot_head) / sums.n_items
+    ffn_attribution = (einops.einsum(mean_ffn, sums.grad_ffn, "layer d_model, layer d_model -> layer")
+                       - sums.dot_ffn) / sums.n_items
+    return {
+        "head_gradient": sums.abs_head / sums.n_scored,
+        "ffn_gradient": sums.abs_ffn / sums.n_scored,
+        "head_attribution": head_attribution,
+        "ffn_attribution": ffn_attribution,
+    }
+
 
 def gradient_importance(bridge: "TransformerBridge", encoded: EncodedPrompts,
                         batch_size: int = 8, positions: str = "all") -> dict[str, Tensor]:
@@ -158,64 +239,13 @@ def gradient_importance(bridge: "TransformerBridge", encoded: EncodedPrompts,
     """
     check_choice("gradient positions", positions, GRADIENT_POSITIONS)
     n_layers, n_heads = n_layers_heads(bridge)
-    d_head, d_model = int(bridge.cfg.d_head), int(bridge.cfg.d_model)
-    sums = _GradientSums(
-        torch.zeros(n_layers, n_heads, dtype=torch.float64), torch.zeros(n_layers, dtype=torch.float64),
-        torch.zeros(n_layers, n_heads, dtype=torch.float64), torch.zeros(n_layers, dtype=torch.float64),
-        torch.zeros(n_layers, n_heads, d_head, dtype=torch.float64), torch.zeros(n_layers, d_model, dtype=torch.float64),
-        torch.zeros(n_layers, n_heads, d_head, dtype=torch.float64), torch.zeros(n_layers, d_model, dtype=torch.float64),
-    )
+    sums = _GradientSums.zeros(n_layers, n_heads, int(bridge.cfg.d_head), int(bridge.cfg.d_model))
     gold = encoded.gold_sequence.tolist()
     names = [z_hook(layer) for layer in range(n_layers)] + [mlp_out_hook(layer) for layer in range(n_layers)]
     for batch in iterate_batches(encoded, gold, batch_size, bridge.cfg.device, pad_id_of(bridge.tokenizer)):
-        stored: dict[str, Tensor] = {}
-
-        def keeper(name: str) -> Callable:
-            def keep(activation: Tensor, hook: Any) -> Tensor:
-                stored[name] = activation  # hook.name may be an alias; key by the name asked for
-                return activation
-            return keep
-
-        with torch.enable_grad():
-            logits = bridge.run_with_hooks(batch.tokens, fwd_hooks=[(name, keeper(name)) for name in names],
-                                           return_type="logits")
-            values = logits_to_target_logprobs(logits[batch.target_rows, batch.target_positions], batch)
-            loss = _gold_loss_per_target(values, batch).sum()
-            gradients = torch.autograd.grad(loss, [stored[name] for name in names])
-        valid = batch.valid  # (batch, pos)
-        home = lambda tensors: [tensor.to(valid.device) for tensor in tensors]  # noqa: E731 - layers split over GPUs
-        z = torch.stack(home(stored[z_hook(layer)] for layer in range(n_layers))).detach().double()
-        z_grad = torch.stack(home(gradients[:n_layers])).double()  # (layer, batch, pos, head, d_head)
-        mlp = torch.stack(home(stored[mlp_out_hook(layer)] for layer in range(n_layers))).detach().double()
-        mlp_grad = torch.stack(home(gradients[n_layers:])).double()  # (layer, batch, pos, d_model)
-        mask = valid.double()
-        scored = mask if positions == "all" else torch.zeros_like(mask).index_put_(
-            (batch.target_rows, batch.target_positions), torch.ones((), dtype=mask.dtype, device=mask.device))
-        head_dot = einops.einsum(z, z_grad, "layer batch pos head d_head, layer batch pos head d_head -> layer batch pos head")
-        ffn_dot = einops.einsum(mlp, mlp_grad, "layer batch pos d_model, layer batch pos d_model -> layer batch pos")
-        sums.abs_head += einops.einsum(head_dot.abs(), scored, "layer batch pos head, batch pos -> layer head").cpu()
-        sums.dot_head += einops.einsum(head_dot, mask, "layer batch pos head, batch pos -> layer head").cpu()
-        sums.abs_ffn += einops.einsum(ffn_dot.abs(), scored, "layer batch pos, batch pos -> layer").cpu()
-        sums.dot_ffn += einops.einsum(ffn_dot, mask, "layer batch pos, batch pos -> layer").cpu()
-        sums.grad_head += einops.einsum(z_grad, mask, "layer batch pos head d_head, batch pos -> layer head d_head").cpu()
-        sums.grad_ffn += einops.einsum(mlp_grad, mask, "layer batch pos d_model, batch pos -> layer d_model").cpu()
-        sums.act_head += einops.einsum(z, mask, "layer batch pos head d_head, batch pos -> layer head d_head").cpu()
-        sums.act_ffn += einops.einsum(mlp, mask, "layer batch pos d_model, batch pos -> layer d_model").cpu()
-        sums.n_tokens += float(mask.sum())
-        sums.n_scored += float(scored.sum())
-        sums.n_items += len(batch.sequence_ids)
-    mean_head, mean_ffn = sums.act_head / sums.n_tokens, sums.act_ffn / sums.n_tokens
-    # sum_tokens (mean - z) . g = mean . sum g - sum z . g  (the mean is fixed over tokens)
-    head_attribution = (einops.einsum(mean_head, sums.grad_head, "layer head d_head, layer head d_head -> layer head")
-                        - sums.dot_head) / sums.n_items
-    ffn_attribution = (einops.einsum(mean_ffn, sums.grad_ffn, "layer d_model, layer d_model -> layer")
-                       - sums.dot_ffn) / sums.n_items
-    return {
-        "head_gradient": sums.abs_head / sums.n_scored,
-        "ffn_gradient": sums.abs_ffn / sums.n_scored,
-        "head_attribution": head_attribution,
-        "ffn_attribution": ffn_attribution,
-    }
+        stored, gradients = _gold_loss_gradients(bridge, batch, names)
+        _add_batch_sums(sums, batch, stored, gradients, n_layers, positions)
+    return _gradient_scores(sums)
 
 
 # --------------------------------------------------------------------------- exact ablation
