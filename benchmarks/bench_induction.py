@@ -72,24 +72,27 @@ def loop_copying(bridge, batches):
     n_layers, n_heads = bridge.cfg.n_layers, bridge.cfg.n_heads
     W_O, W_U = bridge.W_O, bridge.W_U
     scores = {}
+
+    def keeper(store, name):
+        def hook_fn(activation, hook):
+            store[name] = activation
+        return hook_fn
+
+    def feeder(store):
+        def hook_fn(residual, hook):
+            return store["embedding"]
+        return hook_fn
+
     for batch in batches:
         for row, seed in enumerate(batch.seeds):
             tokens = batch.tokens[row: row + 1, : int(batch.lengths[row])].to(bridge.cfg.device)
             store = {}
-
-            def keep(name):
-                def hook_fn(activation, hook):
-                    store[name] = activation
-                return hook_fn
-
-            def feed(residual, hook):
-                return store["embedding"]
-
-            hooks = [("blocks.0.hook_resid_pre", keep("embedding"))]
+            feed = feeder(store)
+            hooks = [("blocks.0.hook_resid_pre", keeper(store, "embedding"))]
             hooks += [(f"blocks.{layer}.hook_resid_pre", feed) for layer in range(1, n_layers)]
             for layer in range(n_layers):
-                hooks += [(f"blocks.{layer}.attn.hook_pattern", keep(f"pattern{layer}")),
-                          (f"blocks.{layer}.attn.hook_z", keep(f"z{layer}"))]
+                hooks += [(f"blocks.{layer}.attn.hook_pattern", keeper(store, f"pattern{layer}")),
+                          (f"blocks.{layer}.attn.hook_z", keeper(store, f"z{layer}"))]
             bridge.run_with_hooks(tokens, fwd_hooks=hooks)
             for layer in range(n_layers):
                 pattern, z = store[f"pattern{layer}"][0], store[f"z{layer}"][0]

@@ -106,23 +106,27 @@ def scoring_versus_forwards(bridge, count: int, subset: int | None, before=None)
     attention = [metric for metric in job.metrics if metric not in ("copying", "ov_copying")]
     seeds = spread(count, subset)
     chunks = []
+
+    def scoring(module, kind, chunk):
+        if kind == "repeated":
+            return lambda: module.score_heads(bridge, sequences, attention, seeds=chunk, loss=True,
+                                              max_batch_tokens=job.max_batch_tokens)
+        return lambda: module.score_heads(bridge, sequences, ("copying",), seeds=chunk,
+                                          max_batch_tokens=job.max_batch_tokens,
+                                          copying_variant=job.copying_variant, copying_source=job.copying_source)
+
+    def bare_forwards(kind_batches):
+        return lambda: [bridge(batch.tokens) for batch in kind_batches]
+
     for index, start in enumerate(range(0, len(seeds), SEEDS_PER_CHUNK)):
         chunk = seeds[start:start + SEEDS_PER_CHUNK]
         batches = {kind: make_batches(bridge.tokenizer, sequences, kind, job.max_batch_tokens, chunk)
                    for kind in ("repeated", "unrepeated")}
-
-        def scoring(module, kind):
-            if kind == "repeated":
-                return lambda: module.score_heads(bridge, sequences, attention, seeds=chunk, loss=True,
-                                                  max_batch_tokens=job.max_batch_tokens)
-            return lambda: module.score_heads(bridge, sequences, ("copying",), seeds=chunk, max_batch_tokens=job.max_batch_tokens,
-                                              copying_variant=job.copying_variant, copying_source=job.copying_source)
-
-        steps = {f"bare_{kind}": (lambda kind=kind: [bridge(batch.tokens) for batch in batches[kind]])
-                 for kind in ("repeated", "unrepeated")}
-        steps |= {f"score_{kind}": scoring(sys.modules[score_heads.__module__], kind) for kind in ("repeated", "unrepeated")}
+        steps = {f"bare_{kind}": bare_forwards(batches[kind]) for kind in ("repeated", "unrepeated")}
+        steps |= {f"score_{kind}": scoring(sys.modules[score_heads.__module__], kind, chunk)
+                  for kind in ("repeated", "unrepeated")}
         if before is not None:
-            steps |= {f"before_{kind}": scoring(before, kind) for kind in ("repeated", "unrepeated")}
+            steps |= {f"before_{kind}": scoring(before, kind, chunk) for kind in ("repeated", "unrepeated")}
         order = list(steps) if index % 2 == 0 else list(reversed(steps))  # alternate, so load drift hits all alike
         record = {"seeds": chunk, "longest": max(int(batch.tokens.shape[1]) for kind in batches for batch in batches[kind])}
         for name in order:

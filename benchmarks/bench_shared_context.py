@@ -49,6 +49,26 @@ def _compare(name: str, run_shared, run_separate) -> np.ndarray:
     return np.stack([separate_seconds, shared_seconds])
 
 
+def _compare_workloads(bridge, encoded, size: int, head_masks, ffn_masks, layers: tuple[int, ...]) -> np.ndarray:
+    """Seconds of the three workloads on one task's prompts, each per-choice then shared."""
+    totals = _compare("evaluation",
+                      lambda: score_sequences(bridge, encoded, size, share_context=True).logprob_sum,
+                      lambda: score_sequences(bridge, encoded, size, share_context=False).logprob_sum)
+    totals += _compare("pruning",
+                       lambda: masked_scores(bridge, encoded, head_masks, ffn_masks, batch_size=size,
+                                             share_context=True),
+                       lambda: masked_scores(bridge, encoded, head_masks, ffn_masks, batch_size=size,
+                                             share_context=False))
+    config = ImportanceConfig(ablations=("zero",), batch_size=size, layers=layers)
+
+    def exact_ablation(share_context: bool):
+        scores = ablation_importance(bridge, encoded, config, share_context=share_context)
+        return scores["zero"]["head_logprob"][list(layers)]
+
+    totals += _compare("exact ablation", lambda: exact_ablation(True), lambda: exact_ablation(False))
+    return totals
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
@@ -74,21 +94,11 @@ def main() -> None:
         prompts = build_prompts(load_task(task), arguments.shots, PromptConfig(max_items=arguments.items))
         encoded = encode_prompts(bridge.tokenizer, prompts, bridge.cfg.n_ctx, task)
         mean_context = np.mean(encoded.context_lengths)
-        continuation = np.mean([len(tokens) - start for tokens, start in zip(encoded.tokens, encoded.context_lengths)])
+        continuation = np.mean([len(tokens) - start for tokens, start in zip(encoded.tokens, encoded.context_lengths, strict=True)])
         print(f"{record.name}: {task} {arguments.shots}-shot, {encoded.n_items} items x "
               f"{encoded.n_sequences / encoded.n_items:.1f} choices, context {mean_context:.0f} tokens, "
               f"continuation {continuation:.2f} tokens, {torch.get_num_threads()} threads", flush=True)
-        size = arguments.batch_size
-        totals += _compare("evaluation",
-                           lambda: score_sequences(bridge, encoded, size, share_context=True).logprob_sum,
-                           lambda: score_sequences(bridge, encoded, size, share_context=False).logprob_sum)
-        totals += _compare("pruning",
-                           lambda: masked_scores(bridge, encoded, head_masks, ffn_masks, batch_size=size, share_context=True),
-                           lambda: masked_scores(bridge, encoded, head_masks, ffn_masks, batch_size=size, share_context=False))
-        config = ImportanceConfig(ablations=("zero",), batch_size=size, layers=layers)
-        totals += _compare("exact ablation",
-                           lambda: ablation_importance(bridge, encoded, config, share_context=True)["zero"]["head_logprob"][list(layers)],
-                           lambda: ablation_importance(bridge, encoded, config, share_context=False)["zero"]["head_logprob"][list(layers)])
+        totals += _compare_workloads(bridge, encoded, arguments.batch_size, head_masks, ffn_masks, layers)
     ratio = totals[0] / totals[1]
     print(f"all workloads: per-choice {totals[0, 0]:.1f} s wall / {totals[0, 1]:.1f} s cpu, shared {totals[1, 0]:.1f} s wall / "
           f"{totals[1, 1]:.1f} s cpu; speed-up {ratio[0]:.2f}x wall, {ratio[1]:.2f}x cpu")

@@ -67,7 +67,7 @@ def build_tiny_model(architecture: str, directory, vocab_size: int, seed: int = 
     # Random init gives near-uniform attention; scale weights up so patterns are peaked and
     # the scores have something to distinguish.
     with torch.no_grad():
-        for name, parameter in model.named_parameters():
+        for parameter in model.parameters():
             if parameter.dim() == 2:
                 parameter.mul_(8.0)
     model.config.architectures = [type(model).__name__]

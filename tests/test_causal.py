@@ -6,6 +6,7 @@ resumed, shared-context forward only reorders the same arithmetic).
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def test_head_sets_top_k_random_draws_and_counts():
     assert top_heads_mask(scores, 2).tolist() == [[False, True, False], [True, False, False]]  # tie: earlier head first
     draws = [random_heads_mask((30, 9), head_count(270, percent), draw=3) for percent in (1, 5, 10, 20)]
     assert [int(mask.sum()) for mask in draws] == [3, 14, 27, 54]
-    assert all((small <= large).all() for small, large in zip(draws, draws[1:]))  # nested across k, as a ranking is
+    assert all((small <= large).all() for small, large in itertools.pairwise(draws))  # nested across k, as a ranking is
     assert not np.array_equal(random_heads_mask((30, 9), 27, draw=0), random_heads_mask((30, 9), 27, draw=1))
     with pytest.raises(InterpError, match="percent"):
         head_count(270, 0)

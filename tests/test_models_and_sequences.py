@@ -84,7 +84,7 @@ def test_bansal_sequences_have_the_papers_shape_and_are_reproducible(tiny_models
     config = SequenceConfig(num_seeds=3)
     batches = make_batches(tokenizer, config, "repeated", max_batch_tokens=1)
     again = make_batches(tokenizer, config, "repeated", max_batch_tokens=1)
-    for seed, (batch, repeat_batch) in enumerate(zip(batches, again)):
+    for seed, (batch, repeat_batch) in enumerate(zip(batches, again, strict=True)):
         period = 25 + 2 * seed
         tokens = batch.tokens[0]
         assert len(tokens) == 4 * period + 1 and tokens[0] == tokenizer.bos_token_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -46,7 +47,7 @@ def test_pruning_mask_removes_exactly_the_lowest(shape):
         assert mask.shape == scores.shape
         assert np.array_equal(mask, _loop_mask(scores, percent)), percent
     nested = [pruning_mask(scores, percent) for percent in range(0, 100, 10)]
-    assert all(np.all(small <= large) for small, large in zip(nested, nested[1:]))  # x% is inside (x+10)%
+    assert all(np.all(small <= large) for small, large in itertools.pairwise(nested))  # x% is inside (x+10)%
 
 
 def test_prune_count_and_tiebreak():
@@ -144,7 +145,7 @@ def test_threshold_table_interval_and_average():
     rows = []
     for task, curve in (("a", [0.8, 0.8, 0.5]), ("b", [0.6, 0.6, 0.6])):
         rows += [{"ranking": "own", "shots": 0, "task": task, "percent": percent, "accuracy": value, "n_items": 100}
-                 for percent, value in zip([0, 10, 20], curve)]
+                 for percent, value in zip([0, 10, 20], curve, strict=True)]
     table = threshold_table(pd.DataFrame(rows), tolerance=1.0).set_index("task")
     assert table.loc["a", "prunable_percent"] == 10 and table.loc["b", "prunable_percent"] == 20
     # average curve 0.7, 0.7, 0.55 -> 10%; its Wilson bounds on n=200 around 0.55 reach 0.62 < 0.69: still 10%

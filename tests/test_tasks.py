@@ -100,7 +100,7 @@ def test_batched_scoring_equals_one_sequence_at_a_time(tiny_model, tmp_path):
     encoded = encode_prompts(bridge.tokenizer, prompts)
     scores = score_sequences(bridge, encoded, batch_size=5)
     plain = torch.tensor([_plain_logprob(bridge, list(tokens), start)
-                          for tokens, start in zip(encoded.tokens, encoded.context_lengths)], dtype=torch.float64)
+                          for tokens, start in zip(encoded.tokens, encoded.context_lengths, strict=True)], dtype=torch.float64)
     assert torch.allclose(scores.logprob_sum, plain, atol=1e-4)
     metrics = multiple_choice_metrics(scores.logprob_sum, scores.n_tokens, encoded)
     for item, prompt in enumerate(prompts):

@@ -222,7 +222,7 @@ def test_periodic_rows_repeat_one_chunk_with_a_random_period_and_phase():
     rows, later = _sample_batch(stream, config, torch.arange(3, 500), 0, torch.Generator().manual_seed(2))
     assert bool((rows[:, 0] == 0).all())
     periods, phases = set(), set()
-    for row, mask in zip(rows[:, 1:], later[:, 1:]):  # after <bos>
+    for row, mask in zip(rows[:, 1:], later[:, 1:], strict=True):  # after <bos>
         if bool((row >= 600).all()):  # a text row: nothing to predict from a copy
             assert not bool(mask.any())
             continue
@@ -244,7 +244,7 @@ def test_repeat_rows_hold_every_copy_of_the_chunk_and_mark_the_later_ones():
     vocab = torch.arange(3, 500)
     rows, later = _sample_batch(stream, config, vocab, 0, torch.Generator().manual_seed(1))
     assert rows.shape == later.shape == (6, 128) and bool((rows[:, 0] == 0).all())
-    for row, mask in zip(rows, later):
+    for row, mask in zip(rows, later, strict=True):
         chunk_positions = torch.nonzero(row[1:] < 500).flatten() + 1  # after <bos>
         size = len(chunk_positions) // 3
         assert 10 <= size <= 30 and len(chunk_positions) == 3 * size

@@ -225,6 +225,13 @@ def head_set_scores(bridge: "TransformerBridge", encoded: EncodedPrompts, head_m
 # --------------------------------------------------------------------------- repeated random tokens
 
 
+def _detached_keeper(stored: dict[int, Tensor], layer: int) -> Callable:
+    """A ``hook_z`` hook that records a detached copy of its input in ``stored[layer]``."""
+    def keep(z: Tensor, hook: Any) -> None:
+        stored[layer] = z.detach()
+    return keep
+
+
 def token_means(bridge: "TransformerBridge", batches: Sequence[Any]
                 ) -> tuple[Float[Tensor, "layer head d_head"], Float[Tensor, "layer d_model"]]:
     """Mean ``hook_z`` of every head over the real tokens of ``batches`` (``tokens``, ``lengths``; FFN means: zeros)."""
@@ -233,16 +240,12 @@ def token_means(bridge: "TransformerBridge", batches: Sequence[Any]
     count = 0.0
     for batch in batches:
         stored: dict[int, Tensor] = {}
-
-        def keeper(layer: int) -> Callable:
-            def keep(z: Tensor, hook: Any) -> None:
-                stored[layer] = z.detach()
-            return keep
-
         with torch.no_grad():
-            bridge.run_with_hooks(batch.tokens, fwd_hooks=[(z_hook(layer), keeper(layer)) for layer in range(n_layers)])
+            bridge.run_with_hooks(batch.tokens,
+                                  fwd_hooks=[(z_hook(layer), _detached_keeper(stored, layer)) for layer in range(n_layers)])
         tokens = batch.tokens
-        real = (torch.arange(tokens.shape[1], device=tokens.device)[None, :] < batch.lengths.to(tokens.device)[:, None]).double()
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        real = (positions[None, :] < batch.lengths.to(tokens.device)[:, None]).double()
         z = torch.stack([stored[layer].to(tokens.device) for layer in range(n_layers)]).double()
         total += einops.einsum(z, real, "layer batch pos head d_head, batch pos -> layer head d_head").cpu()
         count += float(real.sum())
@@ -288,12 +291,14 @@ def repeated_loss_by_head_set(bridge: "TransformerBridge", head_masks: Bool[Tens
     values and the seed of each sequence.
     """
     from interp.induction.sequences import make_batches
+    from interp.models.context import model_context
 
     kind = _ablation_kind(ablation)
     head_masks = _check_sets(bridge, head_masks)
     unique, inverse = _unique_sets(head_masks)
     device = bridge.cfg.device or "cpu"
-    batches = [batch.to(device) for batch in make_batches(bridge.tokenizer, config, "repeated", max_batch_tokens)]
+    batches = [batch.to(device) for batch in make_batches(bridge.tokenizer, config, "repeated", max_batch_tokens,
+                                                                 context=model_context(bridge))]
     means = token_means(bridge, batches) if kind.needs_means else None
     parts, seeds = [], []
     for batch in batches:

@@ -198,7 +198,7 @@ def _write_task_cells(bridge: Any, record: Any, encoded: Any, cells: list[_Cell]
     from interp.store import write_json
     from interp.tasks.evaluation import multiple_choice_metrics
 
-    n_tokens = torch.tensor([len(tokens) - start for tokens, start in zip(encoded.tokens, encoded.context_lengths)],
+    n_tokens = torch.tensor([len(tokens) - start for tokens, start in zip(encoded.tokens, encoded.context_lengths, strict=True)],
                             dtype=torch.float64)
     for ablation in dict.fromkeys(cell.ablation for cell in cells):
         group = [cell for cell in cells if cell.ablation == ablation]
@@ -391,7 +391,7 @@ def _effects(items: pd.DataFrame, config: CausalConfig) -> pd.DataFrame:
     for values, part in _pooled(items.assign(stratum=None)).groupby(keys, sort=True, dropna=False):
         strata = part["stratum"].to_numpy() if values[0] == "all" else None
         for metric, (column, clean) in _METRICS.items():
-            rows.append({**dict(zip(keys, values)), "metric": metric, "ablated": part[column].mean(),
+            rows.append({**dict(zip(keys, values, strict=True)), "metric": metric, "ablated": part[column].mean(),
                          "clean": part[clean].mean(), **_paired_row(part[column].to_numpy(), part[clean].to_numpy(), strata, config)})
     return pd.DataFrame(rows)
 
@@ -416,7 +416,7 @@ def _versus_random(items: pd.DataFrame, effects: pd.DataFrame, config: CausalCon
                 band = np.array([row["change"] for row in changes[(*values, "random", metric)]])
                 own = changes[(*values, ranking, metric)][0]
                 difference = _paired_row(chosen[column].to_numpy(), average, strata, config)
-                rows.append({**dict(zip(keys, values)), "ranking": ranking, "k": int(chosen["k"].iloc[0]), "metric": metric,
+                rows.append({**dict(zip(keys, values, strict=True)), "ranking": ranking, "k": int(chosen["k"].iloc[0]), "metric": metric,
                              "change": own["change"], "change_ci_low": own["ci_low"], "change_ci_high": own["ci_high"],
                              "random_mean": band.mean(), "random_sd": band.std(ddof=1) if len(band) > 1 else np.nan,
                              "random_min": band.min(), "random_max": band.max(), "n_draws": len(band),

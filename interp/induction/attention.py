@@ -80,7 +80,7 @@ def top_heads(results: Path, metric: str = "prefix_matching", count: int = 1) ->
     if rows.empty:
         raise InterpError(f"{results}/induction_scores has no {metric!r} rows; run `interp induction` first")
     best = rows.nlargest(count, "mean")
-    return [(int(layer), int(head)) for layer, head in zip(best["layer"], best["head"])]
+    return [(int(layer), int(head)) for layer, head in zip(best["layer"], best["head"], strict=True)]
 
 
 def save_head_attention(bridge: "TransformerBridge", results: Path, layer: int, head: int, seed: int = 0) -> Path:

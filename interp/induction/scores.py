@@ -87,7 +87,7 @@ COPYING_SOURCES = ("embeddings", "residual")
 
 
 def _target_masks(
-    tokens: Int[Tensor, "batch position"], lengths: Int[Tensor, "batch"]
+    tokens: Int[Tensor, "batch position"], lengths: Int[Tensor, " batch"]
 ) -> tuple[Bool[Tensor, "metric batch query key"], Bool[Tensor, "metric batch query"]]:
     """:func:`attention_masks` as booleans (a quarter of the memory of the float masks)."""
     batch, length = tokens.shape
@@ -115,7 +115,7 @@ def _target_masks(
 
 
 def attention_masks(
-    tokens: Int[Tensor, "batch position"], lengths: Int[Tensor, "batch"]
+    tokens: Int[Tensor, "batch position"], lengths: Int[Tensor, " batch"]
 ) -> tuple[Float[Tensor, "metric batch query key"], Float[Tensor, "metric batch query"]]:
     """Target masks and query weights for every attention metric, in ``ATTENTION_METRICS`` order.
 
@@ -150,7 +150,7 @@ class _AttentionTargets:
     counts: Float[Tensor, "metric batch"]  # queries averaged over (at least 1)
 
     @classmethod
-    def of(cls, tokens: Int[Tensor, "batch position"], lengths: Int[Tensor, "batch"]) -> "_AttentionTargets":
+    def of(cls, tokens: Int[Tensor, "batch position"], lengths: Int[Tensor, " batch"]) -> "_AttentionTargets":
         targets, queries = _target_masks(tokens, lengths)
         n_metrics, batch = queries.shape[:2]
         metric, row, query, key = targets.nonzero(as_tuple=True)  # sorted by (metric, row, ...): groups are runs
@@ -178,7 +178,7 @@ def _mean_attention_at(
 def attention_scores(
     pattern: Float[Tensor, "batch head query key"],
     tokens: Int[Tensor, "batch position"],
-    lengths: Int[Tensor, "batch"],
+    lengths: Int[Tensor, " batch"],
 ) -> Float[Tensor, "metric batch head"]:
     """All of ``ATTENTION_METRICS`` for one layer's pattern, stacked along the first axis."""
     return _mean_attention_at(pattern, _AttentionTargets.of(tokens, lengths).to(pattern.device))
@@ -187,7 +187,7 @@ def attention_scores(
 def prefix_matching_scores(
     pattern: Float[Tensor, "batch head query key"],
     tokens: Int[Tensor, "batch position"],
-    lengths: Int[Tensor, "batch"],
+    lengths: Int[Tensor, " batch"],
 ) -> Float[Tensor, "batch head"]:
     """Prefix-matching score of each head on each sequence (see the module docstring)."""
     return attention_scores(pattern, tokens, lengths)[ATTENTION_METRICS.index("prefix_matching")]
@@ -199,9 +199,9 @@ def copying_scores(
     output_weight: Float[Tensor, "head d_head d_model"],
     unembed: Float[Tensor, "d_model vocab"],
     tokens: Int[Tensor, "batch position"],
-    lengths: Int[Tensor, "batch"],
-    output_bias: Float[Tensor, "d_model"] | None = None,
-    unembed_bias: Float[Tensor, "vocab"] | None = None,
+    lengths: Int[Tensor, " batch"],
+    output_bias: Float[Tensor, " d_model"] | None = None,
+    unembed_bias: Float[Tensor, " vocab"] | None = None,
 ) -> Float[Tensor, "batch head"]:
     """Copying score of each head: share of the attended token in the above-mean probability mass.
 

@@ -201,7 +201,7 @@ def _rank_tokens(tokenizer: "PreTrainedTokenizerBase") -> tuple[list[int], str]:
     return ids, method
 
 
-def token_pool(tokenizer: "PreTrainedTokenizerBase", exclude_ratio: float = 0.04) -> tuple[Int[Tensor, "token"], str]:
+def token_pool(tokenizer: "PreTrainedTokenizerBase", exclude_ratio: float = 0.04) -> tuple[Int[Tensor, " token"], str]:
     """Token ids random sequences may use: the middle of the frequency ranking, no specials."""
     ranked, method = frequency_ranked_tokens(tokenizer)
     cut = int(len(ranked) * exclude_ratio)
@@ -232,8 +232,8 @@ class SequenceBatch:
     """
 
     tokens: Int[Tensor, "batch position"]
-    lengths: Int[Tensor, "batch"]  # real tokens per row, BOS included
-    periods: Int[Tensor, "batch"]  # L of each row
+    lengths: Int[Tensor, " batch"]  # real tokens per row, BOS included
+    periods: Int[Tensor, " batch"]  # L of each row
     seeds: list[int] = field(default_factory=list)
 
     def to(self, device: "str | torch.device") -> "SequenceBatch":

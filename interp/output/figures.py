@@ -16,6 +16,7 @@ sequential (viridis) for scores, diverging (RdBu) for changes.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -116,7 +117,7 @@ def scatter_with_labels(
 ) -> go.Figure:
     """Scatter of heads, the ``label_top`` heads by ``rank_by`` (default ``x`` + ``y``) labelled."""
     frame = table.copy()
-    frame["label"] = [head_label(layer, head) for layer, head in zip(frame["layer"], frame["head"])]
+    frame["label"] = [head_label(layer, head) for layer, head in zip(frame["layer"], frame["head"], strict=True)]
     score = frame[rank_by] if rank_by else frame[x] + frame[y]
     top = frame.loc[score.nlargest(label_top).index]
     marker = dict(size=8, opacity=0.8)
@@ -263,7 +264,7 @@ def retention_figure(table: pd.DataFrame, title: str) -> go.Figure:
     from plotly.colors import qualitative
 
     figure = make_subplots(rows=1, cols=len(metrics), subplot_titles=metrics, shared_yaxes=True)
-    keys = list(dict.fromkeys(zip(table["task"], table["shots"])))
+    keys = list(dict.fromkeys(zip(table["task"], table["shots"], strict=True)))
     palette = {key: qualitative.Safe[index % len(qualitative.Safe)] for index, key in enumerate(keys)}  # same colour per line in every panel
     for column, metric in enumerate(metrics, start=1):
         part = table[table["induction_metric"] == metric]
@@ -422,13 +423,13 @@ def _write_images(items: "list[tuple[go.Figure, Path]]") -> None:
         raise InterpError(f"could not render {_name_files([path for _, path in items])} ({_first_line(error)}); "
                           "static export needs kaleido>=1 and a Chromium (apt-get install chromium)") from None
     failed = []
-    for (_, path), image in zip(items, images):
+    for (_, path), image in zip(items, images, strict=True):
         if isinstance(image, BaseException):
             failed.append((path, _first_line(image)))
         elif not image:
             failed.append((path, "kaleido returned no bytes"))
         else:
-            atomic_write(path, lambda temporary: temporary.write_bytes(image))
+            atomic_write(path, functools.partial(Path.write_bytes, data=image))
     if failed:
         reasons = "; ".join(f"{path.name} ({reason})" for path, reason in failed[:3])
         more = f" and {len(failed) - 3} more" if len(failed) > 3 else ""

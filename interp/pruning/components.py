@@ -270,7 +270,7 @@ def masked_scores_reference(bridge: "TransformerBridge", encoded: EncodedPrompts
 
 
 def _n_tokens(encoded: EncodedPrompts) -> Tensor:
-    return torch.tensor([len(tokens) - start for tokens, start in zip(encoded.tokens, encoded.context_lengths)],
+    return torch.tensor([len(tokens) - start for tokens, start in zip(encoded.tokens, encoded.context_lengths, strict=True)],
                         dtype=torch.float64)
 
 

@@ -217,7 +217,7 @@ def _packed_row(encoded: EncodedPrompts, sequences: Sequence[int]) -> tuple[list
         start = len(tokens)
         # Inputs are every continuation token but the last; the first target is read at the context's end.
         reads = [context_length - 1] + list(range(start, start + len(continuation) - 1))
-        targets.extend(zip([slot] * len(continuation), reads, continuation))
+        targets.extend(zip([slot] * len(continuation), reads, continuation, strict=True))
         tokens.extend(continuation[:-1])
         positions.extend(range(context_length, context_length + len(continuation) - 1))
         segments.extend([slot] * (len(continuation) - 1))
@@ -235,7 +235,7 @@ def _shared_context_batch(encoded: EncodedPrompts, sequence_ids: Sequence[int], 
     positions = torch.zeros((len(rows), width), dtype=torch.long)
     segments = torch.full((len(rows), width), -2, dtype=torch.long)  # -2: padding
     order, target_rows, target_slots, target_positions, target_tokens = [], [], [], [], []
-    for row, (sequences, (row_tokens, row_positions, row_segments, targets)) in enumerate(zip(rows, packed)):
+    for row, (sequences, (row_tokens, row_positions, row_segments, targets)) in enumerate(zip(rows, packed, strict=True)):
         length = len(row_tokens)
         tokens[row, :length] = torch.tensor(row_tokens, dtype=torch.long)
         valid[row, :length] = 1.0

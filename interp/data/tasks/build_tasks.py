@@ -4,6 +4,7 @@ Run: python data/tasks/build_tasks.py  (deterministic; the JSONL files are what 
 """
 import json
 import pathlib
+import random
 import re
 
 OUT = pathlib.Path(__file__).resolve().parent
@@ -21,8 +22,10 @@ def pairs(text):
     seen, out = set(), []
     for left, right in rows:
         if left in seen:
-            print("dup input", left); continue
-        seen.add(left); out.append((left, right))
+            print("dup input", left)
+            continue
+        seen.add(left)
+        out.append((left, right))
     return out
 
 def write(name, rows, choices=None):
@@ -165,8 +168,6 @@ write("object_colour", pairs(COLOURS))
 write("animal_young", pairs(YOUNG))
 
 WORDS = sorted({w for text in (ANTONYMS, PLURAL, PAST) for w in re.findall(r"[a-z]+", text) if len(w) >= 3})
-import random
-
 rng = random.Random(0)
 upper_words = rng.sample(WORDS, 120)
 write("lowercase_uppercase", [(w, w.upper()) for w in upper_words])
