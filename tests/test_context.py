@@ -202,3 +202,19 @@ def test_layer_dropping_text_windows_fit_the_context(toy, task_file, tmp_path):
     )
     assert result.metadata["text_length_used"] == 128 and result.metadata["context"]["tokens"] == 128
     assert any("text windows of 128 tokens, not 4096" in line for line in lines)
+
+
+def test_the_viewer_and_the_causal_test_refuse_repeated_sequences_past_the_context(toy):
+    import torch
+
+    from interp.explore.viewer import repeated_tokens
+    from interp.importance.causal import repeated_loss_by_head_set
+
+    bridge, _ = toy
+    with pytest.raises(InterpError, match="128"):
+        repeated_tokens(bridge, length=40)  # BOS + 4 x 40 = 161 tokens
+    tokens, period = repeated_tokens(bridge, length=31)  # 125 tokens fit
+    assert tokens.shape == (1, 125) and period == 31
+    masks = torch.zeros(1, bridge.cfg.n_layers, bridge.cfg.n_heads, dtype=torch.bool)
+    with pytest.raises(InterpError, match="128"):
+        repeated_loss_by_head_set(bridge, masks, SequenceConfig(protocol="olsson", num_seeds=2, base_length=40))

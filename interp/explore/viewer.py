@@ -187,9 +187,10 @@ def view_layer(bridge: "TransformerBridge", text: "str | Tensor", layer: int, pe
 def repeated_tokens(bridge: "TransformerBridge", seed: int = 0, length: int = 25) -> tuple[Int[Tensor, "1 pos"], int]:
     """BOS + ``length`` random tokens repeated 4 times (the Olsson protocol's sequence of ``seed``), and its period."""
     from interp.induction.sequences import SequenceConfig, make_batches
+    from interp.models.context import model_context
 
     (batch,) = make_batches(bridge.tokenizer, SequenceConfig(protocol="olsson", num_seeds=1, base_length=length),
-                            "repeated", seeds=[seed])
+                            "repeated", seeds=[seed], context=model_context(bridge))
     return batch.tokens.to(bridge.cfg.device or "cpu"), int(batch.periods[0])
 
 
