@@ -274,64 +274,56 @@ def _with_q_values(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def run_crossref(
-    folder: Path, config: CrossrefConfig = CrossrefConfig(), figures: bool = True
-) -> dict[str, pd.DataFrame]:
-    """Write the crossref_* tables (and figures) into ``folder``; return them."""
-    from interp.store import read_table, run_metadata, write_json, write_table
+_PART_NAMES = ("correlations", "overlaps", "both", "retention", "layers", "aggregate")
 
-    folder = Path(folder)
+
+def _chosen_importance(folder: Path, metric: str) -> pd.DataFrame:
+    """The importance rows of ``metric`` (estimators attached); an error naming the metrics there if none."""
+    from interp.store import read_table
+
     importance = _with_estimators(read_table(folder / "importance"))
-    chosen = importance[importance["metric"] == config.importance_metric]
+    chosen = importance[importance["metric"] == metric]
     if chosen.empty:
         metrics = ", ".join(sorted(importance["metric"].unique()))
-        raise InterpError(f"no importance rows with metric {config.importance_metric!r}; choose one of: {metrics}")
-    grids = _grids(chosen)
-    several = len(grids) > 1
-    parts: dict[str, list] = {
-        name: [] for name in ("correlations", "overlaps", "both", "retention", "layers", "aggregate")
+        raise InterpError(f"no importance rows with metric {metric!r}; choose one of: {metrics}")
+    return chosen
+
+
+def _estimator_parts(folder: Path, chosen: pd.DataFrame, head_grid: pd.DataFrame, estimator: str, bos: bool,
+                     config: CrossrefConfig) -> tuple[dict[str, pd.DataFrame], int]:
+    """One (estimator, BOS) grid's part of each crossref table, tagged with both; and its number of heads."""
+    frame = _induction_grid(folder, head_grid.index.to_frame(index=False))
+    k = min(config.top_k, len(frame))
+    aggregate = head_grid.mean(axis=1).to_numpy()  # mean of raw scores over (task, shots)
+    columns = {column: head_grid[column].to_numpy() for column in head_grid.columns} | {
+        ("aggregate", -1): aggregate
     }
-    rank_columns = {}
-    for (estimator, bos), head_grid in grids.items():
-        frame = _induction_grid(folder, head_grid.index.to_frame(index=False))
-        k = min(config.top_k, len(frame))
-        aggregate = head_grid.mean(axis=1).to_numpy()  # mean of raw scores over (task, shots)
-        columns = {column: head_grid[column].to_numpy() for column in head_grid.columns} | {
-            ("aggregate", -1): aggregate
-        }
-        found = _head_tables(columns, frame, k, config.removal_steps)
-        parts["correlations"].append(_tag(pd.DataFrame(found["correlations"]), estimator, bos))
-        parts["overlaps"].append(_tag(pd.DataFrame(found["overlaps"]), estimator, bos))
-        parts["both"].append(
-            _tag(
-                pd.DataFrame(
-                    found["both"],
-                    columns=["task", "shots", "induction_metric", "layer", "head", "importance", "induction"],
-                ),
-                estimator,
-                bos,
-            )
-        )
-        parts["retention"].append(
-            _tag(
-                pd.concat(found["retention"], ignore_index=True)[
-                    ["task", "shots", "induction_metric", "fraction_removed", "heads_removed", "retained"]
-                ],
-                estimator,
-                bos,
-            )
-        )
-        subset = chosen[(chosen["estimator"] == estimator) & (chosen["prepend_bos"] == bos)]
-        parts["layers"].append(_tag(pd.DataFrame(_layer_rows(subset, k)), estimator, bos))
-        table = frame[["layer", "head"]].assign(
-            aggregate_importance=aggregate, prefix_matching=frame["prefix_matching"], copying=frame["copying"]
-        )
-        table["rank"] = table["aggregate_importance"].rank(ascending=False, method="first").astype(int)
-        parts["aggregate"].append(_tag(table.sort_values("rank"), estimator, bos))
-        suffix = f" [{estimator}{'' if bos else ', no BOS'}]" if several else ""
-        rank_columns.update({f"{task}/{shots}{suffix}": head_grid[(task, shots)] for task, shots in head_grid.columns})
+    found = _head_tables(columns, frame, k, config.removal_steps)
+    subset = chosen[(chosen["estimator"] == estimator) & (chosen["prepend_bos"] == bos)]
+    table = frame[["layer", "head"]].assign(
+        aggregate_importance=aggregate, prefix_matching=frame["prefix_matching"], copying=frame["copying"]
+    )
+    table["rank"] = table["aggregate_importance"].rank(ascending=False, method="first").astype(int)
+    parts = {
+        "correlations": pd.DataFrame(found["correlations"]),
+        "overlaps": pd.DataFrame(found["overlaps"]),
+        "both": pd.DataFrame(
+            found["both"], columns=["task", "shots", "induction_metric", "layer", "head", "importance", "induction"]
+        ),
+        "retention": pd.concat(found["retention"], ignore_index=True)[
+            ["task", "shots", "induction_metric", "fraction_removed", "heads_removed", "retained"]
+        ],
+        "layers": pd.DataFrame(_layer_rows(subset, k)),
+        "aggregate": table.sort_values("rank"),
+    }
+    return {name: _tag(part, estimator, bos) for name, part in parts.items()}, len(frame)
+
+
+def _crossref_tables(parts: dict[str, list[pd.DataFrame]],
+                     rank_columns: dict[str, pd.Series]) -> dict[str, pd.DataFrame]:
+    """The crossref_* tables from every grid's parts (q-values over all of them) and the rank columns."""
     rank_matrix = pd.DataFrame(rank_columns).corr(method="spearman")
-    tables = {
+    return {
         "crossref_correlations": _with_q_values(pd.concat(parts["correlations"], ignore_index=True)),
         "crossref_overlap": _with_q_values(pd.concat(parts["overlaps"], ignore_index=True)),
         "crossref_both_heads": pd.concat(parts["both"], ignore_index=True),
@@ -340,8 +332,13 @@ def run_crossref(
         "crossref_rank_matrix": rank_matrix.reset_index(names="key"),
         "crossref_aggregate": pd.concat(parts["aggregate"], ignore_index=True),
     }
-    if several:
-        tables["crossref_estimators"] = _estimator_agreement(grids, min(config.top_k, len(frame)))
+
+
+def _write_crossref(folder: Path, tables: dict[str, pd.DataFrame], config: CrossrefConfig,
+                    grids: dict[tuple[str, bool], pd.DataFrame], chosen: pd.DataFrame) -> None:
+    """Each table into ``folder``, and crossref.json with the run's metadata."""
+    from interp.store import run_metadata, write_json, write_table
+
     for name, table in tables.items():
         write_table(table, folder / name)
     write_json(
@@ -355,6 +352,29 @@ def run_crossref(
         ),
         folder / "crossref.json",
     )
+
+
+def run_crossref(
+    folder: Path, config: CrossrefConfig = CrossrefConfig(), figures: bool = True
+) -> dict[str, pd.DataFrame]:
+    """Write the crossref_* tables (and figures) into ``folder``; return them."""
+    folder = Path(folder)
+    chosen = _chosen_importance(folder, config.importance_metric)
+    grids = _grids(chosen)
+    several = len(grids) > 1
+    parts: dict[str, list] = {name: [] for name in _PART_NAMES}
+    rank_columns = {}
+    n_heads = 0
+    for (estimator, bos), head_grid in grids.items():
+        grid_parts, n_heads = _estimator_parts(folder, chosen, head_grid, estimator, bos, config)
+        for name, part in grid_parts.items():
+            parts[name].append(part)
+        suffix = f" [{estimator}{'' if bos else ', no BOS'}]" if several else ""
+        rank_columns.update({f"{task}/{shots}{suffix}": head_grid[(task, shots)] for task, shots in head_grid.columns})
+    tables = _crossref_tables(parts, rank_columns)
+    if several:
+        tables["crossref_estimators"] = _estimator_agreement(grids, min(config.top_k, n_heads))  # the last grid's heads
+    _write_crossref(folder, tables, config, grids, chosen)
     if figures:
         _write_figures(folder, tables)
     return tables
