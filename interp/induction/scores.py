@@ -386,6 +386,109 @@ def _skip_mlp_hooks(n_layers: int) -> list:
     return hooks + [(f"blocks.{layer}.hook_mlp_out", nothing) for layer in range(n_layers)]
 
 
+@dataclass(frozen=True)
+class _CopyingWeights:
+    """The weights the copying score reads, on the sequences' device."""
+
+    output_weight: Tensor  # (layer, head, d_head, d_model)
+    output_bias: Tensor | None  # (layer, d_model); read by the reference variant only
+    unembed: Tensor  # (d_model, vocab)
+    unembed_bias: Tensor | None  # (vocab,)
+
+    @classmethod
+    def of(cls, bridge: "TransformerBridge", variant: str, device: torch.device) -> _CopyingWeights:
+        with readable_weights(bridge):  # disk-offloaded weights are materialised only for these reads
+            output_weight = bridge.W_O.detach().to(device)
+            output_bias = _optional_parameter(bridge, "b_O") if variant == "reference" else None
+            unembed, unembed_bias = bridge.W_U.detach().to(device), _optional_parameter(bridge, "b_U")
+        return cls(output_weight, None if output_bias is None else output_bias.to(device),
+                   unembed, None if unembed_bias is None else unembed_bias.to(device))
+
+
+class _CopyingCollector:
+    """Hooks that score a layer's copying once both its attention pattern and its head vectors arrived.
+
+    Hook order inside attention differs by architecture (OPT fires hook_z before hook_pattern), so
+    each layer waits for both of its pieces; after the last layer the forward stops.
+    """
+
+    def __init__(self, weights: _CopyingWeights, batch: SequenceBatch, n_layers: int, n_heads: int):
+        self.weights, self.batch, self.n_layers, self.n_heads = weights, batch, n_layers, n_heads
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every piece and score (before running the forward again)."""
+        self.pending: dict[int, dict[str, Tensor]] = {layer: {} for layer in range(self.n_layers)}
+        self.per_layer: dict[int, Tensor] = {}
+
+    def hook(self, layer: int, name: str):
+        """The forward hook that delivers piece ``name`` ("pattern" or "vectors") of ``layer``."""
+        def hook_fn(activation, hook):
+            pieces = self.pending[layer]
+            pieces[name] = activation
+            if not all(piece in pieces for piece in ("pattern", "vectors")):
+                return None
+            self.per_layer[layer] = self._score(layer, pieces.pop("pattern"), pieces.pop("vectors"))
+            if len(self.per_layer) == self.n_layers:
+                raise StopForward  # the rest of the model is not needed
+            return None
+        return hook_fn
+
+    def _score(self, layer: int, pattern: Tensor, vectors: Tensor) -> Float[Tensor, "batch head"]:
+        weights, batch = self.weights, self.batch
+        device = batch.tokens.device
+        vectors = vectors.to(device)  # this layer's device -> the weights' device
+        if vectors.shape[2] != self.n_heads:  # hook_v of a GQA model: KV heads -> query heads
+            vectors = repeat(vectors, "batch position kv_head d_head -> batch position (kv_head group) d_head",
+                             group=self.n_heads // vectors.shape[2])
+        return copying_scores(
+            pattern.to(device), vectors, weights.output_weight[layer], weights.unembed, batch.tokens, batch.lengths,
+            output_bias=None if weights.output_bias is None else weights.output_bias[layer],
+            unembed_bias=weights.unembed_bias,
+        )
+
+    def stacked(self) -> Float[Tensor, "layer batch head"]:
+        """Every layer's scores; an error if some layer's hooks never fired."""
+        if len(self.per_layer) != self.n_layers:
+            raise RuntimeError(f"copying hooks fired for layers {sorted(self.per_layer)} only; "
+                               "the bridge's hook names changed?")
+        return torch.stack([self.per_layer[layer] for layer in range(self.n_layers)])
+
+
+def _embedding_feed_hooks(n_layers: int) -> list[tuple]:
+    """Hooks that replace every layer's input by the embedding (the input of layer 0)."""
+    state: dict[str, Tensor] = {}
+
+    def keep_embedding(residual, hook):
+        state["embedding"] = residual
+
+    def feed_embedding(residual, hook):
+        return state["embedding"]
+
+    return [("blocks.0.hook_resid_pre", keep_embedding)] + [
+        (f"blocks.{layer}.hook_resid_pre", feed_embedding) for layer in range(1, n_layers)
+    ]
+
+
+def _run_copying_forward(bridge: "TransformerBridge", tokens: Tensor, hooks: list[tuple],
+                         collector: _CopyingCollector, skip_mlps: bool) -> None:
+    """Run the hooked forward until the collector has every layer, skipping the MLPs where that works."""
+    try:
+        bridge.run_with_hooks(tokens, fwd_hooks=hooks + (_skip_mlp_hooks(collector.n_layers) if skip_mlps else []))
+    except StopForward:
+        pass
+    except RuntimeError:
+        if not skip_mlps:
+            raise
+        # This architecture reshapes around its MLP (OPT); run it in full from now on.
+        _MLP_SKIP_WORKS[type(bridge.original_model).__name__] = False
+        collector.reset()
+        try:
+            bridge.run_with_hooks(tokens, fwd_hooks=hooks)
+        except StopForward:
+            pass
+
+
 def _copying_pass(
     bridge: "TransformerBridge", batch: SequenceBatch, variant: str, source: str
 ) -> Float[Tensor, "layer batch head"]:
@@ -395,73 +498,17 @@ def _copying_pass(
     layer 0), so each layer sees what the reference code feeds it, in a single pass.
     """
     n_layers, n_heads = bridge.cfg.n_layers, bridge.cfg.n_heads
-    device = batch.tokens.device
-    with readable_weights(bridge):  # disk-offloaded weights are materialised only for these reads
-        output_weight = bridge.W_O.detach().to(device)
-        output_bias = _optional_parameter(bridge, "b_O") if variant == "reference" else None
-        unembed, unembed_bias = bridge.W_U.detach().to(device), _optional_parameter(bridge, "b_U")
-    output_bias = None if output_bias is None else output_bias.to(device)
-    unembed_bias = None if unembed_bias is None else unembed_bias.to(device)
-    needed = ("pattern", "vectors")
-    pending: dict[int, dict[str, Tensor]] = {layer: {} for layer in range(n_layers)}
-    per_layer: dict[int, Tensor] = {}
-    state: dict[str, Tensor] = {}
-
-    def keep_embedding(residual, hook):
-        state["embedding"] = residual
-
-    def feed_embedding(residual, hook):
-        return state["embedding"]
-
-    def collect(layer: int, name: str):
-        # Hook order inside attention differs by architecture (OPT fires hook_z before
-        # hook_pattern), so score a layer once both of its pieces have arrived.
-        def hook_fn(activation, hook):
-            pieces = pending[layer]
-            pieces[name] = activation
-            if not all(piece in pieces for piece in needed):
-                return None
-            vectors = pieces.pop("vectors").to(device)  # this layer's device -> the weights' device
-            if vectors.shape[2] != n_heads:  # hook_v of a GQA model: KV heads -> query heads
-                vectors = repeat(vectors, "batch position kv_head d_head -> batch position (kv_head group) d_head",
-                                 group=n_heads // vectors.shape[2])
-            per_layer[layer] = copying_scores(
-                pieces.pop("pattern").to(device), vectors, output_weight[layer], unembed, batch.tokens, batch.lengths,
-                output_bias=None if output_bias is None else output_bias[layer], unembed_bias=unembed_bias,
-            )
-            if len(per_layer) == n_layers:
-                raise StopForward  # the rest of the model is not needed
-            return None
-        return hook_fn
-
+    weights = _CopyingWeights.of(bridge, variant, batch.tokens.device)
+    collector = _CopyingCollector(weights, batch, n_layers, n_heads)
     # Olsson: the attention-weighted output z; Bansal's code: the value at the position itself.
     vector_hook = "hook_z" if variant == "olsson" else "hook_v"
-    hooks = []
-    if source == "embeddings":
-        hooks.append(("blocks.0.hook_resid_pre", keep_embedding))
-        hooks += [(f"blocks.{layer}.hook_resid_pre", feed_embedding) for layer in range(1, n_layers)]
+    hooks = _embedding_feed_hooks(n_layers) if source == "embeddings" else []
     for layer in range(n_layers):
-        hooks.append((f"blocks.{layer}.attn.hook_pattern", collect(layer, "pattern")))
-        hooks.append((f"blocks.{layer}.attn.{vector_hook}", collect(layer, "vectors")))
+        hooks.append((f"blocks.{layer}.attn.hook_pattern", collector.hook(layer, "pattern")))
+        hooks.append((f"blocks.{layer}.attn.{vector_hook}", collector.hook(layer, "vectors")))
     skip = source == "embeddings" and _MLP_SKIP_WORKS.get(type(bridge.original_model).__name__, True)
-    try:
-        bridge.run_with_hooks(batch.tokens, fwd_hooks=hooks + (_skip_mlp_hooks(n_layers) if skip else []))
-    except StopForward:
-        pass
-    except RuntimeError:
-        if not skip:
-            raise
-        # This architecture reshapes around its MLP (OPT); run it in full from now on.
-        _MLP_SKIP_WORKS[type(bridge.original_model).__name__] = False
-        pending.update({layer: {} for layer in range(n_layers)})
-        per_layer.clear()
-        try:
-            bridge.run_with_hooks(batch.tokens, fwd_hooks=hooks)
-        except StopForward:
-            pass
-    if len(per_layer) != n_layers:
-        raise RuntimeError(f"copying hooks fired for layers {sorted(per_layer)} only; the bridge's hook names changed?")
-    return torch.stack([per_layer[layer] for layer in range(n_layers)])
+    _run_copying_forward(bridge, batch.tokens, hooks, collector, skip)
+    return collector.stacked()
 
 
 def _rows(values: Tensor, metric: str, seeds: Sequence[int]) -> pd.DataFrame:
