@@ -216,3 +216,24 @@ def test_real_model_importance_is_finite_and_ablation_exact(smollm2):
     for layer, head in ((0, 3), (20, 8)):
         reference = single_ablation_scores(bridge, encoded, layer, head, "zero", batch_size=4)
         assert torch.allclose(results["head_logprob"][layer, head], reference, atol=1e-5, rtol=0)
+
+
+def test_ablation_deltas_carry_the_paired_interval_of_their_items(tiny_models, task_file):
+    from interp.importance.methods import ablation_importance, importance_table
+    from interp.stats import paired_difference
+    from interp.tasks.evaluation import multiple_choice_metrics
+
+    bridge, _ = tiny_models["gpt2"]
+    config = ImportanceConfig(batch_size=8, ablations=("zero",))
+    encoded = encode_tiny_task(bridge, task_file, shots=1, items=6)
+    table, _ = importance_table(bridge, encoded, "ablation", config)
+    results = ablation_importance(bridge, encoded, config)["zero"]
+    clean = multiple_choice_metrics(results["clean_logprob"], results["n_tokens"], encoded)
+    ablated = multiple_choice_metrics(results["head_logprob"], results["n_tokens"], encoded)
+    for metric, name, method in (("zero_accuracy_delta", "correct", "paired mcnemar"),
+                                 ("zero_loss_delta", "gold_loss", "paired bootstrap")):
+        row = table.query(f"metric == '{metric}' and component == 'head' and layer == 1 and head == 0").iloc[0]
+        plain = paired_difference(ablated[name][1, 0].numpy(), clean[name].numpy())  # one head by hand
+        assert row["value"] == pytest.approx(plain.mean_difference)
+        assert (row["ci_low"], row["ci_high"], row["p_value"]) == pytest.approx((plain.ci_low, plain.ci_high, plain.p_value))
+        assert row["interval_method"] == method and row["ci_low"] <= row["value"] <= row["ci_high"]

@@ -446,6 +446,26 @@ def _rows(values: Tensor, component: str, metric: str) -> pd.DataFrame:
                          "value": array})
 
 
+def _paired_rows(rows: pd.DataFrame, ablated: Float[Tensor, "... item"], clean: Float[Tensor, " item"]) -> pd.DataFrame:
+    """``rows`` (one per component, in ``_rows`` order) with the paired interval of each mean change over the items.
+
+    The ablated and clean values are measured on the same items, so the interval is of the
+    per-item difference: exact McNemar / Tango for 0/1 correctness, a percentile bootstrap for
+    losses (:func:`interp.stats.paired_difference`).  A few hundred components: seconds.
+    """
+    from interp.stats import paired_difference
+
+    per_component = ablated.detach().cpu().double().reshape(len(rows), -1).numpy()
+    baseline = clean.detach().cpu().double().numpy()
+    measured = np.isfinite(per_component).all(axis=1)  # a layer left out (--layers) has no values, so no interval
+    results = {index: paired_difference(per_component[index], baseline) for index in np.flatnonzero(measured)}
+    column = lambda name: [getattr(results[index], name) if index in results else np.nan  # noqa: E731
+                           for index in range(len(rows))]
+    return rows.assign(ci_low=column("ci_low"), ci_high=column("ci_high"), p_value=column("p_value"),
+                       interval_method=[f"paired {results[index].method}" if index in results else "none"
+                                        for index in range(len(rows))], n_items=len(baseline))
+
+
 def l2_normalise(scores: Float[Tensor, "layer head"]) -> Float[Tensor, "layer head"]:
     """Michel et al.'s per-layer L2 normalisation of head scores (a layer of zeros stays zero)."""
     norms = scores.norm(dim=1, keepdim=True)
@@ -482,7 +502,8 @@ def importance_table(bridge: "TransformerBridge", encoded: EncodedPrompts, metho
                 metrics = multiple_choice_metrics(result[key], first["n_tokens"], encoded)
                 for name, clean_name in (("accuracy", "correct"), ("accuracy_norm", "correct_norm"), ("loss", "gold_loss")):
                     delta = metrics[clean_name].mean(-1) - clean_metrics[clean_name].mean(-1)
-                    frames.append(_rows(delta, component, f"{kind}_{name}_delta"))
+                    frames.append(_paired_rows(_rows(delta, component, f"{kind}_{name}_delta"),
+                                               metrics[clean_name], clean_metrics[clean_name]))
     # the choices that change the numbers, in every row and in the summary, so results made with other choices never mix
     summary.update(estimator=config.estimator(method), prepend_bos=config.prepend_bos)
     return pd.concat(frames, ignore_index=True).assign(estimator=config.estimator(method), prepend_bos=config.prepend_bos), summary
