@@ -546,6 +546,22 @@ def _validate_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
 
 
 @torch.no_grad()
+def _kind_batches(bridge: "TransformerBridge", config: SequenceConfig, kinds: Sequence[str], max_batch_tokens: int,
+                  seeds: Sequence[int]) -> list[tuple[str, SequenceBatch]]:
+    """(kind, batch) for each kind of sequence in ``kinds``, every batch of one kind before the next."""
+    context = model_context(bridge)  # a sequence longer than the model's context stops here, never scored
+    return [(kind, batch) for kind in kinds
+            for batch in make_batches(bridge.tokenizer, config, kind, max_batch_tokens, seeds, context)]
+
+
+def _ov_copying_rows(bridge: "TransformerBridge", seed: int) -> pd.DataFrame:
+    """The OV-copying score of every head (weights only), filed under ``seed``."""
+    with readable_weights(bridge):  # the weights of disk-offloaded layers, for this read only
+        weights = _ov_weights(bridge)
+    scores = ov_copying_scores(*weights)
+    return _rows(scores[:, None, :], "ov_copying", [seed])
+
+
 def score_heads(
     bridge: "TransformerBridge",
     config: SequenceConfig = SequenceConfig(),
@@ -579,14 +595,8 @@ def score_heads(
     chosen = list(config.seeds() if seeds is None else seeds)
     tables, loss_tables = [], []
     wanted_attention = [metric for metric in ATTENTION_METRICS if metric in metrics]
-    batches: list[tuple[str, SequenceBatch]] = []
-    context = model_context(bridge)  # a sequence longer than the model's context stops here, never scored
-    if wanted_attention or loss:
-        batches += [("repeated", batch)
-                    for batch in make_batches(bridge.tokenizer, config, "repeated", max_batch_tokens, chosen, context)]
-    if "copying" in metrics:
-        batches += [("unrepeated", batch)
-                    for batch in make_batches(bridge.tokenizer, config, "unrepeated", max_batch_tokens, chosen, context)]
+    kinds = (["repeated"] if wanted_attention or loss else []) + (["unrepeated"] if "copying" in metrics else [])
+    batches = _kind_batches(bridge, config, kinds, max_batch_tokens, chosen)
     if progress:
         from tqdm.auto import tqdm
 
@@ -603,11 +613,9 @@ def score_heads(
             values = _copying_pass(bridge, batch, copying_variant, copying_source)
             tables.append(_rows(values, "copying", batch.seeds))
     if "ov_copying" in metrics:
-        with readable_weights(bridge):  # the weights of disk-offloaded layers, for this read only
-            weights = _ov_weights(bridge)
-        scores = ov_copying_scores(*weights)
-        tables.append(_rows(scores[:, None, :], "ov_copying", [chosen[0]]))
-    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["seed", "layer", "head", "metric", "value"])
+        tables.append(_ov_copying_rows(bridge, chosen[0]))
+    table = (pd.concat(tables, ignore_index=True) if tables
+             else pd.DataFrame(columns=["seed", "layer", "head", "metric", "value"]))
     if loss:
         loss_table = pd.concat(loss_tables, ignore_index=True)
         return table, loss_table
