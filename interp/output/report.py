@@ -241,6 +241,72 @@ def _threshold_findings(name: str, table: pd.DataFrame) -> tuple[list[str], dict
     return [sentence], {key: f"{'; '.join(parts)} {within}"}
 
 
+def _layer_dropping_findings(thresholds: pd.DataFrame) -> tuple[list[str], str]:
+    """A sentence per method's layer-dropping threshold averaged over tasks; their texts joined."""
+    sentences, texts = [], []
+    for row in thresholds[thresholds["task"] == "average"].itertuples():
+        interval = (f", 95% CI {row.prunable_n_ci_low}-{row.prunable_n_ci_high} paired with the unpruned model"
+                    if hasattr(row, "prunable_n_ci_low") else "")
+        text = (f"{row.method}, {getattr(row, 'shots', '?')}-shot: {row.prunable_n} layers "
+                f"({row.prunable_fraction:.0%}{interval}) within {getattr(row, 'tolerance_points', '?')} accuracy "
+                "points, no healing")
+        sentences.append(f"Layer dropping ({text}).")
+        texts.append(text)
+    return sentences, "; ".join(texts)
+
+
+def _best_laser_text(selected: pd.DataFrame) -> str:
+    """The LASER intervention with the largest held-out accuracy gain, and the mean gain over tasks."""
+    best = selected.loc[selected["report_accuracy_gain"].idxmax()]
+    paired = (f" (95% CI {best['gain_ci_low']:+.3f} to {best['gain_ci_high']:+.3f}, paired with the unmodified model)"
+              if "gain_ci_low" in selected.columns and np.isfinite(best["gain_ci_low"]) else "")
+    return (f"{best['matrix']} of layer {int(best['layer'])} at rho = {best['rho']:g} on {best['task']} "
+            f"({best['shots']}-shot): held-out accuracy {best['report_accuracy_gain']:+.3f}{paired}; mean change over "
+            f"tasks {selected['report_accuracy_gain'].mean():+.3f}")
+
+
+def _laser_curve_text(table: pd.DataFrame, y: str) -> str:
+    """The best ``y`` of a LASER sweep, where it is, and the unreduced model's value beside it."""
+    best = table.loc[table[y].idxmin() if y == "loss" else table[y].idxmax()]
+    where = ", ".join(f"{column} {best[column]}" for column in ("layer", "matrix", "rho", "task")
+                      if column in table.columns)
+    reference = (table[table["rho"] >= 1.0][y].mean() if "rho" in table.columns and (table["rho"] >= 1.0).any()
+                 else None)
+    gain = f" against {reference:.3f} unreduced" if reference is not None and np.isfinite(reference) else ""
+    return f"best {y} {best[y]:.3f} at {where}{gain}"
+
+
+def _summarised_elsewhere(name: str, table: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> bool:
+    """Whether table ``name`` is a threshold, selection or interval table, or summarised from one."""
+    if "prunable_percent" in table.columns or name.endswith(("_thresholds", "_claims", "_rankings", "_selected",
+                                                             "_saved", "_effects")):
+        return True  # _effects: the paired intervals behind the thresholds
+    # laser, layer_pruning and layer_distances: summarised from their selected / thresholds tables
+    return name in ("laser", "layer_pruning") or name.startswith("layer_distances") or f"{name}_thresholds" in tables
+
+
+def _curve_findings(name: str, table: pd.DataFrame, x: str, y: str, group: list[str],
+                    summarised: set[str]) -> tuple[list[str], dict[str, str]]:
+    """How far each component of a pruning curve goes within tolerance (not for keys already ``summarised``)."""
+    sentences, measured = [], {}
+    kind = "layers" if name.startswith(("layer", "angular")) or "layer" in x else None
+    split = "component" if "component" in group else None
+    keys = {"head": "heads", "heads": "heads", "ffn": "ffns", "ffns": "ffns", "mlp": "ffns", "layers": "layers"}
+    for component, part in (table.groupby(split) if split else [(kind or "components", table)]):
+        label = str(component)
+        key = keys.get(label.lower())
+        limit = _within_tolerance(part, x, y, DEFAULT_TOLERANCE)
+        if limit is None or key in summarised:
+            continue
+        text = (f"{limit:.0%}" if x.startswith(("fraction", "pruned_fraction", "rank_fraction"))
+                else f"{limit:g} ({x.replace('_', ' ')})")
+        sentences.append(f"{label}: up to {text} can be pruned with {y.replace('_', ' ')} within "
+                         f"{DEFAULT_TOLERANCE:g} of the unpruned model (table {name}).")
+        if key:
+            measured[key] = f"{text} within {DEFAULT_TOLERANCE:g} {y.replace('_', ' ')}"
+    return sentences, measured
+
+
 def _pruning_findings(folder: Path) -> tuple[list[str], dict[str, str]]:
     tables = pruning_tables(folder)
     if not tables:
@@ -252,60 +318,30 @@ def _pruning_findings(folder: Path) -> tuple[list[str], dict[str, str]]:
             sentences += found
             measured.update(keys)
     layer_thresholds = tables.get("layer_pruning_thresholds")
-    if layer_thresholds is not None and {"method", "task", "prunable_n", "prunable_fraction"} <= set(layer_thresholds.columns):
-        texts = []
-        for row in layer_thresholds[layer_thresholds["task"] == "average"].itertuples():
-            interval = (f", 95% CI {row.prunable_n_ci_low}-{row.prunable_n_ci_high} paired with the unpruned model"
-                        if hasattr(row, "prunable_n_ci_low") else "")
-            text = (f"{row.method}, {getattr(row, 'shots', '?')}-shot: {row.prunable_n} layers ({row.prunable_fraction:.0%}"
-                    f"{interval}) within {getattr(row, 'tolerance_points', '?')} accuracy points, no healing")
-            sentences.append(f"Layer dropping ({text}).")
-            texts.append(text)
-        measured["layers"] = "; ".join(texts)
+    if layer_thresholds is not None and {"method", "task", "prunable_n",
+                                         "prunable_fraction"} <= set(layer_thresholds.columns):
+        found, measured["layers"] = _layer_dropping_findings(layer_thresholds)
+        sentences += found
     selected = tables.get("laser_selected")
     if selected is not None and {"layer", "matrix", "rho", "report_accuracy_gain"} <= set(selected.columns):
-        best = selected.loc[selected["report_accuracy_gain"].idxmax()]
-        paired = (f" (95% CI {best['gain_ci_low']:+.3f} to {best['gain_ci_high']:+.3f}, paired with the unmodified model)"
-                  if "gain_ci_low" in selected.columns and np.isfinite(best["gain_ci_low"]) else "")
-        text = (f"{best['matrix']} of layer {int(best['layer'])} at rho = {best['rho']:g} on {best['task']} ({best['shots']}-shot): "
-                f"held-out accuracy {best['report_accuracy_gain']:+.3f}{paired}; mean change over tasks "
-                f"{selected['report_accuracy_gain'].mean():+.3f}")
-        sentences.append(f"Best LASER intervention: {text}.")
-        measured["laser"] = text
-    summarised = {key for key in measured}
+        measured["laser"] = _best_laser_text(selected)
+        sentences.append(f"Best LASER intervention: {measured['laser']}.")
+    summarised = set(measured)
     for name, table in tables.items():
-        if "prunable_percent" in table.columns or name.endswith(("_thresholds", "_claims", "_rankings", "_selected", "_saved",
-                                                                 "_effects")):
-            continue  # _effects: the paired intervals behind the thresholds
-        if name in ("laser", "layer_pruning") or name.startswith("layer_distances") or f"{name}_thresholds" in tables:
-            continue  # summarised from their selected / thresholds tables above
+        if _summarised_elsewhere(name, table, tables):
+            continue
         columns = curve_columns(table)
         if columns is None:
             sentences.append(f"Table {name} has no recognised x/y columns; it is listed, not summarised.")
             continue
         x, y, group = columns
         if name.startswith("laser"):
-            best = table.loc[table[y].idxmin() if y == "loss" else table[y].idxmax()]
-            where = ", ".join(f"{column} {best[column]}" for column in ("layer", "matrix", "rho", "task") if column in table.columns)
-            reference = table[table["rho"] >= 1.0][y].mean() if "rho" in table.columns and (table["rho"] >= 1.0).any() else None
-            gain = f" against {reference:.3f} unreduced" if reference is not None and np.isfinite(reference) else ""
-            text = f"best {y} {best[y]:.3f} at {where}{gain}"
-            sentences.append(f"LASER: {text} (table {name}).")
-            measured["laser"] = text
+            measured["laser"] = _laser_curve_text(table, y)
+            sentences.append(f"LASER: {measured['laser']} (table {name}).")
             continue
-        kind = "layers" if name.startswith(("layer", "angular")) or "layer" in x else None
-        split = "component" if "component" in group else None
-        for component, part in (table.groupby(split) if split else [(kind or "components", table)]):
-            label = str(component)
-            key = {"head": "heads", "heads": "heads", "ffn": "ffns", "ffns": "ffns", "mlp": "ffns", "layers": "layers"}.get(label.lower())
-            limit = _within_tolerance(part, x, y, DEFAULT_TOLERANCE)
-            if limit is None or key in summarised:
-                continue
-            text = f"{limit:.0%}" if x.startswith(("fraction", "pruned_fraction", "rank_fraction")) else f"{limit:g} ({x.replace('_', ' ')})"
-            sentences.append(f"{label}: up to {text} can be pruned with {y.replace('_', ' ')} within {DEFAULT_TOLERANCE:g} of the "
-                             f"unpruned model (table {name}).")
-            if key:
-                measured[key] = f"{text} within {DEFAULT_TOLERANCE:g} {y.replace('_', ' ')}"
+        found, keys = _curve_findings(name, table, x, y, group, summarised)
+        sentences += found
+        measured.update(keys)
     return sentences, measured
 
 

@@ -111,6 +111,35 @@ def _score_windows(bridge: "TransformerBridge", windows: Sequence[tuple[list[int
     return results
 
 
+_GENERATION_UNSUPPORTED = ("the workbench's lm-eval adapter scores log-likelihoods only; generation tasks "
+                           "(output_type: generate_until) are not supported: choose a multiple_choice or "
+                           "loglikelihood task")
+
+
+def _move_trailing_spaces(context: str, continuation: str) -> tuple[str, str]:
+    """lm-eval's move of the context's trailing spaces to the start of the continuation."""
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        return context[:-spaces], context[-spaces:] + continuation
+    return context, continuation
+
+
+def _context_ids(tokenizer: Any, context: str, prepend_bos: bool) -> list[int]:
+    """The context's token ids under the workbench's BOS policy (as interp.tasks.evaluation.encode_prompts)."""
+    from interp.tasks.evaluation import context_token_ids
+    from interp.tasks.schema import Prompt
+
+    prompt = Prompt(item_index=0, context=context, continuations=(), answer_index=0, prepend_bos=prepend_bos)
+    return context_token_ids(tokenizer, prompt)
+
+
+def _left_cut_window(context: Sequence[int], continuation: Sequence[int],
+                     max_length: int) -> tuple[list[int], list[int]]:
+    """(context, continuation) ids cut from the left to ``max_length + 1`` tokens, as lm-eval cuts them."""
+    whole = (list(context) + list(continuation))[-(max_length + 1):]
+    return whole[: len(whole) - len(continuation)], whole[len(whole) - len(continuation):]
+
+
 @functools.cache
 def _lm_class() -> type:
     """The LM subclass, built on first use so that lm-eval is imported only when it is wanted."""
@@ -144,22 +173,13 @@ def _lm_class() -> type:
         def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
             # The workbench's convention (interp.tasks.evaluation.encode_prompts): its BOS policy on the context,
             # the continuation alone.  lm-eval's trailing-space move is kept.
-            from interp.tasks.evaluation import context_token_ids
-            from interp.tasks.schema import Prompt
-
-            spaces = len(context) - len(context.rstrip())
-            if spaces:
-                context, continuation = context[:-spaces], context[-spaces:] + continuation
-            prompt = Prompt(item_index=0, context=context, continuations=(), answer_index=0,
-                            prepend_bos=self.prepend_bos)
-            return context_token_ids(self.tokenizer, prompt), self.tok_encode(continuation)
+            context, continuation = _move_trailing_spaces(context, continuation)
+            return _context_ids(self.tokenizer, context, self.prepend_bos), self.tok_encode(continuation)
 
         def _loglikelihood_tokens(self, requests: list, disable_tqdm: bool = False, **kwargs: Any
                                   ) -> list[tuple[float, bool]]:
-            windows = []
-            for _, context, continuation in requests:
-                whole = (list(context) + list(continuation))[-(self.max_length + 1):]  # lm-eval: cut from the left
-                windows.append((whole[: len(whole) - len(continuation)], whole[len(whole) - len(continuation):]))
+            windows = [_left_cut_window(context, continuation, self.max_length)
+                       for _, context, continuation in requests]
             results = _score_windows(self.bridge, windows, self.fwd_hooks, self.batch_size)
             for (key, _, _), result in zip(requests, results, strict=True):
                 if self.cache_hook is not None and key[0] is not None:
@@ -176,9 +196,7 @@ def _lm_class() -> type:
             return totals
 
         def generate_until(self, requests: list, disable_tqdm: bool = False) -> list[str]:
-            raise InterpError("the workbench's lm-eval adapter scores log-likelihoods only; generation tasks "
-                              "(output_type: generate_until) are not supported: choose a multiple_choice or "
-                              "loglikelihood task")
+            raise InterpError(_GENERATION_UNSUPPORTED)
 
     return HookedLM
 

@@ -423,6 +423,56 @@ def _prepare_run(config: ToyConfig, run_dir: Path):
     return tokenizer, train_stream, torch.as_tensor(held_out)
 
 
+def _model_to_train(config: ToyConfig, tokenizer, resume: tuple[int, Path] | None):
+    """A fresh model, or the one of checkpoint ``resume`` (which must hold its training state)."""
+    if resume is None:
+        return build_model(config, tokenizer)
+    from transformers import AutoModelForCausalLM
+
+    if not (resume[1] / "training_state.safetensors").exists():
+        raise InterpError(f"checkpoint {resume[1]} has no training state to resume from; use a new --run folder")
+    model = AutoModelForCausalLM.from_pretrained(resume[1])
+    _freeze_mlps(model)  # already zero; freezing is not saved in the weights
+    return model
+
+
+def _repeat_vocabulary(config: ToyConfig, tokenizer):
+    """The token ids the repeated chunks are drawn from."""
+    import torch
+
+    if config.repeat_tokens == "middle":  # the tokens the prefix-matching score draws from
+        from interp.induction.sequences import token_pool
+
+        return token_pool(tokenizer)[0]
+    special = set(tokenizer.all_special_ids)
+    return torch.tensor([index for index in range(len(tokenizer)) if index not in special])
+
+
+def _checkpoint_and_losses(run_dir: Path, model, tokenizer, optimizer, generator, step: int,
+                           losses: list[tuple[int, float]]) -> None:
+    """Save checkpoint ``step`` (dropping older resume state) and rewrite the loss table."""
+    import pandas as pd
+
+    from interp.store import write_table
+
+    directory = run_dir / "checkpoints" / f"step_{step:06d}"
+    _save_checkpoint(directory, model, tokenizer, optimizer, generator, step, losses)
+    _prune_resume_state(run_dir, directory)
+    write_table(pd.DataFrame(losses, columns=["step", "loss"]), run_dir / "train_loss")
+
+
+def _write_train_metadata(run_dir: Path, config: ToyConfig, schedule, elapsed: float) -> None:
+    """train.json, its training seconds summed over every resumed session."""
+    import torch
+
+    from interp.store import run_metadata, write_json
+
+    meta_path = run_dir / "train.json"
+    previous = json.loads(meta_path.read_text()).get("train_seconds", 0.0) if meta_path.exists() else 0.0
+    write_json(run_metadata(config=config.to_dict(), steps=config.steps, train_seconds=previous + elapsed,
+                            threads=torch.get_num_threads(), checkpoints=schedule), meta_path)
+
+
 def train(config: ToyConfig, run_dir: str | Path, *, progress: bool = True, threads: int | None = None) -> Path:
     """Train (or resume) a run in ``run_dir``; return the final checkpoint directory.
 
@@ -431,32 +481,17 @@ def train(config: ToyConfig, run_dir: str | Path, *, progress: bool = True, thre
     import torch
     from tqdm.auto import tqdm
 
-    from interp.store import write_table
-
     if threads:
         torch.set_num_threads(threads)
     run_dir = Path(run_dir)
     tokenizer, stream, _ = _prepare_run(config, run_dir)
     resume = latest_checkpoint(run_dir)
-    if resume is None:
-        model = build_model(config, tokenizer)
-    else:
-        from transformers import AutoModelForCausalLM
-
-        if not (resume[1] / "training_state.safetensors").exists():
-            raise InterpError(f"checkpoint {resume[1]} has no training state to resume from; use a new --run folder")
-        model = AutoModelForCausalLM.from_pretrained(resume[1])
-        _freeze_mlps(model)  # already zero; freezing is not saved in the weights
+    model = _model_to_train(config, tokenizer, resume)
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.98))
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay,
+                                  betas=(0.9, 0.98))
     generator = torch.Generator().manual_seed(config.seed)
-    if config.repeat_tokens == "middle":  # the tokens the prefix-matching score draws from
-        from interp.induction.sequences import token_pool
-
-        vocab = token_pool(tokenizer)[0]
-    else:
-        special = set(tokenizer.all_special_ids)
-        vocab = torch.tensor([index for index in range(len(tokenizer)) if index not in special])
+    vocab = _repeat_vocabulary(config, tokenizer)
     schedule = checkpoint_steps(config.steps, config.checkpoints_per_octave)
     step, losses = 0, []
     if resume is not None:
@@ -480,22 +515,11 @@ def train(config: ToyConfig, run_dir: str | Path, *, progress: bool = True, thre
         bar.set_postfix(loss=f"{losses[-1][1]:.3f}")
         bar.update(1)
         if step in schedule:
-            directory = run_dir / "checkpoints" / f"step_{step:06d}"
-            _save_checkpoint(directory, model, tokenizer, optimizer, generator, step, losses)
-            _prune_resume_state(run_dir, directory)
-            import pandas as pd
-
-            write_table(pd.DataFrame(losses, columns=["step", "loss"]), run_dir / "train_loss")
+            _checkpoint_and_losses(run_dir, model, tokenizer, optimizer, generator, step, losses)
     bar.close()
     final = latest_checkpoint(run_dir)
     assert final is not None and final[0] == config.steps
-    meta_path = run_dir / "train.json"
-    elapsed = time.perf_counter() - started
-    previous = json.loads(meta_path.read_text()).get("train_seconds", 0.0) if meta_path.exists() else 0.0
-    from interp.store import run_metadata, write_json
-
-    write_json(run_metadata(config=config.to_dict(), steps=config.steps, train_seconds=previous + elapsed,
-                            threads=torch.get_num_threads(), checkpoints=schedule), meta_path)
+    _write_train_metadata(run_dir, config, schedule, time.perf_counter() - started)
     return final[1]
 
 
