@@ -335,6 +335,16 @@ def _layer_setting(model_key: dict, tasks: list[Task], shots: list[int], config:
     return f"{readable}_{cache_key(key)[:10]}", key
 
 
+def _block_sizes(config: LayerSweepConfig, n_layers: int) -> tuple[int, ...]:
+    """The block sizes to drop (every size the model allows, unless configured); an error for one it cannot drop."""
+    sizes = config.block_sizes or tuple(range(1, n_layers))
+    for size in sizes:
+        if size > n_layers - 1:
+            raise InterpError(f"block size {size} is outside 1..{n_layers - 1} for a {n_layers}-layer model "
+                              "(the baseline keeps the final layer)")
+    return sizes
+
+
 def run_layer_sweep(model: "str | tuple[TransformerBridge, ModelRecord]", tasks: str | Sequence[str],
                     shots: Sequence[Any], out: Path, config: LayerSweepConfig = LayerSweepConfig(), *,
                     device: str = "auto", dtype: str = "float32", device_map: Any = None, figures: bool = True,
@@ -351,11 +361,7 @@ def run_layer_sweep(model: "str | tuple[TransformerBridge, ModelRecord]", tasks:
         with timer.phase("load"):
             bridge, record = handle.load()
         n_layers = int(bridge.cfg.n_layers)
-        sizes = config.block_sizes or tuple(range(1, n_layers))
-        for size in sizes:
-            if size > n_layers - 1:
-                raise InterpError(f"block size {size} is outside 1..{n_layers - 1} for a {n_layers}-layer model "
-                                  "(the baseline keeps the final layer)")
+        sizes = _block_sizes(config, n_layers)
         name, key = _layer_setting(handle.key, loaded, shots, config)
         setting = out / "pruning" / "layers" / name
         with timer.phase("compute"):
