@@ -42,7 +42,8 @@ def main() -> None:
           f"{encoded.n_sequences} sequences, {n_tokens} tokens, {torch.get_num_threads()} threads", flush=True)
 
     started = time.perf_counter()
-    results = ablation_importance(bridge, encoded, ImportanceConfig(ablations=("zero",), batch_size=arguments.batch_size))
+    results = ablation_importance(bridge, encoded,
+                                  ImportanceConfig(ablations=("zero",), batch_size=arguments.batch_size))
     workbench = time.perf_counter() - started
     print(f"workbench exact ablation: {workbench:.1f} s", flush=True)
 
@@ -53,8 +54,8 @@ def main() -> None:
             reference = single_ablation_scores(bridge, encoded, layer, head, "zero", batch_size=arguments.batch_size)
             worst = max(worst, float((reference - results["zero"]["head_logprob"][layer, head]).abs().max()))
     loop = time.perf_counter() - started
-    print(f"exact head ablation (zero, {bridge.cfg.n_layers * bridge.cfg.n_heads} heads; workbench also does the FFNs): "
-          f"workbench {workbench:.1f} s, one forward per head {loop:.1f} s, speed-up {loop / workbench:.2f}x, "
+    print(f"exact head ablation (zero, {bridge.cfg.n_layers * bridge.cfg.n_heads} heads; workbench also does the "
+          f"FFNs): workbench {workbench:.1f} s, one forward per head {loop:.1f} s, speed-up {loop / workbench:.2f}x, "
           f"max |difference| {worst:.2e}")
 
     gold = encoded.gold_sequence.tolist()

@@ -146,14 +146,19 @@ def main() -> None:
     slow_copying, loop_copy = timed(lambda: loop_copying(bridge, loop_unrepeated))
 
     print(f"(a) bare forwards, repeated sequences:      {bare_repeated:8.2f} s")
-    print(f"(b) prefix matching (+ 3 attention metrics): {prefix_time:8.2f} s   (b)/(a) = {prefix_time / bare_repeated:.2f}  target <= 1.3")
-    print(f"(b') same, with the per-token loss:          {all_attention_time:8.2f} s   (b')/(a) = {all_attention_time / bare_repeated:.2f}")
+    print(f"(b) prefix matching (+ 3 attention metrics): {prefix_time:8.2f} s   (b)/(a) = "
+          f"{prefix_time / bare_repeated:.2f}  target <= 1.3")
+    print(f"(b') same, with the per-token loss:          {all_attention_time:8.2f} s   (b')/(a) = "
+          f"{all_attention_time / bare_repeated:.2f}")
     print(f"(a) bare forwards, unrepeated sequences:    {bare_unrepeated:8.2f} s")
-    print(f"(b) copying, all heads:                      {copying_time:8.2f} s   (b)/(a) = {copying_time / bare_unrepeated:.2f}")
+    print(f"(b) copying, all heads:                      {copying_time:8.2f} s   (b)/(a) = "
+          f"{copying_time / bare_unrepeated:.2f}")
     print(f"on {arguments.loop_seeds} seed(s):")
-    print(f"(c) loop prefix matching: {slow_prefix:8.2f} s vs (b) {fast_loop_prefix:6.2f} s   (c)/(b) = {slow_prefix / fast_loop_prefix:.1f}"
+    print(f"(c) loop prefix matching: {slow_prefix:8.2f} s vs (b) {fast_loop_prefix:6.2f} s   (c)/(b) = "
+          f"{slow_prefix / fast_loop_prefix:.1f}"
           f"   max |diff| = {agreement(fast_table_prefix, loop_prefix, 'prefix_matching'):.2e}")
-    print(f"(c) loop copying:         {slow_copying:8.2f} s vs (b) {fast_loop_copying:6.2f} s   (c)/(b) = {slow_copying / fast_loop_copying:.1f}"
+    print(f"(c) loop copying:         {slow_copying:8.2f} s vs (b) {fast_loop_copying:6.2f} s   (c)/(b) = "
+          f"{slow_copying / fast_loop_copying:.1f}"
           f"  target >= 20   max |diff| = {agreement(fast_table_copying, loop_copy, 'copying'):.2e}")
 
 

@@ -128,12 +128,14 @@ def scoring_versus_forwards(bridge, count: int, subset: int | None, before=None)
         if before is not None:
             steps |= {f"before_{kind}": scoring(before, kind, chunk) for kind in ("repeated", "unrepeated")}
         order = list(steps) if index % 2 == 0 else list(reversed(steps))  # alternate, so load drift hits all alike
-        record = {"seeds": chunk, "longest": max(int(batch.tokens.shape[1]) for kind in batches for batch in batches[kind])}
+        record = {"seeds": chunk,
+                  "longest": max(int(batch.tokens.shape[1]) for kind in batches for batch in batches[kind])}
         for name in order:
             record[name], record[f"cpu_{name}"] = timed(steps[name])
         chunks.append(record)
         so_far = summed(chunks)
-        print(f"    {count} seeds: chunk {index + 1} (seeds {chunk[0]}..{chunk[-1]}, up to {record['longest']} tokens): "
+        print(f"    {count} seeds: chunk {index + 1} (seeds {chunk[0]}..{chunk[-1]}, up to {record['longest']} "
+              "tokens): "
               + ", ".join(f"{name} {record[name]:.1f} s" for name in steps)
               + f"; scoring / bare so far {so_far['score'] / so_far['bare']:.3f} wall, "
               f"{so_far['cpu_score'] / so_far['cpu_bare']:.3f} CPU", flush=True)
@@ -163,12 +165,15 @@ def report_scoring(count: int, totals: dict) -> float:
     target = f"   target <= {SCORING_RATIO_TARGET}  {'met' if ratio <= SCORING_RATIO_TARGET else 'NOT met'}" if count >= 100 else ""
     print(f"    scoring / bare forwards = {totals['score']:.1f} s / {totals['bare']:.1f} s = {ratio:.3f}{target}")
     print(f"    in CPU seconds of this process: {totals['cpu_score']:.1f} / {totals['cpu_bare']:.1f} = "
-          f"{totals['cpu_score'] / totals['cpu_bare']:.3f} (repeated {totals['cpu_score_repeated'] / totals['cpu_bare_repeated']:.3f}, "
+          f"{totals['cpu_score'] / totals['cpu_bare']:.3f} (repeated "
+          f"{totals['cpu_score_repeated'] / totals['cpu_bare_repeated']:.3f}, "
           f"unrepeated {totals['cpu_score_unrepeated'] / totals['cpu_bare_unrepeated']:.3f})")
     if "before" in totals:
-        print(f"    before this change: scoring {totals['before']:.1f} s, / bare forwards = {totals['before'] / totals['bare']:.3f}; "
+        print(f"    before this change: scoring {totals['before']:.1f} s, / bare forwards = "
+              f"{totals['before'] / totals['bare']:.3f}; "
               f"after / before = {totals['score'] / totals['before']:.3f}; in CPU seconds "
-              f"{totals['cpu_before'] / totals['cpu_bare']:.3f} before, after / before {totals['cpu_score'] / totals['cpu_before']:.3f}")
+              f"{totals['cpu_before'] / totals['cpu_bare']:.3f} before, after / before "
+              f"{totals['cpu_score'] / totals['cpu_before']:.3f}")
     return ratio
 
 
@@ -188,18 +193,21 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--seeds", default="20,100", help="comma-separated seed settings for the scoring ratio; "
                                                           "none: the main job only")
-    parser.add_argument("--subset", type=int, default=None, help="score only this many seeds per setting, spread evenly")
-    parser.add_argument("--job-seeds", type=int, default=None, help="seeds of the main job (default: the job's CPU default)")
+    parser.add_argument("--subset", type=int, default=None,
+                        help="score only this many seeds per setting, spread evenly")
+    parser.add_argument("--job-seeds", type=int, default=None,
+                        help="seeds of the main job (default: the job's CPU default)")
     parser.add_argument("--skip-job", action="store_true", help="leave out (1), the main job")
-    parser.add_argument("--before", type=Path, default=None, help="an older checkout whose main job runs first, for before/after")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="an older checkout whose main job runs first, for before/after")
     parser.add_argument("--before-scores", type=Path, default=None,
                         help="an older interp/induction/scores.py, timed on the same chunks for before/after of scoring")
     arguments = parser.parse_args()
     settings = [int(value) for value in arguments.seeds.split(",") if value.strip() and value.strip() != "none"]
 
     load = os.getloadavg()
-    print(f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / "
-          f"{load[2]:.1f} at start", flush=True)
+    print(f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} "
+          f"/ {load[2]:.1f} at start", flush=True)
     before = job = None
     if not arguments.skip_job:
         if arguments.before is not None:

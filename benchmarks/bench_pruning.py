@@ -52,14 +52,15 @@ def main() -> None:
 
         table = pd.read_parquet(arguments.induction)
         for metric in ("prefix_matching", "copying"):
-            rankings[metric] = table[table["metric"] == metric].pivot_table(index="layer", columns="head", values="mean").to_numpy()
+            rankings[metric] = table[table["metric"] == metric].pivot_table(index="layer", columns="head",
+                                                                            values="mean").to_numpy()
     for seed in range(3):
         rankings[f"random:{seed}"] = np.random.default_rng([seed, 4]).random((n_layers, n_heads))
     masks = torch.stack([torch.from_numpy(pruning_mask(scores, percent)) for scores in rankings.values()
                          for percent in DEFAULT_PERCENTS["heads"]])
     ffn_masks = torch.zeros(len(masks), n_layers, dtype=torch.bool)
-    print(f"{record.name}: {arguments.task} {arguments.shots}-shot, {encoded.n_items} items, {encoded.n_sequences} sequences, "
-          f"{len(rankings)} rankings x {len(DEFAULT_PERCENTS['heads'])} percentages = {len(masks)} masks "
+    print(f"{record.name}: {arguments.task} {arguments.shots}-shot, {encoded.n_items} items, {encoded.n_sequences} "
+          f"sequences, {len(rankings)} rankings x {len(DEFAULT_PERCENTS['heads'])} percentages = {len(masks)} masks "
           f"({len(torch.unique(masks.flatten(1), dim=0))} distinct), {torch.get_num_threads()} threads", flush=True)
 
     started = time.perf_counter()
@@ -70,11 +71,12 @@ def main() -> None:
     started = time.perf_counter()
     worst = 0.0
     for index in range(len(masks)):
-        reference = masked_scores_reference(bridge, encoded, masks[index], ffn_masks[index], batch_size=arguments.batch_size)
+        reference = masked_scores_reference(bridge, encoded, masks[index], ffn_masks[index],
+                                            batch_size=arguments.batch_size)
         worst = max(worst, float((reference - workbench[index]).abs().max()))
     loop_seconds = time.perf_counter() - started
-    print(f"naive loop (one full forward per mask): {loop_seconds:.1f} s; speed-up {loop_seconds / workbench_seconds:.2f}x; "
-          f"max |difference| {worst:.2e}")
+    print(f"naive loop (one full forward per mask): {loop_seconds:.1f} s; speed-up "
+          f"{loop_seconds / workbench_seconds:.2f}x; max |difference| {worst:.2e}")
 
 
 if __name__ == "__main__":

@@ -94,14 +94,15 @@ def main() -> None:
         prompts = build_prompts(load_task(task), arguments.shots, PromptConfig(max_items=arguments.items))
         encoded = encode_prompts(bridge.tokenizer, prompts, bridge.cfg.n_ctx, task)
         mean_context = np.mean(encoded.context_lengths)
-        continuation = np.mean([len(tokens) - start for tokens, start in zip(encoded.tokens, encoded.context_lengths, strict=True)])
+        continuation = np.mean([len(tokens) - start for tokens,
+                                start in zip(encoded.tokens, encoded.context_lengths, strict=True)])
         print(f"{record.name}: {task} {arguments.shots}-shot, {encoded.n_items} items x "
               f"{encoded.n_sequences / encoded.n_items:.1f} choices, context {mean_context:.0f} tokens, "
               f"continuation {continuation:.2f} tokens, {torch.get_num_threads()} threads", flush=True)
         totals += _compare_workloads(bridge, encoded, arguments.batch_size, head_masks, ffn_masks, layers)
     ratio = totals[0] / totals[1]
-    print(f"all workloads: per-choice {totals[0, 0]:.1f} s wall / {totals[0, 1]:.1f} s cpu, shared {totals[1, 0]:.1f} s wall / "
-          f"{totals[1, 1]:.1f} s cpu; speed-up {ratio[0]:.2f}x wall, {ratio[1]:.2f}x cpu")
+    print(f"all workloads: per-choice {totals[0, 0]:.1f} s wall / {totals[0, 1]:.1f} s cpu, shared {totals[1, 0]:.1f} "
+          f"s wall / {totals[1, 1]:.1f} s cpu; speed-up {ratio[0]:.2f}x wall, {ratio[1]:.2f}x cpu")
 
 
 if __name__ == "__main__":

@@ -98,7 +98,8 @@ def mask_heads_hook(removed: Bool[Tensor, "copies head"], replacement: Tensor | 
     def hook(z: Tensor, hook: Any) -> Tensor:
         stacked = einops.rearrange(z, "(copies batch) pos head d_head -> copies batch pos head d_head", copies=copies)
         chosen = einops.rearrange(removed.to(z.device), "copies head -> copies 1 1 head 1")
-        fill = torch.zeros((), dtype=z.dtype, device=z.device) if replacement is None else replacement.to(z.device, z.dtype)
+        fill = torch.zeros((), dtype=z.dtype, device=z.device) if replacement is None else replacement.to(z.device,
+                                                                                                          z.dtype)
         replaced = torch.where(chosen, fill, stacked)
         return einops.rearrange(replaced, "copies batch pos head d_head -> (copies batch) pos head d_head")
 
@@ -154,7 +155,8 @@ class StopForward(Exception):
     """Raised from the last needed hook: the rest of the forward pass is not computed."""
 
 
-def run_until(bridge: "TransformerBridge", tokens: Int[Tensor, "batch pos"], hooks: Sequence[Hook], stop_hook: str) -> None:
+def run_until(bridge: "TransformerBridge", tokens: Int[Tensor, "batch pos"], hooks: Sequence[Hook],
+              stop_hook: str) -> None:
     """Run ``hooks`` over ``tokens`` and stop the forward once ``stop_hook`` has fired."""
 
     def stop(activation: Tensor, hook: Any) -> None:

@@ -42,7 +42,8 @@ class PhaseTimer:
 
     def as_dict(self) -> dict:
         """``{"total_seconds": ..., "phases": {name: seconds}}`` rounded to ms, for the metadata."""
-        return {"total_seconds": round(self.total(), 3), "phases": {name: round(seconds, 3) for name, seconds in self.phases.items()}}
+        return {"total_seconds": round(self.total(), 3),
+                "phases": {name: round(seconds, 3) for name, seconds in self.phases.items()}}
 
     def summary(self) -> str:
         """One console line: each phase's seconds and share of the total."""

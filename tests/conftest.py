@@ -115,7 +115,8 @@ def task_file(tmp_path_factory):
     import json
 
     path = tmp_path_factory.mktemp("task") / "succ.jsonl"
-    path.write_text("".join(json.dumps({"input": f"w{i} w{i + 1}", "answer": f"w{i + 2}"}) + "\n" for i in range(0, 60, 2)))
+    path.write_text("".join(json.dumps({"input": f"w{i} w{i + 1}", "answer": f"w{i + 2}"}) + "\n"
+                            for i in range(0, 60, 2)))
     return path
 
 

@@ -89,7 +89,10 @@ def test_repeated_loss_equals_repeated_sequence_loss_with_heads_removed(tiny_mod
     got, seeds = repeated_loss_by_head_set(bridge, sets, config, "zero", sets_per_forward=3)
     assert got.shape == (4, 3, 2) and seeds == [0, 1, 2]
     for index, mask in enumerate(sets):
-        table = repeated_sequence_loss(bridge, config, extra_hooks=heads_removed_hooks(bridge, [tuple(pair) for pair in torch.nonzero(mask).tolist()]))
+        table = repeated_sequence_loss(bridge, config,
+                                       extra_hooks=heads_removed_hooks(bridge,
+                                                                       [tuple(pair)
+                                                                        for pair in torch.nonzero(mask).tolist()]))
         later = table[table["repeat"] > 1].groupby("seed")["loss"].mean().to_numpy()
         first = table[table["repeat"] == 1].groupby("seed")["loss"].mean().to_numpy()
         assert np.allclose(got[index, :, 1].numpy(), later, atol=TOLERANCE, rtol=0), index
@@ -147,7 +150,8 @@ def _induction_table(folder: Path, prefix: np.ndarray, copying: np.ndarray) -> N
     for metric, grid in (("prefix_matching", prefix), ("copying", copying)):
         for layer, head in np.ndindex(grid.shape):
             value = grid[layer, head]
-            rows.append({"model": "toy-attn-2l", "layer": layer, "head": head, "metric": metric, "mean": value, "var": 0.0,
+            rows.append({"model": "toy-attn-2l", "layer": layer, "head": head, "metric": metric, "mean": value,
+                         "var": 0.0,
                          "ci_low": value, "ci_high": value, "n_seeds": 4})
     write_table(pd.DataFrame(rows), folder / "induction_scores")
 
@@ -156,12 +160,14 @@ def test_sweep_writes_tables_and_resumes(toy, tmp_path, monkeypatch):
     prefix = np.array([[0.0, 0.02, 0.0, 0.01], [0.80, 0.77, 0.81, 0.76]])
     _induction_table(tmp_path, prefix, prefix[::-1].copy())
     config = _small_config()
-    tables = run_causal("toy-attn-2l", "antonyms", [1], tmp_path, config, bridge_record=toy, show_progress=False, figures=False)
+    tables = run_causal("toy-attn-2l", "antonyms", [1], tmp_path, config, bridge_record=toy, show_progress=False,
+                        figures=False)
     assert {"causal_items", "causal_effects", "causal_vs_random", "causal_repeated"} <= set(tables)
     cells = sorted((tmp_path / "causal" / "cells").glob("*.json"))
     # clean + 2 ablations x 2 percents x (3 rankings + 2 draws)
     assert len(cells) == 1 + 2 * 2 * 5
-    top = json.loads(next(path for path in cells if "prefix_matching__p10" in path.name and "zero" in path.name).read_text())
+    top = json.loads(next(path for path in cells if "prefix_matching__p10" in path.name
+                          and "zero" in path.name).read_text())
     assert top["heads"] == [[1, 2]] and top["k"] == 1 and len(top["correct"]) == 6
     versus = tables["causal_vs_random"]
     assert set(versus["task"]) == {"antonyms", "all"} and versus["n_draws"].eq(2).all()
@@ -182,7 +188,8 @@ def test_sweep_writes_tables_and_resumes(toy, tmp_path, monkeypatch):
     lost = next(path for path in cells if "random__p50__d1" in path.name and "mean" in path.name)
     before = json.loads(lost.read_text())
     lost.unlink()
-    partial = run_causal("toy-attn-2l", "antonyms", [1], tmp_path, config, show_progress=False, figures=False, compute=False)
+    partial = run_causal("toy-attn-2l", "antonyms", [1], tmp_path, config, show_progress=False, figures=False,
+                         compute=False)
     assert not lost.exists() and len(partial["causal_items"]) == len(tables["causal_items"]) - 6
 
     # One lost cell is recomputed alone, with the same numbers.
@@ -208,7 +215,8 @@ def test_report_and_figures_from_the_tables(toy, tmp_path):
 
     prefix = np.array([[0.0, 0.02, 0.0, 0.01], [0.80, 0.77, 0.81, 0.76]])
     _induction_table(tmp_path, prefix, prefix)
-    run_causal("toy-attn-2l", "antonyms", [0], tmp_path, _small_config(ablations=("zero",), rankings=("prefix_matching",)),
+    run_causal("toy-attn-2l", "antonyms", [0], tmp_path,
+               _small_config(ablations=("zero",), rankings=("prefix_matching",)),
                bridge_record=toy, show_progress=False, figures=False)
     entries = [entry for entry in collect_figures(tmp_path) if entry.section == "causal"]
     assert {entry.name for entry in entries} == {"causal_accuracy", "causal_gold_logprob", "causal_repeated_loss"}

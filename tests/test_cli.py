@@ -150,7 +150,8 @@ def test_device_dtype_and_device_map_reach_load_model(path, monkeypatch, tmp_pat
             arguments += ["--tasks", "antonyms", "--shots", "0"]
     result = CliRunner().invoke(app, arguments)
     assert result.exit_code == 2 and "stopped before loading" in result.output, result.output
-    device_map = getattr(seen["device_map"], "device_map", seen["device_map"])  # a Placement where max-memory is an option
+    # a Placement where max-memory is an option
+    device_map = getattr(seen["device_map"], "device_map", seen["device_map"])
     assert seen["device"] == "cpu" and seen["dtype"] == "bfloat16" and device_map == "auto", seen
 
 

@@ -36,7 +36,8 @@ def test_exact_ablation_equals_one_ablation_per_forward(tiny_model, task_file):
         for layer in range(bridge.cfg.n_layers):
             for head in [*range(bridge.cfg.n_heads), None]:
                 reference = single_ablation_scores(bridge, encoded, layer, head, kind, means, batch_size=4)
-                got = results[kind]["ffn_logprob"][layer] if head is None else results[kind]["head_logprob"][layer, head]
+                got = results[kind]["ffn_logprob"][layer] if head is None else results[kind]["head_logprob"][layer,
+                                                                                                             head]
                 assert torch.allclose(got, reference, atol=1e-5, rtol=0), (kind, layer, head)
                 changed = max(changed, float((got - results[kind]["clean_logprob"]).abs().max()))
     assert changed > 1e-3  # the ablations really change something
@@ -127,10 +128,13 @@ def test_sweep_writes_resumes_and_cli_reports_bad_input(tiny_model_dirs, tiny_mo
                                      "--out", str(tmp_path / "cli"), *arguments])
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["importance", "--model", str(tiny_model_dirs["gpt2"]), "--tasks", str(task_file),
-                                 "--shots", "0", "--method", "gradient", "--max-items", "3", "--out", str(tmp_path / "cli")])
+                                 "--shots", "0", "--method", "gradient", "--max-items", "3", "--out",
+                                 str(tmp_path / "cli")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "cli" / "importance.parquet").exists()
-    result = runner.invoke(app, ["importance", "--model", str(tiny_model_dirs["gpt2"]), "--tasks", str(task_file), "--shots", "0",
+    result = runner.invoke(app,
+                           ["importance", "--model", str(tiny_model_dirs["gpt2"]), "--tasks", str(task_file), "--shots",
+                            "0",
                                  "--method", "ablation", "--ablations", "zero", "--layers", "1", "--max-items", "2",
                                  "--out", str(tmp_path / "one_layer")])
     assert result.exit_code == 0, result.output
@@ -235,5 +239,6 @@ def test_ablation_deltas_carry_the_paired_interval_of_their_items(tiny_models, t
         row = table.query(f"metric == '{metric}' and component == 'head' and layer == 1 and head == 0").iloc[0]
         plain = paired_difference(ablated[name][1, 0].numpy(), clean[name].numpy())  # one head by hand
         assert row["value"] == pytest.approx(plain.mean_difference)
-        assert (row["ci_low"], row["ci_high"], row["p_value"]) == pytest.approx((plain.ci_low, plain.ci_high, plain.p_value))
+        assert (row["ci_low"], row["ci_high"],
+                row["p_value"]) == pytest.approx((plain.ci_low, plain.ci_high, plain.p_value))
         assert row["interval_method"] == method and row["ci_low"] <= row["value"] <= row["ci_high"]

@@ -19,12 +19,14 @@ def tiny_gpt2(tiny_models):
 
 
 def test_writes_a_tidy_table_and_metadata(tiny_gpt2, tmp_path):
-    result = run_induction(tiny_gpt2, tmp_path, InductionConfig(num_seeds=3), figures=False, progress=False, echo=lambda _: None)
+    result = run_induction(tiny_gpt2, tmp_path, InductionConfig(num_seeds=3), figures=False, progress=False,
+                           echo=lambda _: None)
     table = pd.read_parquet(tmp_path / "induction_scores.parquet")
     assert list(table.columns) == COLUMNS
     assert pd.read_csv(tmp_path / "induction_scores.csv").shape == table.shape
     heads = table.dropna(subset=["layer"])
-    assert set(heads["metric"]) == {"prefix_matching", "copying", "ov_copying", "previous_token", "duplicate_token", "induction_stripe"}
+    assert set(heads["metric"]) == {"prefix_matching", "copying", "ov_copying", "previous_token", "duplicate_token",
+                                    "induction_stripe"}
     assert (heads[heads.metric != "ov_copying"]["n_seeds"] == 3).all()
     intervals = heads.dropna(subset=["ci_low", "ci_high"])  # one-seed metrics (ov_copying) have no interval
     assert set(heads["metric"]) - set(intervals["metric"]) <= {"ov_copying"}
@@ -48,7 +50,8 @@ def test_second_run_reuses_and_extends_the_cache(tiny_gpt2, tmp_path, monkeypatc
         return original(bridge, config, metrics, **kwargs)
 
     monkeypatch.setattr(induction, "score_heads", counting)
-    result = run_induction(tiny_gpt2, tmp_path, InductionConfig(num_seeds=3), figures=False, progress=False, echo=lambda _: None)
+    result = run_induction(tiny_gpt2, tmp_path, InductionConfig(num_seeds=3), figures=False, progress=False,
+                           echo=lambda _: None)
     assert [seeds for seeds in scored if seeds] == [[2]], "only the new seed is computed"
     assert result.metadata["reused_seeds"] == [0, 1]
 
@@ -66,11 +69,14 @@ def test_an_interrupted_run_resumes_without_losing_finished_seeds(tiny_gpt2, tmp
 
     monkeypatch.setattr(induction, "score_heads", failing_on_third)
     with pytest.raises(KeyboardInterrupt):
-        run_induction(tiny_gpt2, tmp_path, InductionConfig(num_seeds=4), figures=False, progress=False, echo=lambda _: None)
+        run_induction(tiny_gpt2, tmp_path, InductionConfig(num_seeds=4), figures=False, progress=False,
+                      echo=lambda _: None)
     monkeypatch.setattr(induction, "score_heads", original)
-    result = run_induction(tiny_gpt2, tmp_path, InductionConfig(num_seeds=4), figures=False, progress=False, echo=lambda _: None)
+    result = run_induction(tiny_gpt2, tmp_path, InductionConfig(num_seeds=4), figures=False, progress=False,
+                           echo=lambda _: None)
     assert result.metadata["reused_seeds"] == [0, 1]
-    fresh = run_induction(tiny_gpt2, tmp_path / "fresh", InductionConfig(num_seeds=4), figures=False, progress=False, echo=lambda _: None)
+    fresh = run_induction(tiny_gpt2, tmp_path / "fresh", InductionConfig(num_seeds=4), figures=False, progress=False,
+                          echo=lambda _: None)
     pd.testing.assert_frame_equal(result.scores, fresh.scores)
 
 

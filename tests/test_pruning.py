@@ -73,7 +73,8 @@ def test_masked_scores_equal_one_forward_per_mask(tiny_model, task_file):
         got = masked_scores(bridge, encoded, head_masks, ffn_masks, ablation, batch_size=4, masks_per_forward=2)
         assert got.shape == (5, encoded.n_sequences)
         for index in range(1, 5):
-            reference = masked_scores_reference(bridge, encoded, head_masks[index], ffn_masks[index], ablation, batch_size=6)
+            reference = masked_scores_reference(bridge, encoded, head_masks[index], ffn_masks[index], ablation,
+                                                batch_size=6)
             assert torch.allclose(got[index], reference, atol=TOLERANCE, rtol=0), index
         clean = masked_scores_reference(bridge, encoded, head_masks[0], ffn_masks[0], None, batch_size=6)
         assert torch.allclose(got[0], clean, atol=TOLERANCE, rtol=0)
@@ -86,10 +87,12 @@ def test_zero_percent_equals_the_unpruned_model(tiny_models, task_file, tmp_path
     tables = run_pruning("heads", (bridge, record), [str(task_file)], [2], tmp_path, config, figures=False,
                          progress=False).tables
     table = tables["pruning_heads"]
-    unpruned = evaluate_prompts(bridge, build_prompts(read_task_file(task_file), 2, config.prompt_config()), batch_size=3)
+    unpruned = evaluate_prompts(bridge, build_prompts(read_task_file(task_file), 2, config.prompt_config()),
+                                batch_size=3)
     zero = table[table["head_percent"] == 0]
     assert len(zero) == 3 and (zero["heads_removed"] == 0).all()
-    assert np.allclose(zero["accuracy"], unpruned["accuracy"]) and np.allclose(zero["loss"], unpruned["loss"], atol=1e-5)
+    assert np.allclose(zero["accuracy"], unpruned["accuracy"]) and np.allclose(zero["loss"], unpruned["loss"],
+                                                                               atol=1e-5)
     assert (table[table["head_percent"] == 50]["heads_removed"] == record.n_layers * record.n_heads // 2).all()
 
 
@@ -115,12 +118,14 @@ def test_sweep_resumes_without_recomputing(tiny_models, task_file, tmp_path, mon
     monkeypatch.setattr(rankings, "masked_scores", counting)  # the FFN oracle ranking evaluates masks too
     again = run_pruning("ffns", (bridge, record), [str(task_file)], [1], tmp_path, config, figures=False,
                         progress=False).tables["pruning_ffns"]
-    assert calls == [3]  # only the missing cell's group, whole, as an uninterrupted run evaluates it (rankings were stored)
+    # only the missing cell's group, whole, as an uninterrupted run evaluates it (rankings were stored)
+    assert calls == [3]
     pd.testing.assert_frame_equal(first.drop(columns="seconds"), again.drop(columns="seconds"))
     calls.clear()
     import interp.models.loading as loading
 
-    monkeypatch.setattr(loading, "load_model", lambda *args, **kwargs: pytest.fail("nothing to do, yet a model was loaded"))
+    monkeypatch.setattr(loading, "load_model", lambda *args,
+                        **kwargs: pytest.fail("nothing to do, yet a model was loaded"))
     run_pruning("ffns", str(record.name), [str(task_file)], [1], tmp_path, config, device=record.device, figures=False,
                 progress=False)  # nothing to do: the key comes from the model's files, no model is loaded
     assert calls == []
@@ -181,9 +186,12 @@ def test_cli_smoke(tiny_model_dirs, task_file, tmp_path):
     from interp.cli import app
 
     runner = CliRunner()
-    common = ["--model", str(tiny_model_dirs["gpt2"]), "--tasks", str(task_file), "--shots", "1", "--out", str(tmp_path),
+    common = ["--model", str(tiny_model_dirs["gpt2"]), "--tasks", str(task_file), "--shots", "1", "--out",
+              str(tmp_path),
               "--max-items", "3", "--n-choices", "2", "--no-figures"]
-    result = runner.invoke(app, ["prune", "heads", *common, "--percents", "0,50", "--rankings", "own,random", "--n-random", "1"])
+    result = runner.invoke(app,
+                           ["prune", "heads", *common, "--percents", "0,50", "--rankings", "own,random", "--n-random",
+                            "1"])
     assert result.exit_code == 0, result.output
     table = pd.read_parquet(tmp_path / "pruning_heads.parquet")
     assert set(table["ranking"]) == {"own", "random:0"} and set(table["head_percent"]) == {0, 50}
@@ -197,12 +205,14 @@ def test_cli_smoke(tiny_model_dirs, task_file, tmp_path):
 # --------------------------------------------------------------------------- layer dropping and LASER sweeps
 
 
-def test_layer_sweep_saves_a_pruned_model_equal_to_the_hooks_and_resumes(tiny_model_dirs, tiny_models, task_file, tmp_path):
+def test_layer_sweep_saves_a_pruned_model_equal_to_the_hooks_and_resumes(tiny_model_dirs, tiny_models, task_file,
+                                                                         tmp_path):
     from interp.pruning.sweeps import LayerSweepConfig, run_layer_sweep
 
     bridge, record = tiny_models["gpt2"]
     config = LayerSweepConfig(max_items=3, n_choices=2, text_windows=3, text_length=24)
-    tables = run_layer_sweep((bridge, record), [str(task_file)], [1], tmp_path, config, figures=False, progress=False).tables
+    tables = run_layer_sweep((bridge, record), [str(task_file)], [1], tmp_path, config, figures=False,
+                             progress=False).tables
     sweep = tables["layer_pruning"]
     assert set(sweep["method"]) == {"angular", "baseline"} and set(sweep["n"]) == {0, 1}
     assert sweep[sweep["n"] == 0]["accuracy"].nunique() == 1
@@ -245,7 +255,8 @@ def test_laser_sweep_selects_on_the_first_fifth_and_cli(tiny_model_dirs, task_fi
     assert len(table) == 1 + 2 * 2 and (table["n_select"] == 2).all() and (table["n_report"] == 8).all()
     selected = pd.read_parquet(tmp_path / "laser_selected.parquet").iloc[0]
     candidates = table.sort_values(["select_accuracy", "select_loss"], ascending=[False, True])
-    assert (selected["layer"], selected["matrix"], selected["rho"]) == tuple(candidates.iloc[0][["layer", "matrix", "rho"]])
+    assert (selected["layer"], selected["matrix"],
+            selected["rho"]) == tuple(candidates.iloc[0][["layer", "matrix", "rho"]])
     for bad, word in ((["--rhos", "0.5,1.5"], "1.5"), (["--rhos", "0"], "rho=0.0"), (["--matrices", "mlp_x"], "mlp_x"),
                       (["--layers", "7"], "7")):
         failed = runner.invoke(app, ["prune", "laser", *common, *bad])
@@ -274,7 +285,8 @@ def test_combined_grid_removes_both_and_figures_build(tiny_models, task_file, tm
     assert pruning_grid_figure(table, "grid").data[0].z.shape == (2, 2)
     curves = pd.DataFrame({"task": ["a", "a", "b", "b"] * 2, "ranking": ["own"] * 4 + ["random:0"] * 4,
                            "head_percent": [0, 10] * 4, "accuracy": [0.8, 0.7, 0.6, 0.5, 0.8, 0.75, 0.6, 0.55]})
-    assert len(pruning_curves_figure(curves[curves["ranking"] == "own"], "head_percent", "t").data) == 3  # 2 tasks + average
+    # 2 tasks + average
+    assert len(pruning_curves_figure(curves[curves["ranking"] == "own"], "head_percent", "t").data) == 3
     assert len(pruning_rankings_figure(curves, "head_percent", "t").data) == 2
     distances = pd.DataFrame({"layer": [0, 1, 0], "n": [1, 1, 2], "distance": [0.2, 0.1, 0.3]})
     assert angular_distance_figure(distances, "d").data[0].z.shape == (2, 2)
@@ -300,7 +312,8 @@ def test_cross_task_rankings_use_the_other_task(tiny_models, task_file, tmp_path
     assert succ.loc["most_correlated", "ranking_source"].iloc[0] == "skip"  # the only other task
     assert succ.loc["task:skip", "ranking_source"].iloc[0] == "skip"
     rankings = read_table(tmp_path / "pruning_rankings")
-    heads = rankings[rankings["component"] == "head"].pivot_table(index=["layer", "head"], columns="task", values="value")
+    heads = rankings[rankings["component"] == "head"].pivot_table(index=["layer", "head"], columns="task",
+                                                                  values="value")
     expected = pruning_mask(heads.mean(axis=1).to_numpy(), 50)  # aggregate: mean of the raw scores
     assert int(expected.sum()) == succ[succ.index == "aggregate"]["heads_removed"].max()
     skip_half = table[(table["task"] == "skip") & (table["head_percent"] == 50)].set_index("ranking")

@@ -167,7 +167,8 @@ def test_copying_matches_the_full_vocabulary_loop(tiny_model, variant):
                 bias = bridge.b_O[layer]
             except AttributeError:
                 bias = None
-        fast = copying_scores(pattern, vectors, bridge.W_O[layer], bridge.W_U, batch.tokens, batch.lengths, output_bias=bias)
+        fast = copying_scores(pattern, vectors, bridge.W_O[layer], bridge.W_U, batch.tokens, batch.lengths,
+                              output_bias=bias)
         for row in range(2):
             expected = loop_copying(pattern[row], vectors[row], bridge.W_O[layer], bridge.W_U,
                                     batch.tokens[row], int(batch.lengths[row]), output_bias=bias)
@@ -184,7 +185,8 @@ def test_copying_of_a_pure_copying_head_is_one():
     pattern[0, 0, torch.arange(length), attended] = 1.0
     embed = torch.eye(vocab) * 10
     vectors = embed[tokens[0, attended]][None, :, None, :]  # z = the attended token's embedding
-    score = copying_scores(pattern, vectors, torch.eye(d_model)[None], torch.eye(d_model), tokens, torch.tensor([length]))
+    score = copying_scores(pattern, vectors, torch.eye(d_model)[None], torch.eye(d_model), tokens,
+                           torch.tensor([length]))
     # position 0 has a single attendable token (score 0 by definition); the other 4 copy exactly
     assert score.item() == pytest.approx(4 / 5)
 
@@ -228,7 +230,8 @@ def test_embedding_source_feeds_every_layer_the_embeddings(tiny_model):
     """Layer 0 sees the embeddings either way; later layers differ between the two sources."""
     bridge, _ = tiny_model
     config = SequenceConfig(protocol="olsson", num_seeds=2)
-    embeddings = score_heads(bridge, config, ("copying",), copying_source="embeddings").set_index(["seed", "layer", "head"])
+    embeddings = score_heads(bridge, config, ("copying",),
+                             copying_source="embeddings").set_index(["seed", "layer", "head"])
     residual = score_heads(bridge, config, ("copying",), copying_source="residual").set_index(["seed", "layer", "head"])
     assert embeddings.loc[(slice(None), 0), "value"].equals(residual.loc[(slice(None), 0), "value"])
     assert not embeddings.loc[(slice(None), 1), "value"].equals(residual.loc[(slice(None), 1), "value"])
@@ -280,7 +283,8 @@ def test_score_heads_copying_end_to_end_matches_the_loop(tiny_model, variant):
                 bias = bridge.b_O[layer]
             except AttributeError:
                 bias = None
-        expected = loop_copying(cache[f"blocks.{layer}.attn.hook_pattern"][0], vectors[0].detach(), bridge.W_O[layer].detach(),
+        expected = loop_copying(cache[f"blocks.{layer}.attn.hook_pattern"][0], vectors[0].detach(),
+                                bridge.W_O[layer].detach(),
                                 bridge.W_U.detach(), batch.tokens[0], int(batch.lengths[0]), output_bias=bias)
         got = torch.tensor(table[table.layer == layer].sort_values("head")["value"].to_numpy(), dtype=torch.float64)
         torch.testing.assert_close(got, expected, **TOLERANCE)
@@ -295,7 +299,8 @@ def test_mlp_skipping_leaves_embedding_fed_copying_unchanged(tiny_model, monkeyp
     fast = score_heads(bridge, config, ("copying",))
     monkeypatch.setattr(scores, "_skip_mlp_hooks", lambda n_layers: [])
     full = score_heads(bridge, config, ("copying",))
-    torch.testing.assert_close(torch.tensor(fast["value"].to_numpy()), torch.tensor(full["value"].to_numpy()), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(torch.tensor(fast["value"].to_numpy()), torch.tensor(full["value"].to_numpy()),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_embedding_fed_layer_one_equals_a_model_whose_layer_zero_writes_nothing(tiny_model):

@@ -26,7 +26,8 @@ def _mixed_prompts(words: list[str], context_words: str) -> list[Prompt]:
     for item in range(5):
         choices = tuple(" " + words[(item + offset) % len(words)] for offset in range(2 + item % 3))
         context = f"{context_words} {words[item % len(words)]} ->"
-        prompts.append(Prompt(item_index=item, context=context, continuations=choices, answer_index=item % len(choices)))
+        prompts.append(Prompt(item_index=item, context=context, continuations=choices,
+                              answer_index=item % len(choices)))
     return prompts
 
 
@@ -38,7 +39,8 @@ def _single_token_prompts(bridge) -> list[Prompt]:
         if piece.startswith(" ") and len(bridge.tokenizer(piece, add_special_tokens=False)["input_ids"]) == 1:
             singles.append(piece)
     assert len(singles) >= 5, singles
-    return [Prompt(item_index=item, context=f"the cat sat on the mat {item} ->", continuations=tuple(singles[item % 2 : item % 2 + 4]),
+    return [Prompt(item_index=item, context=f"the cat sat on the mat {item} ->",
+                   continuations=tuple(singles[item % 2 : item % 2 + 4]),
                    answer_index=item % 4) for item in range(4)]
 
 
@@ -55,7 +57,8 @@ def _models(tiny_models, toy_bridge):
 
 def test_shared_context_equals_per_choice_scores(tiny_models, toy_bridge):
     for name, bridge in _models(tiny_models, toy_bridge):
-        words, context = (TOY_WORDS, "In the beginning God created") if name == "toy-attn-2l" else (TINY_WORDS, "w1 w2 w3")
+        words, context = (TOY_WORDS, "In the beginning God created") if name == "toy-attn-2l" else (TINY_WORDS,
+                                                                                                    "w1 w2 w3")
         encoded = encode_prompts(bridge.tokenizer, _mixed_prompts(words, context))
         batches = list(iterate_batches(encoded, range(encoded.n_sequences), 3, "cpu", 0, share_context=True))
         assert any(batch.attention_mask is not None for batch in batches), name  # the block mask is exercised
@@ -91,7 +94,8 @@ def test_masked_scores_shared_equal_the_per_choice_reference(tiny_models):
         for fill in (None, means):
             got = masked_scores(bridge, encoded, head_masks, ffn_masks, fill, batch_size=2, masks_per_forward=2)
             for mask in range(3):
-                reference = masked_scores_reference(bridge, encoded, head_masks[mask], ffn_masks[mask], fill, batch_size=5)
+                reference = masked_scores_reference(bridge, encoded, head_masks[mask], ffn_masks[mask], fill,
+                                                    batch_size=5)
                 assert torch.allclose(got[mask], reference, atol=TOLERANCE, rtol=0), (name, mask, fill is None)
             assert float((got[2] - got[0]).abs().max()) > 1e-4  # the masks change something
 

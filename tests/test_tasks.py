@@ -25,7 +25,8 @@ def test_shipped_task_is_valid_and_large_enough(name):
     inputs = [item.input for item in task.items]
     assert len(set(inputs)) == len(inputs), "duplicate inputs"
     prompts = build_prompts(task, 5, PromptConfig())
-    assert all(prompt.continuations[prompt.answer_index] == " " + task.items[prompt.item_index].answer for prompt in prompts)
+    assert all(prompt.continuations[prompt.answer_index] == " " + task.items[prompt.item_index].answer
+               for prompt in prompts)
     for prompt in prompts:
         item = task.items[prompt.item_index]
         wrong = [c.strip() for i, c in enumerate(prompt.continuations) if i != prompt.answer_index]
@@ -95,12 +96,14 @@ def _plain_logprob(bridge, tokens, context_length):
 
 def test_batched_scoring_equals_one_sequence_at_a_time(tiny_model, tmp_path):
     bridge, _ = tiny_model
-    path = _write(tmp_path / "t.jsonl", [json.dumps({"input": f"w{i} w{i + 2}", "answer": f"w{i + 1}"}) for i in range(20)])
+    path = _write(tmp_path / "t.jsonl",
+                  [json.dumps({"input": f"w{i} w{i + 2}", "answer": f"w{i + 1}"}) for i in range(20)])
     prompts = build_prompts(read_task_file(path), 2, PromptConfig(max_items=4))
     encoded = encode_prompts(bridge.tokenizer, prompts)
     scores = score_sequences(bridge, encoded, batch_size=5)
     plain = torch.tensor([_plain_logprob(bridge, list(tokens), start)
-                          for tokens, start in zip(encoded.tokens, encoded.context_lengths, strict=True)], dtype=torch.float64)
+                          for tokens, start in zip(encoded.tokens, encoded.context_lengths, strict=True)],
+                         dtype=torch.float64)
     assert torch.allclose(scores.logprob_sum, plain, atol=1e-4)
     metrics = multiple_choice_metrics(scores.logprob_sum, scores.n_tokens, encoded)
     for item, prompt in enumerate(prompts):

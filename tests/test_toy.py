@@ -65,7 +65,8 @@ def test_layer_0_previous_token_head_feeds_the_induction_head(shipped_scores):
 
     scores = shipped_scores["toy-attn-2l"]
     previous_head = int(scores.query("metric == 'previous_token' and layer == 0").nlargest(1, "value")["head"].iloc[0])
-    induction_head = int(scores.query("metric == 'prefix_matching' and layer == 1").nlargest(1, "value")["head"].iloc[0])
+    induction_head = int(scores.query("metric == 'prefix_matching' and layer == 1").nlargest(1,
+                                                                                             "value")["head"].iloc[0])
     bridge, _ = load_model("toy-attn-2l", device="cpu")
     removed = torch.zeros(1, bridge.cfg.n_heads, dtype=torch.bool)
     removed[0, previous_head] = True
@@ -127,7 +128,8 @@ def test_training_writes_hf_checkpoints_at_the_scheduled_steps(tiny_run):
     from interp.models.loading import load_model
 
     config, run_dir = tiny_run
-    assert [step for step, _ in list_checkpoints(run_dir)] == checkpoint_steps(config.steps, config.checkpoints_per_octave)
+    assert [step for step, _ in list_checkpoints(run_dir)] == checkpoint_steps(config.steps,
+                                                                               config.checkpoints_per_octave)
     bridge, record = load_model(str(latest_checkpoint(run_dir)[1]), device="cpu")
     assert (record.n_layers, record.n_heads, record.d_vocab) == (2, 2, 512)
     assert json.loads((latest_checkpoint(run_dir)[1] / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
@@ -195,7 +197,8 @@ def test_dynamics_figure_has_one_line_per_head_and_metric():
     heads = pd.DataFrame([(step, layer, head, metric, 0.1 * step) for step in (1, 2, 4) for layer in (0, 1)
                           for head in (0, 1) for metric in ("prefix_matching", "copying")],
                          columns=["step", "layer", "head", "metric", "value"])
-    summary = pd.DataFrame([(step, metric, 1.0) for step in (1, 2, 4) for metric in ("icl_score", "repeated_loss_repeat_1")],
+    summary = pd.DataFrame([(step, metric, 1.0) for step in (1, 2, 4)
+                            for metric in ("icl_score", "repeated_loss_repeat_1")],
                            columns=["step", "metric", "value"])
     figure = dynamics_figure(heads, summary, "toy")
     assert len(figure.data) == 4 * 2 + 1 + 1

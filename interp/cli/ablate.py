@@ -21,7 +21,8 @@ def ablate(
     ablations: str = typer.Option("zero,mean", help="how a head is removed: zero, mean (its mean output on the task) "
                                                         "or knockout (only its induction edges blocked)"),
     rankings: str = typer.Option("prefix_matching,copying,own", help="top-k sets: prefix_matching, copying (from "
-                                                                      "induction_scores), own (the task's gradient importance)"),
+                                                                      "induction_scores), own (the task's gradient "
+                                                                      "importance)"),
     n_random: int = typer.Option(5, help="random head sets (draws) per k"),
     max_items: int | None = typer.Option(40, help="items per task (0: every non-demo item)"),
     repeat_seeds: int = typer.Option(10, help="repeated random sequences (25 tokens x 4) for the induction loss"),
@@ -32,7 +33,8 @@ def ablate(
     results: Path | None = typer.Option(None, help="folder with induction_scores (default --out)"),
     device: Device = "auto",
     figures: Figures = True,
-    tables_only: bool = typer.Option(False, help="only tabulate the cells already finished (say, while a long run goes on)"),
+    tables_only: bool = typer.Option(False,
+                                     help="only tabulate the cells already finished (say, while a long run goes on)"),
 ) -> None:
     """Remove the top-k heads by prefix matching, copying and own importance vs k random heads; resumes where it stopped."""
     out = out or default_out(model)
@@ -40,11 +42,13 @@ def ablate(
     def job() -> None:
         from interp.importance.causal_sweep import CausalConfig, run_causal
 
-        config = CausalConfig(percents=parse_list("--percents", percents, float), ablations=parse_list("--ablations", ablations, str),
+        config = CausalConfig(percents=parse_list("--percents", percents, float),
+                              ablations=parse_list("--ablations", ablations, str),
                               rankings=parse_list("--rankings", rankings, str), n_random=n_random,
                               max_items=max_items or None, seed=seed, batch_size=batch_size,
                               sets_per_forward=sets_per_forward, repeat_seeds=repeat_seeds)
-        tables = run_causal(model, ",".join(parse_list("--tasks", tasks, str)), list(parse_list("--shots", shots, int)), out,
+        tables = run_causal(model, ",".join(parse_list("--tasks", tasks, str)), list(parse_list("--shots", shots, int)),
+                            out,
                             config, results=results, device=device, figures=figures, compute=not tables_only)
         typer.echo(f"wrote {', '.join(tables) or 'no tables (no cell finished)'} and causal.json into {out}")
 

@@ -52,7 +52,9 @@ Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, 
 Dtype = Annotated[str, typer.Option(help="float32, bfloat16, float16 or float64")]
 DeviceMap = Annotated[str | None, typer.Option(help="passed to transformers, e.g. auto, to shard a model over GPUs "
                                                     "(--device is then ignored)")]
-Yes = Annotated[bool, typer.Option("--yes", "-y", help="go ahead with work estimated to take over an hour (asked for otherwise)")]
+Yes = Annotated[bool,
+                typer.Option("--yes", "-y",
+                             help="go ahead with work estimated to take over an hour (asked for otherwise)")]
 Figures = Annotated[bool, typer.Option(help="write HTML and PNG figures; --no-figures also removes this job's figures "
                                             "of an older run")]
 

@@ -197,7 +197,8 @@ def _check_sets(bridge: "TransformerBridge", head_masks: Tensor) -> Tensor:
     n_layers, n_heads = n_layers_heads(bridge)
     head_masks = torch.as_tensor(head_masks, dtype=torch.bool)
     if head_masks.dim() != 3 or tuple(head_masks.shape[1:]) != (n_layers, n_heads):
-        raise InterpError(f"head sets of shape {tuple(head_masks.shape)} do not fit (set, {n_layers} layers, {n_heads} heads)")
+        raise InterpError(f"head sets of shape {tuple(head_masks.shape)} do not fit (set, {n_layers} layers, {n_heads} "
+                          "heads)")
     return head_masks
 
 
@@ -242,7 +243,8 @@ def token_means(bridge: "TransformerBridge", batches: Sequence[Any]
         stored: dict[int, Tensor] = {}
         with torch.no_grad():
             bridge.run_with_hooks(batch.tokens,
-                                  fwd_hooks=[(z_hook(layer), _detached_keeper(stored, layer)) for layer in range(n_layers)])
+                                  fwd_hooks=[(z_hook(layer), _detached_keeper(stored, layer))
+                                             for layer in range(n_layers)])
         tokens = batch.tokens
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         real = (positions[None, :] < batch.lengths.to(tokens.device)[:, None]).double()

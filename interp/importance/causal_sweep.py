@@ -66,7 +66,8 @@ CLEAN = "none"  # ranking and ablation name of the unablated model's cell
 class CausalConfig:
     """Settings of the causal test."""
 
-    percents: tuple[float | int, ...] = (1, 5, 10, 20)  # k as % of all heads: Crosbie & Shutova's 1% up to Bansal-scale 20%
+    # k as % of all heads: Crosbie & Shutova's 1% up to Bansal-scale 20%
+    percents: tuple[float | int, ...] = (1, 5, 10, 20)
     ablations: tuple[str, ...] = ("zero", "mean")  # how a head is removed (ABLATION_KINDS)
     rankings: tuple[str, ...] = CAUSAL_RANKINGS  # which top-k sets are compared with random ones
     n_random: int = 5  # random draws per k: enough for a band, each draw costs as much as a ranking
@@ -198,7 +199,8 @@ def _write_task_cells(bridge: Any, record: Any, encoded: Any, cells: list[_Cell]
     from interp.store import write_json
     from interp.tasks.evaluation import multiple_choice_metrics
 
-    n_tokens = torch.tensor([len(tokens) - start for tokens, start in zip(encoded.tokens, encoded.context_lengths, strict=True)],
+    n_tokens = torch.tensor([len(tokens) - start for tokens,
+                             start in zip(encoded.tokens, encoded.context_lengths, strict=True)],
                             dtype=torch.float64)
     for ablation in dict.fromkeys(cell.ablation for cell in cells):
         group = [cell for cell in cells if cell.ablation == ablation]
@@ -225,14 +227,16 @@ def _write_repeated_cells(bridge: Any, record: Any, cells: list[_Cell], heads: d
         group = [cell for cell in cells if cell.ablation == ablation]
         started = time.perf_counter()
         masks = torch.from_numpy(np.stack([heads[cell] for cell in group]))
-        losses, seeds = repeated_loss_by_head_set(bridge, masks, config.sequences(), ablation if ablation != CLEAN else "zero",
+        losses, seeds = repeated_loss_by_head_set(bridge, masks, config.sequences(), ablation if ablation != CLEAN
+                                                  else "zero",
                                                   config.sets_per_forward)
         seconds = (time.perf_counter() - started) / len(group)
         for index, cell in enumerate(group):
             write_json({"model": record.name, "scope": cell.scope, "ablation": cell.ablation, "ranking": cell.ranking,
                         "percent": cell.percent, "k": int(heads[cell].sum()), "draw": cell.draw,
                         "heads": np.argwhere(heads[cell]).tolist(), "seeds": seeds,
-                        "loss_repeat_1": losses[index, :, 0].tolist(), "loss_repeats_later": losses[index, :, 1].tolist(),
+                        "loss_repeat_1": losses[index, :, 0].tolist(),
+                        "loss_repeats_later": losses[index, :, 1].tolist(),
                         "seconds": seconds}, cell.path(folder, key))
 
 
@@ -277,7 +281,8 @@ def _run_plan(bridge: Any, record: Any, plan: _Plan, task: Any, config: CausalCo
     from interp.tasks.evaluation import encode_prompts
 
     shape = (int(bridge.cfg.n_layers), int(bridge.cfg.n_heads))
-    encoded = encode_prompts(bridge.tokenizer, build_prompts(task, plan.shots, config.prompt_config()), bridge.cfg.n_ctx,
+    encoded = encode_prompts(bridge.tokenizer, build_prompts(task, plan.shots, config.prompt_config()),
+                             bridge.cfg.n_ctx,
                              plan.label)
     scores = dict(scores)
     if "own" in config.rankings:
@@ -288,7 +293,8 @@ def _run_plan(bridge: Any, record: Any, plan: _Plan, task: Any, config: CausalCo
         means = {name: activation_means(bridge, encoded, config.batch_size) for name in config.ablations
                  if ABLATION_KINDS[name].needs_means and any(cell.ablation == name for cell in todo)}
         _write_task_cells(bridge, record, encoded, todo, heads, folder / "cells", plan.key, config, means)
-    todo = [cell for cell in plan.repeated_cells if not _is_done(cell.path(folder / "repeated", plan.repeated_key), heads[cell])]
+    todo = [cell for cell in plan.repeated_cells
+            if not _is_done(cell.path(folder / "repeated", plan.repeated_key), heads[cell])]
     if todo:
         _write_repeated_cells(bridge, record, todo, heads, folder / "repeated", plan.repeated_key, config)
 
@@ -329,12 +335,15 @@ def run_causal(model: str, tasks: str | Sequence[str], shots: Sequence[int], out
         bridge, record = bridge_record
         model_shape = (int(bridge.cfg.n_layers), int(bridge.cfg.n_heads))
         if shape is not None and tuple(shape) != model_shape:
-            raise InterpError(f"induction_scores in {results} score a {shape} (layer, head) grid; {model} has {model_shape}")
+            raise InterpError(f"induction_scores in {results} score a {shape} (layer, head) grid; {model} has "
+                              f"{model_shape}")
         heads = {cell: _cell_heads(cell, scores, model_shape, config) for cell in random_cells}
-        todo = [cell for cell in random_cells if not _is_done(cell.path(folder / "repeated", repeated_key), heads[cell])]
+        todo = [cell for cell in random_cells
+                if not _is_done(cell.path(folder / "repeated", repeated_key), heads[cell])]
         if todo:
             _write_repeated_cells(bridge, record, todo, heads, folder / "repeated", repeated_key, config)
-        for plan in tqdm([plan for plan in plans if plan.todo], desc="causal test", unit="task", disable=not show_progress):
+        for plan in tqdm([plan for plan in plans if plan.todo], desc="causal test", unit="task",
+                         disable=not show_progress):
             _run_plan(bridge, record, plan, loaded[plan.name], config, scores, folder)
     tables = causal_tables(folder, plans, random_cells, repeated_key, config)
     _write_outputs(out, tables, model, record, names, shots, config, figures)
@@ -363,7 +372,8 @@ def _item_table(folder: Path, plans: Sequence[_Plan]) -> pd.DataFrame:
                 continue
             frames.append(pd.DataFrame({
                 "task": plan.label, "shots": plan.shots, "ablation": row["ablation"], "ranking": row["ranking"],
-                "percent": float(row["percent"]), "k": row["k"], "draw": row["draw"], "item": np.arange(len(row["correct"])),
+                "percent": float(row["percent"]), "k": row["k"], "draw": row["draw"],
+                                        "item": np.arange(len(row["correct"])),
                 "correct": row["correct"], "gold_logprob": row["gold_logprob"],
                 "clean_correct": clean["correct"], "clean_gold_logprob": clean["gold_logprob"]}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -373,7 +383,8 @@ def _paired_row(ablated: np.ndarray, clean: np.ndarray, strata: np.ndarray | Non
     from interp.stats import paired_difference
 
     result = paired_difference(ablated, clean, strata=strata, n_resamples=config.n_resamples)
-    return {"change": result.mean_difference, "ci_low": result.ci_low, "ci_high": result.ci_high, "p_value": result.p_value,
+    return {"change": result.mean_difference, "ci_low": result.ci_low, "ci_high": result.ci_high,
+            "p_value": result.p_value,
             "interval_method": result.method, "n": result.n}
 
 
@@ -392,7 +403,8 @@ def _effects(items: pd.DataFrame, config: CausalConfig) -> pd.DataFrame:
         strata = part["stratum"].to_numpy() if values[0] == "all" else None
         for metric, (column, clean) in _METRICS.items():
             rows.append({**dict(zip(keys, values, strict=True)), "metric": metric, "ablated": part[column].mean(),
-                         "clean": part[clean].mean(), **_paired_row(part[column].to_numpy(), part[clean].to_numpy(), strata, config)})
+                         "clean": part[clean].mean(),
+                         **_paired_row(part[column].to_numpy(), part[clean].to_numpy(), strata, config)})
     return pd.DataFrame(rows)
 
 
@@ -416,7 +428,8 @@ def _versus_random(items: pd.DataFrame, effects: pd.DataFrame, config: CausalCon
                 band = np.array([row["change"] for row in changes[(*values, "random", metric)]])
                 own = changes[(*values, ranking, metric)][0]
                 difference = _paired_row(chosen[column].to_numpy(), average, strata, config)
-                rows.append({**dict(zip(keys, values, strict=True)), "ranking": ranking, "k": int(chosen["k"].iloc[0]), "metric": metric,
+                rows.append({**dict(zip(keys, values, strict=True)), "ranking": ranking, "k": int(chosen["k"].iloc[0]),
+                             "metric": metric,
                              "change": own["change"], "change_ci_low": own["ci_low"], "change_ci_high": own["ci_high"],
                              "random_mean": band.mean(), "random_sd": band.std(ddof=1) if len(band) > 1 else np.nan,
                              "random_min": band.min(), "random_max": band.max(), "n_draws": len(band),
@@ -451,7 +464,8 @@ def _repeated_table(folder: Path, plans: Sequence[_Plan], random_cells: Sequence
             ablated, reference = np.asarray(row[metric]), np.asarray(clean[metric])
             entry = {"scope": row["scope"], "ablation": row["ablation"], "ranking": row["ranking"],
                      "percent": float(row["percent"]), "k": row["k"], "draw": row["draw"], "metric": metric,
-                     "ablated": ablated.mean(), "clean": reference.mean(), **_paired_row(ablated, reference, None, config)}
+                     "ablated": ablated.mean(), "clean": reference.mean(),
+                     **_paired_row(ablated, reference, None, config)}
             draws = random.get((row["ablation"], float(row["percent"]), metric))
             if row["ranking"] != "random" and draws:
                 difference = _paired_row(ablated, np.mean(draws, axis=0), None, config)
@@ -460,7 +474,8 @@ def _repeated_table(folder: Path, plans: Sequence[_Plan], random_cells: Sequence
             rows.append(entry)
     table = pd.DataFrame(rows)
     band = (table[table["ranking"] == "random"].groupby(["ablation", "percent", "metric"])["change"]
-            .agg(random_mean="mean", random_sd="std", random_min="min", random_max="max", n_draws="count").reset_index())
+            .agg(random_mean="mean", random_sd="std", random_min="min", random_max="max",
+                 n_draws="count").reset_index())
     return table.merge(band, on=["ablation", "percent", "metric"], how="left")
 
 
@@ -471,7 +486,8 @@ def causal_tables(folder: Path, plans: Sequence[_Plan], random_cells: Sequence[_
     if items.empty:
         return {}
     effects = _effects(items, config)
-    tables = {"causal_items": items, "causal_effects": effects, "causal_vs_random": _versus_random(items, effects, config)}
+    tables = {"causal_items": items, "causal_effects": effects,
+              "causal_vs_random": _versus_random(items, effects, config)}
     repeated = _repeated_table(folder / "repeated", plans, random_cells, repeated_key, config)
     if not repeated.empty:
         tables["causal_repeated"] = repeated
@@ -480,7 +496,8 @@ def causal_tables(folder: Path, plans: Sequence[_Plan], random_cells: Sequence[_
 
 ESTIMATORS = {
     "change": "mean over items of (ablated - unablated), paired by item",
-    "accuracy_interval": "one task: exact McNemar p-value and Tango's score interval (interp.stats.paired_difference, mcnemar)",
+    "accuracy_interval": "one task: exact McNemar p-value and Tango's score interval (interp.stats.paired_difference, "
+                         "mcnemar)",
     "logprob_interval": "percentile bootstrap over items (interp.stats.paired_difference, bootstrap)",
     "pooled_over_tasks": "task 'all': mean over tasks of each task's mean change; items resampled within their task",
     "random_band": "mean, sd (ddof=1), min and max over random draws of the mean change",

@@ -103,7 +103,8 @@ class ImportanceConfig:
             raise InterpError(f"ablations_per_forward must be positive or None, got {self.ablations_per_forward}")
 
     def prompt_config(self) -> PromptConfig:
-        return PromptConfig(n_choices=self.n_choices, seed=self.seed, max_items=self.max_items, prepend_bos=self.prepend_bos)
+        return PromptConfig(n_choices=self.n_choices, seed=self.seed, max_items=self.max_items,
+                            prepend_bos=self.prepend_bos)
 
     def result_label(self, method: str) -> str:
         """``method`` plus the non-default estimator choices (``gradient-answer``, ``ablation-nobos``): a result's file name."""
@@ -270,8 +271,10 @@ def activation_means(bridge: "TransformerBridge", encoded: EncodedPrompts, batch
                                  pad_id_of(bridge.tokenizer)):
         z, mlp = _collect_activations(bridge, batch.tokens)
         mask = batch.valid.double()
-        head_sum = head_sum + einops.einsum(torch.stack(z).double(), mask, "layer batch pos head d_head, batch pos -> layer head d_head")
-        ffn_sum = ffn_sum + einops.einsum(torch.stack(mlp).double(), mask, "layer batch pos d_model, batch pos -> layer d_model")
+        head_sum = head_sum + einops.einsum(torch.stack(z).double(), mask,
+                                            "layer batch pos head d_head, batch pos -> layer head d_head")
+        ffn_sum = ffn_sum + einops.einsum(torch.stack(mlp).double(), mask,
+                                          "layer batch pos d_model, batch pos -> layer d_model")
         count += float(mask.sum())
     dtype = next(bridge.parameters()).dtype
     return (head_sum / count).to(dtype), (ffn_sum / count).to(dtype)
@@ -334,7 +337,8 @@ def ablation_replacements(bridge: "TransformerBridge", encoded: EncodedPrompts, 
     items = items.numpy()
     donor_items = donors[items]
     unique, inverse = np.unique(donor_items, return_inverse=True)
-    donor_batch = make_batch(encoded, encoded.gold_sequence[unique].tolist(), bridge.cfg.device, pad_id_of(bridge.tokenizer))
+    donor_batch = make_batch(encoded, encoded.gold_sequence[unique].tolist(), bridge.cfg.device,
+                             pad_id_of(bridge.tokenizer))
     z, mlp = _collect_activations(bridge, donor_batch.tokens)
     donor_lengths = donor_batch.valid.sum(-1).long()  # (donor,)
     width = batch.tokens.shape[1]
@@ -361,7 +365,8 @@ def _one_head_per_copy(heads: Tensor, n_heads: int) -> Tensor:
     return heads.unsqueeze(1) == torch.arange(n_heads, device=heads.device)
 
 
-def ablation_importance(bridge: "TransformerBridge", encoded: EncodedPrompts, config: ImportanceConfig = ImportanceConfig(),
+def ablation_importance(bridge: "TransformerBridge", encoded: EncodedPrompts,
+                        config: ImportanceConfig = ImportanceConfig(),
                         means: tuple[Tensor, Tensor] | None = None, progress: Callable[[int], None] | None = None,
                         share_context: bool = True) -> dict[str, dict[str, Tensor]]:
     """Exact single-component ablation scores (``share_context``: one row per prompt, see tasks.evaluation).
@@ -376,7 +381,8 @@ def ablation_importance(bridge: "TransformerBridge", encoded: EncodedPrompts, co
     per_forward = config.ablations_per_forward or (n_heads + 1)
     # Each copy ablates one component of one layer: heads 0..n_heads-1, then the FFN (-1 head).
     components = torch.arange(-1, n_heads).roll(-1)  # [0, 1, ..., n_heads-1, -1]
-    results = {kind: {"head_logprob": torch.full((n_layers, n_heads, encoded.n_sequences), math.nan, dtype=torch.float64),
+    results = {kind: {"head_logprob": torch.full((n_layers, n_heads, encoded.n_sequences), math.nan,
+                                                 dtype=torch.float64),
                       "ffn_logprob": torch.full((n_layers, encoded.n_sequences), math.nan, dtype=torch.float64)}
                for kind in config.ablations}
     layers = range(n_layers) if config.layers is None else config.layers
@@ -397,7 +403,8 @@ def ablation_importance(bridge: "TransformerBridge", encoded: EncodedPrompts, co
                 for start in range(0, len(components), per_forward):
                     heads = components[start : start + per_forward]
                     copies = len(heads)
-                    hooks = [(z_hook(layer), mask_heads_hook(_one_head_per_copy(heads, n_heads), replacements.head(layer), copies)),
+                    hooks = [(z_hook(layer),
+                              mask_heads_hook(_one_head_per_copy(heads, n_heads), replacements.head(layer), copies)),
                              (mlp_out_hook(layer), mask_ffn_hook(heads == -1, replacements.ffn(layer), copies))]
                     sums = sum_by_row(run.resume(layer, copies, hooks), batch).double().cpu()  # (copies, batch)
                     for copy, head in enumerate(heads.tolist()):
@@ -413,7 +420,8 @@ def ablation_importance(bridge: "TransformerBridge", encoded: EncodedPrompts, co
     return results
 
 
-def single_ablation_scores(bridge: "TransformerBridge", encoded: EncodedPrompts, layer: int, head: int | None, kind: str,
+def single_ablation_scores(bridge: "TransformerBridge", encoded: EncodedPrompts, layer: int, head: int | None,
+                           kind: str,
                            means: tuple[Tensor, Tensor] | None = None, batch_size: int = 8, seed: int = 0
                            ) -> Float[Tensor, " sequence"]:
     """Reference: one full ``run_with_hooks`` forward with one head (``head=None``: the FFN) ablated."""
@@ -500,13 +508,15 @@ def importance_table(bridge: "TransformerBridge", encoded: EncodedPrompts, metho
         for kind, result in results.items():
             for component, key in (("head", "head_logprob"), ("ffn", "ffn_logprob")):
                 metrics = multiple_choice_metrics(result[key], first["n_tokens"], encoded)
-                for name, clean_name in (("accuracy", "correct"), ("accuracy_norm", "correct_norm"), ("loss", "gold_loss")):
+                for name, clean_name in (("accuracy", "correct"), ("accuracy_norm", "correct_norm"),
+                                         ("loss", "gold_loss")):
                     delta = metrics[clean_name].mean(-1) - clean_metrics[clean_name].mean(-1)
                     frames.append(_paired_rows(_rows(delta, component, f"{kind}_{name}_delta"),
                                                metrics[clean_name], clean_metrics[clean_name]))
     # the choices that change the numbers, in every row and in the summary, so results made with other choices never mix
     summary.update(estimator=config.estimator(method), prepend_bos=config.prepend_bos)
-    return pd.concat(frames, ignore_index=True).assign(estimator=config.estimator(method), prepend_bos=config.prepend_bos), summary
+    return pd.concat(frames, ignore_index=True).assign(estimator=config.estimator(method),
+                                                       prepend_bos=config.prepend_bos), summary
 
 
 def attribution_agreement(table: pd.DataFrame) -> pd.DataFrame:

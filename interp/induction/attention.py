@@ -37,7 +37,8 @@ __all__ = ["ablated_repeated_loss", "head_attention", "save_head_attention", "to
 def _check_head(bridge: "TransformerBridge", layer: int, head: int) -> None:
     n_layers, n_heads = int(bridge.cfg.n_layers), int(bridge.cfg.n_heads)
     if not (0 <= layer < n_layers and 0 <= head < n_heads):
-        raise InterpError(f"head L{layer}H{head} does not exist: the model has layers 0..{n_layers - 1}, heads 0..{n_heads - 1}")
+        raise InterpError(f"head L{layer}H{head} does not exist: the model has layers 0..{n_layers - 1}, heads "
+                          f"0..{n_heads - 1}")
 
 
 def _repeated_tokens(bridge: "TransformerBridge", config: SequenceConfig, seed: int) -> tuple[Tensor, int]:

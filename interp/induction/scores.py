@@ -163,7 +163,8 @@ class _AttentionTargets:
         return cls(table[0], table[1], table[2], table[3].bool(), queries.sum(dim=-1).clamp(min=1).float())
 
     def to(self, device: "torch.device | str") -> "_AttentionTargets":
-        return _AttentionTargets(*(getattr(self, name).to(device) for name in ("row", "query", "key", "valid", "counts")))
+        return _AttentionTargets(*(getattr(self, name).to(device)
+                                   for name in ("row", "query", "key", "valid", "counts")))
 
 
 def _mean_attention_at(
@@ -172,7 +173,8 @@ def _mean_attention_at(
     n_metrics, batch = targets.counts.shape
     values = pattern[targets.row, :, targets.query, targets.key]  # (group, slot, head)
     total = (values * targets.valid[:, :, None]).sum(dim=1)
-    return rearrange(total, "(metric batch) head -> metric batch head", metric=n_metrics) / targets.counts[:, :, None].to(total)
+    return rearrange(total, "(metric batch) head -> metric batch head", metric=n_metrics) / targets.counts[:, :,
+                                                                                                           None].to(total)
 
 
 def attention_scores(
@@ -356,7 +358,8 @@ def _attention_pass(
         scores = _mean_attention_at(pattern, targets.to(pattern.device))
         per_layer.append(scores.to(batch.tokens.device))
 
-    hooks = list(extra_hooks) + [(f"blocks.{layer}.attn.hook_pattern", score_pattern) for layer in range(bridge.cfg.n_layers)]
+    hooks = list(extra_hooks) + [(f"blocks.{layer}.attn.hook_pattern", score_pattern)
+                                 for layer in range(bridge.cfg.n_layers)]
     loss = None
     if with_loss:
         logits = bridge.run_with_hooks(batch.tokens, fwd_hooks=hooks)
@@ -622,7 +625,8 @@ def score_heads(
     return table
 
 
-def repeated_sequence_loss(bridge: "TransformerBridge", config: SequenceConfig = SequenceConfig(), **kwargs) -> pd.DataFrame:
+def repeated_sequence_loss(bridge: "TransformerBridge", config: SequenceConfig = SequenceConfig(),
+                           **kwargs) -> pd.DataFrame:
     """Per-token loss on the repeated sequences: columns ``seed, position, repeat, loss``.
 
     ``position`` is the predicted token's position (BOS = 0), ``repeat`` its repeat (1..4);

@@ -80,7 +80,8 @@ def _causal_rows(model: str, folder: Path) -> list[dict]:
     rows = []
     for entry in pooled.sort_values(["shots", "ablation", "ranking"]).itertuples():
         rows.append(_row(
-            model, "causal test", f"{entry.shots}-shot {entry.ablation}: top {chosen:g}% {entry.ranking.replace('_', ' ')} "
+            model, "causal test",
+                         f"{entry.shots}-shot {entry.ablation}: top {chosen:g}% {entry.ranking.replace('_', ' ')} "
                                   "minus random, accuracy",
             value=entry.difference, ci_low=entry.difference_ci_low, ci_high=entry.difference_ci_high,
             text=f"{entry.k} heads: change {entry.change:+.3f} vs random {entry.random_mean:+.3f} "
@@ -100,7 +101,8 @@ def _claim_rows(model: str, folder: Path) -> list[dict]:
         if found.empty:
             rows.append(_row(model, "claims", key, text="not measured", paper=CLAIMS[key][1]))
         for entry in found.itertuples():
-            where = "" if entry.source in ("", ".") else f" ({entry.source}/)"  # two pruning runs of one model stay apart
+            # two pruning runs of one model stay apart
+            where = "" if entry.source in ("", ".") else f" ({entry.source}/)"
             rows.append(_row(model, "claims", f"{key}, {entry.shots}-shot{where}", text=entry.measured,
                              estimator=entry.detail,
                              paper=CLAIMS[key][1], source=entry.source))
@@ -112,8 +114,8 @@ def _claim_rows(model: str, folder: Path) -> list[dict]:
     for metric, part in overlap.groupby("induction_metric"):
         rows.append(_row(model, "claims", f"induction: top-10 overlap, {metric.replace('_', ' ')}",
                          value=part["overlap"].mean(),
-                         text=f"mean {part['overlap'].mean():.2f} heads vs {part['expected'].mean():.2f} by chance over "
-                              f"{len(part)} (task, shots)",
+                         text=f"mean {part['overlap'].mean():.2f} heads vs {part['expected'].mean():.2f} by chance "
+                              f"over {len(part)} (task, shots)",
                          estimator="hypergeometric expectation", paper=CLAIMS["induction"][1], source=source))
     return rows
 

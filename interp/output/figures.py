@@ -68,7 +68,8 @@ def head_label(layer, head) -> str:
 
 
 def _style(figure: go.Figure, title: str, width: int | None = None, height: int | None = None) -> go.Figure:
-    figure.update_layout(template=TEMPLATE, font=FONT, title=dict(text=title, x=0.02), margin=dict(l=60, r=20, t=60, b=50))
+    figure.update_layout(template=TEMPLATE, font=FONT, title=dict(text=title, x=0.02),
+                         margin=dict(l=60, r=20, t=60, b=50))
     if width:
         figure.update_layout(width=width)
     if height:
@@ -169,13 +170,16 @@ def repeated_loss_figure(loss: pd.DataFrame, model: str, max_seeds: int = 8) -> 
     figure = go.Figure()
     for seed in sorted(frame["seed"].unique())[:max_seeds]:
         rows = frame[frame["seed"] == seed]
-        figure.add_trace(go.Scatter(x=rows["x"], y=rows["loss"], mode="lines", line=dict(width=1, color="rgba(80,80,160,0.25)"),
-                                    name=f"seed {seed}", hovertemplate="position %{customdata}<br>loss %{y:.3f}<extra></extra>",
+        figure.add_trace(go.Scatter(x=rows["x"], y=rows["loss"], mode="lines",
+                                    line=dict(width=1, color="rgba(80,80,160,0.25)"),
+                                    name=f"seed {seed}",
+                                    hovertemplate="position %{customdata}<br>loss %{y:.3f}<extra></extra>",
                                     customdata=rows["position"], showlegend=False))
     frame["bin"] = (frame["x"] * 25).round() / 25
     mean = frame.groupby("bin", as_index=False)["loss"].mean()
     figure.add_trace(go.Scatter(x=mean["bin"], y=mean["loss"], mode="lines", line=dict(width=3, color="#1f3b73"),
-                                name="mean over seeds", hovertemplate="%{x:.2f} repeats<br>mean loss %{y:.3f}<extra></extra>"))
+                                name="mean over seeds",
+                                hovertemplate="%{x:.2f} repeats<br>mean loss %{y:.3f}<extra></extra>"))
     for boundary in range(1, int(frame["repeat"].max())):
         figure.add_vline(x=boundary, line=dict(dash="dash", color="grey"))
     figure.update_xaxes(title="position (in repeats of the random block)")
@@ -199,7 +203,8 @@ def dynamics_figure(head_scores: pd.DataFrame, summary: pd.DataFrame, title: str
     from plotly.colors import qualitative
     from plotly.subplots import make_subplots
 
-    for table, columns in ((head_scores, ("step", "layer", "head", "metric", "value")), (summary, ("step", "metric", "value"))):
+    for table, columns in ((head_scores, ("step", "layer", "head", "metric", "value")),
+                           (summary, ("step", "metric", "value"))):
         missing = [column for column in columns if column not in table.columns]
         if missing:
             raise InterpError(f"dynamics figure needs columns {missing}; the table has {list(table.columns)}")
@@ -207,7 +212,8 @@ def dynamics_figure(head_scores: pd.DataFrame, summary: pd.DataFrame, title: str
     preferred = ["prefix_matching", "previous_token", "copying"]  # the induction story, top to bottom
     metrics = sorted(dict.fromkeys(head_scores["metric"]), key=lambda m: preferred.index(m) if m in preferred else 99)
     repeated = sorted(metric for metric in summary["metric"].unique() if metric.startswith("repeated_loss_repeat_"))
-    panels = [metric.replace("_", " ") for metric in metrics] + ["loss on repeated random tokens", "in-context-learning score"]
+    panels = [metric.replace("_", " ") for metric in metrics] + ["loss on repeated random tokens",
+                                                                 "in-context-learning score"]
     figure = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, subplot_titles=panels, vertical_spacing=0.05)
     heads = head_scores[["layer", "head"]].drop_duplicates().sort_values(["layer", "head"]).itertuples(index=False)
     palette = qualitative.Dark24
@@ -227,7 +233,8 @@ def dynamics_figure(head_scores: pd.DataFrame, summary: pd.DataFrame, title: str
                                     line=dict(color="grey", width=1 + repeated.index(metric)),
                                     hovertemplate=f"{name}<br>step %{{x}}<br>loss = %{{y:.3f}}<extra></extra>"),
                          row=len(metrics) + 1, col=1)
-    for metric, name, width in (("icl_score", "ICL score (one late, one early token)", 1), ("icl_score_band", "ICL score (bands of tokens)", 3)):
+    for metric, name, width in (("icl_score", "ICL score (one late, one early token)", 1),
+                                ("icl_score_band", "ICL score (bands of tokens)", 3)):
         series = summary[summary["metric"] == metric].sort_values("step")
         if series.empty:
             continue
@@ -253,7 +260,8 @@ def correlation_heatmap(table: pd.DataFrame, row: str, column: str, value: str, 
                    colorscale=DIVERGING, zmid=0.0, zmin=-1.0, zmax=1.0, colorbar=dict(title=value),
                    hovertemplate="%{y} / %{x}<br>" + value + " = %{z:.3f}<extra></extra>")
     )
-    return _style(figure, title, width=max(480, 26 * len(grid.columns) + 260), height=max(420, 20 * len(grid.index) + 160))
+    return _style(figure, title, width=max(480, 26 * len(grid.columns) + 260),
+                  height=max(420, 20 * len(grid.index) + 160))
 
 
 def retention_figure(table: pd.DataFrame, title: str) -> go.Figure:
@@ -265,7 +273,8 @@ def retention_figure(table: pd.DataFrame, title: str) -> go.Figure:
 
     figure = make_subplots(rows=1, cols=len(metrics), subplot_titles=metrics, shared_yaxes=True)
     keys = list(dict.fromkeys(zip(table["task"], table["shots"], strict=True)))
-    palette = {key: qualitative.Safe[index % len(qualitative.Safe)] for index, key in enumerate(keys)}  # same colour per line in every panel
+    # same colour per line in every panel
+    palette = {key: qualitative.Safe[index % len(qualitative.Safe)] for index, key in enumerate(keys)}
     for column, metric in enumerate(metrics, start=1):
         part = table[table["induction_metric"] == metric]
         for (task, shots), curve in part.groupby(["task", "shots"], sort=False):
@@ -273,7 +282,9 @@ def retention_figure(table: pd.DataFrame, title: str) -> go.Figure:
             figure.add_trace(
                 go.Scatter(x=curve["fraction_removed"], y=curve["retained"], mode="lines",
                            name="aggregate" if aggregate else f"{task}/{shots}", legendgroup=f"{task}/{shots}",
-                           showlegend=column == 1, line=dict(width=4 if aggregate else 1.5, color="black" if aggregate else palette[(task, shots)]),
+                           showlegend=column == 1,
+                           line=dict(width=4 if aggregate else 1.5, color="black" if aggregate
+                                     else palette[(task, shots)]),
                            opacity=1.0 if aggregate else 0.6),
                 row=1, col=column,
             )
@@ -308,7 +319,8 @@ def attention_pattern_figure(pattern: pd.DataFrame, title: str, period: int | No
     """
     for column in ("query", "key", "weight"):
         if column not in pattern.columns:
-            raise InterpError(f"attention pattern figure needs a {column!r} column; the table has {list(pattern.columns)}")
+            raise InterpError(f"attention pattern figure needs a {column!r} column; the table has "
+                              f"{list(pattern.columns)}")
     grid = pattern.pivot_table(index="query", columns="key", values="weight", aggfunc="mean").sort_index()
     hover, tokens = "query %{y}<br>key %{x}<br>attention = %{z:.3f}<extra></extra>", None
     if "token" in pattern.columns:  # the key's text; a position's token is the key of its diagonal cell
@@ -350,11 +362,13 @@ def model_comparison_figure(tables: "dict[str, pd.DataFrame]", value: str, title
         table = tables[name]
         for needed in ("layer", "head", value):
             if needed not in table.columns:
-                raise InterpError(f"comparison table of {name!r} lacks a {needed!r} column; it has {list(table.columns)}")
+                raise InterpError(f"comparison table of {name!r} lacks a {needed!r} column; it has "
+                                  f"{list(table.columns)}")
         grid = table.pivot_table(index="layer", columns="head", values=value, aggfunc="mean").sort_index()
         labels = np.array([[head_label(layer, head) for head in grid.columns] for layer in grid.index])
         figure.add_trace(go.Heatmap(
-            z=grid.to_numpy(), x=grid.columns.to_numpy(), y=grid.index.to_numpy(), customdata=labels, coloraxis="coloraxis",
+            z=grid.to_numpy(), x=grid.columns.to_numpy(), y=grid.index.to_numpy(), customdata=labels,
+                                    coloraxis="coloraxis",
             hovertemplate=name + " %{customdata}<br>" + value + " = %{z:.4f}<extra></extra>"), row=1, col=column)
         figure.update_xaxes(title="head", row=1, col=column)
     figure.update_yaxes(title="layer", row=1, col=1)
@@ -512,7 +526,8 @@ def pruning_rankings_figure(table: pd.DataFrame, column: str, title: str) -> go.
 
 def pruning_grid_figure(table: pd.DataFrame, title: str) -> go.Figure:
     """Mean accuracy over tasks and shots on the (% heads, % FFNs) grid."""
-    grid = table.pivot_table(index="head_percent", columns="ffn_percent", values="accuracy", aggfunc="mean").sort_index()
+    grid = table.pivot_table(index="head_percent", columns="ffn_percent", values="accuracy",
+                             aggfunc="mean").sort_index()
     figure = go.Figure(go.Heatmap(z=grid.to_numpy(), x=[str(value) for value in grid.columns],
                                   y=[str(value) for value in grid.index], colorscale=SEQUENTIAL,
                                   colorbar=dict(title="accuracy"), text=np.round(grid.to_numpy(), 3),
@@ -620,11 +635,13 @@ def causal_effect_figure(table: pd.DataFrame, y_label: str, title: str, facet_ro
             band = panel.drop_duplicates("percent")
             figure.add_trace(go.Scatter(x=list(band["percent"]) + list(band["percent"])[::-1],
                                         y=list(band["random_max"]) + list(band["random_min"])[::-1], fill="toself",
-                                        mode="lines", line=dict(width=0), fillcolor="rgba(120,120,120,0.25)", hoverinfo="skip",
+                                        mode="lines", line=dict(width=0), fillcolor="rgba(120,120,120,0.25)",
+                                        hoverinfo="skip",
                                         name="random (min-max over draws)", showlegend=first, legendgroup="random"),
                              row=row_index, col=column_index)
             figure.add_trace(go.Scatter(x=band["percent"], y=band["random_mean"], mode="lines", name="random (mean)",
-                                        line=dict(color="grey", dash="dot"), showlegend=first, legendgroup="random mean",
+                                        line=dict(color="grey", dash="dot"), showlegend=first,
+                                        legendgroup="random mean",
                                         hovertemplate="random<br>%{x}% of heads: %{y:.3f}<extra></extra>"),
                              row=row_index, col=column_index)
             for ranking, curve in panel.groupby("ranking", sort=True):
@@ -634,9 +651,11 @@ def causal_effect_figure(table: pd.DataFrame, y_label: str, title: str, facet_ro
                     showlegend=first, line=dict(color=colour),
                     error_y=dict(type="data", symmetric=False, array=curve["change_ci_high"] - curve["change"],
                                  arrayminus=curve["change"] - curve["change_ci_low"], color=colour),
-                    hovertemplate=ranking + "<br>%{x}% of heads: %{y:.3f}<extra></extra>"), row=row_index, col=column_index)
+                    hovertemplate=ranking + "<br>%{x}% of heads: %{y:.3f}<extra></extra>"), row=row_index,
+                                 col=column_index)
     percents = sorted(table["percent"].unique())
-    figure.update_xaxes(title="% of heads removed", type="log", tickvals=percents, ticktext=[f"{value:g}" for value in percents],
+    figure.update_xaxes(title="% of heads removed", type="log", tickvals=percents,
+                        ticktext=[f"{value:g}" for value in percents],
                         minor=dict(showgrid=False))
     figure.update_yaxes(title=y_label, zeroline=True)
     return _style(figure, title, width=420 * len(column_values) + 200, height=320 * len(row_values) + 120)

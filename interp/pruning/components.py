@@ -165,8 +165,8 @@ class PruningConfig:
         for name, values in checked.items():
             if 0 not in values:
                 example = ",".join(str(value) for value in (0, *values))
-                raise InterpError(f"{name} {tuple(values)} lack 0, the unpruned baseline that accuracy drops and thresholds "
-                                  f"are measured from; add it, e.g. {example}")
+                raise InterpError(f"{name} {tuple(values)} lack 0, the unpruned baseline that accuracy drops and "
+                                  f"thresholds are measured from; add it, e.g. {example}")
         return cells
 
 
@@ -202,16 +202,19 @@ def _check_masks(bridge: "TransformerBridge", head_masks: Tensor, ffn_masks: Ten
     n_layers, n_heads = int(bridge.cfg.n_layers), int(bridge.cfg.n_heads)
     head_masks, ffn_masks = torch.as_tensor(head_masks, dtype=torch.bool), torch.as_tensor(ffn_masks, dtype=torch.bool)
     if head_masks.dim() != 3 or tuple(head_masks.shape[1:]) != (n_layers, n_heads):
-        raise InterpError(f"head masks of shape {tuple(head_masks.shape)} do not fit (mask, {n_layers} layers, {n_heads} heads)")
+        raise InterpError(f"head masks of shape {tuple(head_masks.shape)} do not fit (mask, {n_layers} layers, "
+                          f"{n_heads} heads)")
     if tuple(ffn_masks.shape) != (head_masks.shape[0], n_layers):
-        raise InterpError(f"FFN masks of shape {tuple(ffn_masks.shape)} do not fit ({head_masks.shape[0]} masks, {n_layers} layers)")
+        raise InterpError(f"FFN masks of shape {tuple(ffn_masks.shape)} do not fit ({head_masks.shape[0]} masks, "
+                          f"{n_layers} layers)")
     return head_masks, ffn_masks
 
 
 def masked_scores(bridge: "TransformerBridge", encoded: EncodedPrompts, head_masks: Bool[Tensor, "mask layer head"],
                   ffn_masks: Bool[Tensor, "mask layer"], means: tuple[Tensor, Tensor] | None = None,
                   batch_size: int = 8, masks_per_forward: int = 10,
-                  progress: Callable[[int], None] | None = None, share_context: bool = True) -> Float[Tensor, "mask sequence"]:
+                  progress: Callable[[int], None] | None = None, share_context: bool = True) -> Float[Tensor,
+                                                                                                      "mask sequence"]:
     """Summed continuation log-probability of every sequence under every mask (True = removed).
 
     ``share_context``: one batch row per prompt, its choices sharing the context (see tasks.evaluation).
@@ -246,7 +249,8 @@ def masked_scores(bridge: "TransformerBridge", encoded: EncodedPrompts, head_mas
 
 
 def masked_scores_reference(bridge: "TransformerBridge", encoded: EncodedPrompts, head_mask: Tensor, ffn_mask: Tensor,
-                            means: tuple[Tensor, Tensor] | None = None, batch_size: int = 8) -> Float[Tensor, " sequence"]:
+                            means: tuple[Tensor, Tensor] | None = None, batch_size: int = 8) -> Float[Tensor,
+                                                                                                      " sequence"]:
     """The naive way, for tests and the benchmark: one full forward per batch for one mask, head by head."""
     out = torch.zeros(encoded.n_sequences, dtype=torch.float64)
     hooks = []
@@ -270,7 +274,8 @@ def masked_scores_reference(bridge: "TransformerBridge", encoded: EncodedPrompts
 
 
 def _n_tokens(encoded: EncodedPrompts) -> Tensor:
-    return torch.tensor([len(tokens) - start for tokens, start in zip(encoded.tokens, encoded.context_lengths, strict=True)],
+    return torch.tensor([len(tokens) - start for tokens,
+                         start in zip(encoded.tokens, encoded.context_lengths, strict=True)],
                         dtype=torch.float64)
 
 

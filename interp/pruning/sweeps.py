@@ -419,7 +419,8 @@ def _layer_thresholds(sweep: pd.DataFrame, tolerance: float, n_layers: int) -> p
     items (:func:`interp.pruning.thresholds.threshold_table`; ``interval_method`` says which).
     """
     table = threshold_table(sweep.rename(columns={"method": "ranking", "n": "percent"}), tolerance=tolerance)
-    table = table.rename(columns={"ranking": "method", "prunable_percent": "prunable_n", "prunable_ci_low": "prunable_n_ci_low",
+    table = table.rename(columns={"ranking": "method", "prunable_percent": "prunable_n",
+                                  "prunable_ci_low": "prunable_n_ci_low",
                                   "prunable_ci_high": "prunable_n_ci_high"})
     for column in ("prunable_n", "prunable_n_ci_low", "prunable_n_ci_high"):
         table[column] = table[column].astype(int)
@@ -491,12 +492,15 @@ def _laser_cell(bridge: "TransformerBridge", encoded: EncodedPrompts, layer: int
     return sums
 
 
-def _split_summary(logprob_sums: torch.Tensor, n_tokens: torch.Tensor, encoded: EncodedPrompts, n_select: int) -> dict[str, float]:
+def _split_summary(logprob_sums: torch.Tensor, n_tokens: torch.Tensor, encoded: EncodedPrompts,
+                   n_select: int) -> dict[str, float]:
     from interp.pruning.thresholds import encode_items
 
     metrics = multiple_choice_metrics(logprob_sums, n_tokens, encoded)
-    return {"select_accuracy": float(metrics["correct"][:n_select].mean()), "select_loss": float(metrics["gold_loss"][:n_select].mean()),
-            "report_accuracy": float(metrics["correct"][n_select:].mean()), "report_loss": float(metrics["gold_loss"][n_select:].mean()),
+    return {"select_accuracy": float(metrics["correct"][:n_select].mean()),
+            "select_loss": float(metrics["gold_loss"][:n_select].mean()),
+            "report_accuracy": float(metrics["correct"][n_select:].mean()),
+            "report_loss": float(metrics["gold_loss"][n_select:].mean()),
             "accuracy": float(metrics["correct"].mean()), "loss": float(metrics["gold_loss"].mean()),
             "report_item_correct": encode_items(metrics["correct"][n_select:])}  # for a gain paired with the baseline
 
@@ -519,9 +523,11 @@ def select_laser(table: pd.DataFrame) -> pd.DataFrame:
         rows.append({"task": task, "shots": shots, "layer": int(chosen["layer"]), "matrix": chosen["matrix"],
                      "rho": float(chosen["rho"]), "select_accuracy": chosen["select_accuracy"],
                      "report_accuracy": chosen["report_accuracy"], "report_loss": chosen["report_loss"],
-                     "baseline_report_accuracy": baseline["report_accuracy"], "baseline_report_loss": baseline["report_loss"],
+                     "baseline_report_accuracy": baseline["report_accuracy"],
+                     "baseline_report_loss": baseline["report_loss"],
                      "report_accuracy_gain": chosen["report_accuracy"] - baseline["report_accuracy"],
-                     "report_loss_change": chosen["report_loss"] - baseline["report_loss"], **_paired_gain(chosen, baseline)})
+                     "report_loss_change": chosen["report_loss"] - baseline["report_loss"],
+                     **_paired_gain(chosen, baseline)})
     return pd.DataFrame(rows)
 
 

@@ -149,7 +149,8 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[Prompt], max_length: int | 
                 raise InterpError(f"{task_name}: item {prompt.item_index}: choice {continuation!r} encodes to no tokens")
             sequence = context + continuation_ids
             if max_length is not None and len(sequence) > max_length:
-                advice = (f"use fewer shots (this prompt has {len(prompt.demo_indices)} demonstrations)" if prompt.demo_indices
+                advice = (f"use fewer shots (this prompt has {len(prompt.demo_indices)} demonstrations)"
+                          if prompt.demo_indices
                           else "the item alone is longer than the context: shorten it or leave it out of the task")
                 raise InterpError(f"{task_name}: item {prompt.item_index} does not fit the model's context: "
                                   f"{len(sequence)} tokens, limit {max_length}; {advice}")
@@ -235,7 +236,8 @@ def _shared_context_batch(encoded: EncodedPrompts, sequence_ids: Sequence[int], 
     positions = torch.zeros((len(rows), width), dtype=torch.long)
     segments = torch.full((len(rows), width), -2, dtype=torch.long)  # -2: padding
     order, target_rows, target_slots, target_positions, target_tokens = [], [], [], [], []
-    for row, (sequences, (row_tokens, row_positions, row_segments, targets)) in enumerate(zip(rows, packed, strict=True)):
+    for row, (sequences,
+              (row_tokens, row_positions, row_segments, targets)) in enumerate(zip(rows, packed, strict=True)):
         length = len(row_tokens)
         tokens[row, :length] = torch.tensor(row_tokens, dtype=torch.long)
         valid[row, :length] = 1.0
@@ -302,7 +304,8 @@ def target_logprob_readout(bridge: "TransformerBridge", batch: Batch) -> Callabl
     return readout
 
 
-def logits_to_target_logprobs(logits: Float[Tensor, "*copies target vocab"], batch: Batch) -> Float[Tensor, "*copies target"]:
+def logits_to_target_logprobs(logits: Float[Tensor, "*copies target vocab"], batch: Batch) -> Float[Tensor,
+                                                                                                    "*copies target"]:
     """Log-probability of each target token from the logits at the positions that predict it."""
     log_probs = torch.log_softmax(logits.float(), dim=-1)
     index = batch.target_tokens.expand(*log_probs.shape[:-1]).unsqueeze(-1)

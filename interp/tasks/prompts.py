@@ -156,7 +156,8 @@ def read_task_file(path: Path | str, name: str | None = None) -> Task:
                 raise _field_error(path, line_number, required, "must be a non-empty string")
         unknown = set(record) - {"input", "answer", "choices", "aliases"}
         if unknown:
-            raise _field_error(path, line_number, sorted(unknown)[0], "is not in the schema (input, answer, choices, aliases)")
+            raise _field_error(path, line_number, sorted(unknown)[0],
+                               "is not in the schema (input, answer, choices, aliases)")
         choices = None
         if "choices" in record:
             choices = _string_list(record["choices"], path, line_number, "choices")

@@ -136,10 +136,12 @@ def _download_revision(model: str, revision: str) -> str:
                                  allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"])
     except Exception as error:  # offline, unknown repo or revision: many exception types
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InterpError(f"model {model!r} revision {revision!r}: not in the local cache and not downloadable ({first})") from None
+        raise InterpError(f"model {model!r} revision {revision!r}: not in the local cache and not downloadable "
+                          f"({first})") from None
 
 
-def icl_windows(bridge: "TransformerBridge", documents: list[str], length: int, count: int) -> Int[Tensor, "example position"]:
+def icl_windows(bridge: "TransformerBridge", documents: list[str], length: int, count: int) -> Int[Tensor,
+                                                                                                   "example position"]:
     """``count`` evenly spaced windows of BOS + ``length - 1`` tokens of the held-out text."""
     tokenizer = bridge.tokenizer
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
@@ -156,7 +158,8 @@ def icl_windows(bridge: "TransformerBridge", documents: list[str], length: int, 
     return torch.cat([torch.full((len(starts), 1), bos, dtype=torch.long), windows], dim=1)
 
 
-def per_token_loss(bridge: "TransformerBridge", tokens: Int[Tensor, "batch position"], batch_size: int = 8) -> Float[Tensor, "batch target"]:
+def per_token_loss(bridge: "TransformerBridge", tokens: Int[Tensor, "batch position"],
+                   batch_size: int = 8) -> Float[Tensor, "batch target"]:
     """Cross-entropy of every next token; column ``p`` is the loss of predicting token ``p + 1``."""
     device = bridge.cfg.device or "cpu"
     losses = []
@@ -167,7 +170,8 @@ def per_token_loss(bridge: "TransformerBridge", tokens: Int[Tensor, "batch posit
     return torch.cat(losses)
 
 
-def score_checkpoint(bridge: "TransformerBridge", config: DynamicsConfig, documents: list[str]) -> dict[str, pd.DataFrame]:
+def score_checkpoint(bridge: "TransformerBridge", config: DynamicsConfig, documents: list[str]) -> dict[str,
+                                                                                                        pd.DataFrame]:
     """Head scores, repeated-sequence loss and ICL loss curve of one model (step columns added later)."""
     from interp.induction.scores import score_heads
     from interp.induction.sequences import SequenceConfig
@@ -183,7 +187,8 @@ def score_checkpoint(bridge: "TransformerBridge", config: DynamicsConfig, docume
     heads = heads.groupby(["layer", "head", "metric"], as_index=False)["value"].agg(value="mean", std="std")
     repeated = repeated.groupby("repeat", as_index=False)["loss"].mean()
     length = config.icl_length or min(512, context.tokens)
-    check_fits(length, context, f"--icl-length {length}", f"use --icl-length {context.tokens} or less (the default fits)")
+    check_fits(length, context, f"--icl-length {length}",
+               f"use --icl-length {context.tokens} or less (the default fits)")
     loss = per_token_loss(bridge, icl_windows(bridge, documents, length, config.icl_examples))
     by_token = loss.mean(dim=0)  # column p - 1 is the loss of predicting token p
     curve = pd.DataFrame({"position": range(1, length), "loss": by_token.numpy()})

@@ -77,7 +77,8 @@ __all__ = [
 SPECIAL_TOKENS = ("<bos>", "<eos>", "<pad>")  # ids 0, 1, 2: the same layout as the test fixtures
 LAYER_COUNTS = (1, 2, 3)
 _ARCHITECTURE = {"rotary": "Llama-class model with rotary positions",
-                 "sinusoidal": "GPT-2 with learned positions (sinusoidal start)", "learned": "GPT-2 with learned positions"}
+                 "sinusoidal": "GPT-2 with learned positions (sinusoidal start)",
+                 "learned": "GPT-2 with learned positions"}
 POSITIONS = tuple(_ARCHITECTURE)  # rotary, sinusoidal, learned
 
 
@@ -95,18 +96,21 @@ class ToyConfig:
     n_heads: int = 4  # d_head = 16; a handful of heads keeps the head tables readable
     n_ctx: int = 128  # > 101 tokens, the length of Olsson's prefix-matching sequences
     vocab_size: int = 2048  # a small byte-level BPE, incl. <bos>, <eos>, <pad>
-    steps: int = 2000  # the shipped 2-layer run formed its induction head between steps 861 and 1,218; the rest sharpens it
+    # the shipped 2-layer run formed its induction head between steps 861 and 1,218; the rest sharpens it
+    steps: int = 2000
     batch_size: int = 32  # rows of n_ctx tokens per step
     learning_rate: float = 2e-3  # AdamW peak; small models tolerate a large rate
     weight_decay: float = 0.0  # none: with a few thousand steps there is nothing to regularise
     warmup_steps: int = 50  # linear warm-up, then cosine decay to 10% of the rate
     positions: str = "rotary"  # "rotary" (Llama class), or GPT-2 learned positions: "sinusoidal" (init) / "learned"
     repeat_fraction: float = 0.5  # share of rows made of repeated random tokens (the rest is text)
-    repeat_layout: str = "periodic"  # "periodic": one chunk repeated to the row's end; "scattered": copies pasted into text
+    # "periodic": one chunk repeated to the row's end; "scattered": copies pasted into text
+    repeat_layout: str = "periodic"
     repeat_length: tuple[int, int] = (5, 30)  # chunk lengths (periods) drawn uniformly from this range
     repeat_copies: int = 2  # "scattered" only: copies of the chunk, each at a random place after the previous one
     repeat_tokens: str = "middle"  # chunk tokens: "middle": the scorer's pool (no most/least frequent 4%), or "all"
-    text_loss_fraction: float = 1.0  # share of positions outside later copies whose loss counts (< 1: cheaper, repeat-weighted)
+    # share of positions outside later copies whose loss counts (< 1: cheaper, repeat-weighted)
+    text_loss_fraction: float = 1.0
     checkpoints_per_octave: int = 4  # log-spaced checkpoints: steps 2^(k/4), plus 0 and the last; resolves the jump
     seed: int = 0  # seeds the weights, the batches and the repeats
     corpus: str | None = None  # a text file (.txt or .txt.gz); None: the shipped King James Bible
@@ -286,7 +290,8 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
     return found[-1] if found else None
 
 
-def _sample_batch(stream: "Tensor", config: ToyConfig, vocab: "Tensor", bos: int, generator) -> tuple["Tensor", "Tensor"]:
+def _sample_batch(stream: "Tensor", config: ToyConfig, vocab: "Tensor", bos: int, generator) -> tuple["Tensor",
+                                                                                                      "Tensor"]:
     """``batch_size`` rows of ``<bos>`` + tokens: a random window of text or repeated random tokens.
 
     A ``repeat_fraction`` share of rows holds repeated random tokens (``repeat_layout``).  Also
@@ -401,8 +406,8 @@ def _prepare_run(config: ToyConfig, run_dir: Path):
         previous, wanted = json.loads(saved_config.read_text()), json.loads(json.dumps(config.to_dict()))
         extending = wanted["steps"] > previous["steps"] and {**previous, "steps": wanted["steps"]} == wanted
         if previous != wanted and not extending:
-            raise InterpError(f"run {str(run_dir)!r} was started with a different configuration; use a new --run folder "
-                              "(only --steps may grow, to extend a run)")
+            raise InterpError(f"run {str(run_dir)!r} was started with a different configuration; use a new --run "
+                              "folder (only --steps may grow, to extend a run)")
         if extending:  # the cosine schedule is re-spread over the new total from the current step on
             saved_config.write_text(json.dumps(wanted, indent=2) + "\n")
     tokenizer_dir, streams = run_dir / "tokenizer", run_dir / "tokens.safetensors"
@@ -543,7 +548,8 @@ def export_model(run_dir: str | Path, target: str | Path, command: str) -> Path:
         f"Seed {config['seed']}, {final[0]} steps, {meta.get('train_seconds', float('nan')):.0f} s on "
         f"{meta.get('threads', '?')} CPU thread(s); torch {meta.get('versions', {}).get('torch', '?')}.", "",
         "Configuration:", "", "```json", json.dumps(config, indent=2), "```", "",
-        "Corpus: interp/data/corpus/kjv.txt.gz (King James Bible, public domain; see interp/data/corpus/README.md).", "",
+        "Corpus: interp/data/corpus/kjv.txt.gz (King James Bible, public domain; see interp/data/corpus/README.md).",
+             "",
     ]
     (target / "TRAINING.md").write_text("\n".join(lines))
     return target

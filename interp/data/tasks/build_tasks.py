@@ -177,13 +177,20 @@ write("number_successor", [(str(n), str(n + 1)) for n in rng.sample(range(1, 400
 
 # Other correct answers, never offered as distractors for that item.
 ALIASES = {
-    "animal_young": {"wolf": ["cub"], "fox": ["cub"], "rabbit": ["kitten", "bunny"], "squirrel": ["kitten"], "lynx": ["kit", "cub"],
-                     "frog": ["froglet"], "toad": ["froglet"], "salmon": ["alevin", "parr"], "crane": ["colt"], "hyena": ["pup"],
-                     "fly": ["larva"], "butterfly": ["larva"], "moth": ["larva"], "mosquito": ["wriggler"], "otter": ["kit", "cub"],
-                     "beaver": ["pup"], "raccoon": ["cub"], "skunk": ["kitten"], "seal": ["calf"], "eagle": ["eyas"], "cod": ["fry"],
-                     "bat": ["kit"], "mink": ["cub"], "badger": ["kit"], "coyote": ["cub"], "jackal": ["cub"], "ferret": ["kitten"]},
-    "antonyms": {"sunrise": ["dusk"], "dawn": ["sunset", "night"], "rise": ["sink", "set"], "big": ["little"], "tall": ["small"],
-                 "dark": ["bright"], "day": ["dark"], "begin": ["finish"], "up": ["below"], "above": ["down"], "high": ["lower"], "in": ["outside"],
+    "animal_young": {"wolf": ["cub"], "fox": ["cub"], "rabbit": ["kitten", "bunny"], "squirrel": ["kitten"],
+                     "lynx": ["kit", "cub"],
+                     "frog": ["froglet"], "toad": ["froglet"], "salmon": ["alevin", "parr"], "crane": ["colt"],
+                     "hyena": ["pup"],
+                     "fly": ["larva"], "butterfly": ["larva"], "moth": ["larva"], "mosquito": ["wriggler"],
+                     "otter": ["kit", "cub"],
+                     "beaver": ["pup"], "raccoon": ["cub"], "skunk": ["kitten"], "seal": ["calf"], "eagle": ["eyas"],
+                     "cod": ["fry"],
+                     "bat": ["kit"], "mink": ["cub"], "badger": ["kit"], "coyote": ["cub"], "jackal": ["cub"],
+                     "ferret": ["kitten"]},
+    "antonyms": {"sunrise": ["dusk"], "dawn": ["sunset", "night"], "rise": ["sink", "set"], "big": ["little"],
+                 "tall": ["small"],
+                 "dark": ["bright"], "day": ["dark"], "begin": ["finish"], "up": ["below"], "above": ["down"],
+                 "high": ["lower"], "in": ["outside"],
                  "inside": ["out"], "on": ["off"], "old": ["new"], "loud": ["silent"]},
 }
 for task, table in ALIASES.items():
@@ -438,7 +445,9 @@ def classify_rows():
             f.write(json.dumps({"input": s, "choices": ["positive", "negative"], "answer": a}) + "\n")
     print("sentiment", len(rows))
     topics = ["sports", "food", "weather", "technology"]
-    rows = [(s, "sports") for s in SPORTS] + [(s, "food") for s in FOOD] + [(s, "weather") for s in WEATHER] + [(s, "technology") for s in TECH]
+    rows = [(s, "sports") for s in SPORTS] + [(s, "food") for s in FOOD] + [(s, "weather")
+                                                                            for s in WEATHER] + [(s, "technology")
+                                                                                                 for s in TECH]
     random.Random(2).shuffle(rows)
     with open(out / "topic.jsonl", "w") as f:
         for s, a in rows:
