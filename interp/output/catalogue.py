@@ -28,11 +28,14 @@ import plotly.graph_objects as go
 
 from interp.errors import InterpError
 
-__all__ = ["FigureEntry", "PRUNING_PREFIXES", "causal_entries", "collect_figures", "comparison_figure", "curve_columns", "dynamics_entries",
+__all__ = ["FigureEntry", "PRUNING_PREFIXES", "causal_entries", "collect_figures", "comparison_figure", "curve_columns",
+           "dynamics_entries",
            "induction_entries", "known_pruning_figures", "pruning_tables", "regenerate_figures"]
 
-PRUNING_PREFIXES = ("pruning", "layer_pruning", "layer_distances", "layer_drop", "angular", "laser")  # names of pruning sweeps
-_X_COLUMNS = ("head_percent", "ffn_percent", "percent", "fraction_pruned", "fraction_removed", "pruned_fraction", "fraction",
+# names of pruning sweeps
+PRUNING_PREFIXES = ("pruning", "layer_pruning", "layer_distances", "layer_drop", "angular", "laser")
+_X_COLUMNS = ("head_percent", "ffn_percent", "percent", "fraction_pruned", "fraction_removed", "pruned_fraction",
+              "fraction",
               "n_layers_dropped", "layers_dropped", "n_dropped", "block_size", "n", "rho", "rank_fraction")
 _Y_COLUMNS = ("accuracy", "accuracy_norm", "relative_accuracy", "score", "loss", "retained", "value")
 _GROUP_COLUMNS = ("component", "ranking", "method", "order", "matrix", "shots", "metric")  # tasks are averaged
@@ -66,13 +69,16 @@ def induction_entries(scores: pd.DataFrame, loss: pd.DataFrame | None = None) ->
         for statistic, words in (("mean", "mean over seeds"), ("var", "variance over seeds")):
             if not rows.empty:
                 entries.append(FigureEntry("induction", f"{metric}_{statistic}",
-                                           layer_head_heatmap(rows, statistic, f"{model}: {label} score ({words})", colorbar_title=statistic),
+                                           layer_head_heatmap(rows, statistic, f"{model}: {label} score ({words})",
+                                                              colorbar_title=statistic),
                                            f"{label.capitalize()} score of every head, {words}; layer 0 at the bottom."))
     wide = heads.pivot_table(index=["layer", "head"], columns="metric", values="mean").reset_index()
     if {"prefix_matching", "copying"} <= set(wide.columns):
         entries.append(FigureEntry("induction", "prefix_vs_copying",
-                                   scatter_with_labels(wide, "prefix_matching", "copying", f"{model}: prefix matching vs copying"),
-                                   "Each head's mean prefix-matching and copying scores; the top five by their sum are labelled."))
+                                   scatter_with_labels(wide, "prefix_matching", "copying",
+                                                       f"{model}: prefix matching vs copying"),
+                                   "Each head's mean prefix-matching and copying scores; the top five by their sum are "
+                                   "labelled."))
     if loss is not None:
         entries.append(FigureEntry("induction", "repeated_loss", repeated_loss_figure(loss, model),
                                    "Per-token loss on the repeated random sequences; dashed lines mark the repeats."))
@@ -95,7 +101,9 @@ def _induction(folder: Path) -> list[FigureEntry]:
         period = int(pattern["period"].iloc[0]) if "period" in pattern.columns else None
         label = f"L{match.group(1)}H{match.group(2)}"
         entries.append(FigureEntry("induction", path.stem,
-                                   attention_pattern_figure(pattern, f"{model}: attention of {label} on a repeated random block", period),
+                                   attention_pattern_figure(pattern,
+                                                            f"{model}: attention of {label} on a repeated random block",
+                                                            period),
                                    f"Attention pattern of {label} on BOS + a random block repeated; an induction head "
                                    f"draws a stripe one block-length minus one below the diagonal."))
     return entries
@@ -131,11 +139,13 @@ def _importance(folder: Path) -> list[FigureEntry]:
     if retention is not None:
         entries.append(FigureEntry("importance", "crossref_retention",
                                    retention_figure(retention, title="Induction score kept as heads are removed"),
-                                   "Share of the total induction score kept as heads are removed, least important first."))
+                                   "Share of the total induction score kept as heads are removed, least important "
+                                   "first."))
     layers = _table(folder, "crossref_layers")
     layers = None if layers is None else primary_rows(layers)
     if layers is not None:
-        entries.append(FigureEntry("importance", "crossref_layers", layer_share_figure(layers, title="Share of importance by layer"),
+        entries.append(FigureEntry("importance", "crossref_layers",
+                                   layer_share_figure(layers, title="Share of importance by layer"),
                                    "Each layer's share of the total task importance of heads and FFNs."))
     aggregate = _table(folder, "crossref_aggregate")
     aggregate = None if aggregate is None else primary_rows(aggregate)
@@ -148,7 +158,8 @@ def _importance(folder: Path) -> list[FigureEntry]:
                                    scatter_with_labels(aggregate, "prefix_matching", "aggregate_importance",
                                                        title="Aggregate task importance vs prefix matching",
                                                        rank_by="aggregate_importance"),
-                                   "Task importance against prefix matching; the five most important heads are labelled."))
+                                   "Task importance against prefix matching; the five most important heads are "
+                                   "labelled."))
     return entries
 
 
@@ -164,7 +175,8 @@ def pruning_tables(folder: Path) -> dict[str, pd.DataFrame]:
 
 def curve_columns(table: pd.DataFrame) -> tuple[str, str, list[str]] | None:
     """The (x, y, group columns) a sweep table is drawn with, or None when unrecognised."""
-    candidates = [column for column in _X_COLUMNS if column in table.columns and pd.api.types.is_numeric_dtype(table[column])]
+    candidates = [column for column in _X_COLUMNS if column in table.columns
+                  and pd.api.types.is_numeric_dtype(table[column])]
     # e.g. a heads sweep also carries ffn_percent = 0: the swept column is the one that varies most
     x = max(candidates, key=lambda column: table[column].nunique(), default=None)
     y = next((column for column in _Y_COLUMNS if column in table.columns and column != x
@@ -178,53 +190,73 @@ def curve_columns(table: pd.DataFrame) -> tuple[str, str, list[str]] | None:
     return x, y, group
 
 
+def _study_figures(name: str, table: pd.DataFrame, column: str, noun: str) -> list[FigureEntry]:
+    """Per shot count: each task's curve (own ranking), cross-task transfer, and induction vs importance vs random."""
+    from interp.output.figures import pruning_curves_figure, pruning_rankings_figure
+
+    entries = []
+    for shots, part in table.groupby("shots"):
+        own = part[part["ranking"] == "own"]
+        if not own.empty:
+            entries.append(FigureEntry("pruning", f"{name}_{shots}shot_tasks",
+                                       pruning_curves_figure(own, column,
+                                                             f"Accuracy vs % {noun} pruned (own importance), "
+                                                             f"{shots}-shot"),
+                                       f"Accuracy of each task as {noun} are pruned, least important first; bold: "
+                                       "the task average."))
+        transfer = part[part["ranking"].isin(["own", "aggregate", "most_correlated", "least_correlated"])
+                        | part["ranking"].str.startswith("task:")]
+        if transfer["ranking"].nunique() > 1:
+            entries.append(FigureEntry("pruning", f"{name}_{shots}shot_transfer",
+                                       pruning_rankings_figure(transfer, column,
+                                                               f"Cross-task transfer: % {noun} pruned, {shots}-shot"),
+                                       f"Task-average accuracy as {noun} are pruned by the task's own ranking, the "
+                                       "mean ranking over tasks, or the ranking of the most / least correlated other "
+                                       "task."))
+        versus = part[part["ranking"].isin(["own", "prefix_matching",
+                                            "copying"]) | part["ranking"].str.startswith("random")]
+        if versus["ranking"].nunique() > 1:
+            entries.append(FigureEntry("pruning", f"{name}_{shots}shot_rankings",
+                                       pruning_rankings_figure(versus, column,
+                                                               f"Induction vs importance vs random: % {noun} "
+                                                               f"pruned, {shots}-shot"),
+                                       f"Task-average accuracy as {noun} are pruned in the order of each ranking; "
+                                       "grey band: random seeds."))
+    return entries
+
+
 def known_pruning_figures(name: str, table: pd.DataFrame) -> list[FigureEntry] | None:
     """Figures of the tables ``interp prune`` writes (names and columns as in interp.pruning.components / prune_sweeps)."""
     from interp.output.figures import (
         angular_distance_figure,
         laser_heatmap_figure,
         layer_drop_figure,
-        pruning_curves_figure,
         pruning_grid_figure,
-        pruning_rankings_figure,
     )
 
     study = {"pruning_heads": ("head_percent", "heads"), "pruning_ffns": ("ffn_percent", "FFNs")}.get(name)
     if study is not None and {"ranking", "task", "shots", "accuracy", study[0]} <= set(table.columns):
         column, noun = study
-        entries = []
-        for shots, part in table.groupby("shots"):
-            own = part[part["ranking"] == "own"]
-            if not own.empty:
-                entries.append(FigureEntry("pruning", f"{name}_{shots}shot_tasks",
-                                           pruning_curves_figure(own, column, f"Accuracy vs % {noun} pruned (own importance), {shots}-shot"),
-                                           f"Accuracy of each task as {noun} are pruned, least important first; bold: the task average."))
-            transfer = part[part["ranking"].isin(["own", "aggregate", "most_correlated", "least_correlated"])
-                            | part["ranking"].str.startswith("task:")]
-            if transfer["ranking"].nunique() > 1:
-                entries.append(FigureEntry("pruning", f"{name}_{shots}shot_transfer",
-                                           pruning_rankings_figure(transfer, column, f"Cross-task transfer: % {noun} pruned, {shots}-shot"),
-                                           f"Task-average accuracy as {noun} are pruned by the task's own ranking, the mean ranking "
-                                           "over tasks, or the ranking of the most / least correlated other task."))
-            versus = part[part["ranking"].isin(["own", "prefix_matching", "copying"]) | part["ranking"].str.startswith("random")]
-            if versus["ranking"].nunique() > 1:
-                entries.append(FigureEntry("pruning", f"{name}_{shots}shot_rankings",
-                                           pruning_rankings_figure(versus, column, f"Induction vs importance vs random: % {noun} pruned, {shots}-shot"),
-                                           f"Task-average accuracy as {noun} are pruned in the order of each ranking; grey band: random seeds."))
-        return entries
+        return _study_figures(name, table, column, noun)
     if name == "pruning_combined" and {"head_percent", "ffn_percent", "accuracy"} <= set(table.columns):
-        return [FigureEntry("pruning", f"{name}_grid", pruning_grid_figure(table, "Accuracy with heads and FFNs pruned (mean over tasks)"),
+        return [FigureEntry("pruning", f"{name}_grid",
+                            pruning_grid_figure(table, "Accuracy with heads and FFNs pruned (mean over tasks)"),
                             "Mean accuracy over tasks and shots with heads and FFNs pruned together.")]
     if name.startswith("layer_distances") and {"layer", "n", "distance"} <= set(table.columns):
         return [FigureEntry("pruning", name, angular_distance_figure(table, f"Angular distance d(l, n) ({name})"),
-                            "Angular distance between the residual stream before layer l and after l + n (Gromov et al.).")]
+                            "Angular distance between the residual stream before layer l and after l + n (Gromov et "
+                            "al.).")]
     if name == "layer_pruning" and {"method", "n", "accuracy"} <= set(table.columns):
-        return [FigureEntry("pruning", name, layer_drop_figure(table, "Dropping blocks of layers: l* (angular distance) vs the deepest layers"),
+        return [FigureEntry("pruning", name,
+                            layer_drop_figure(table,
+                                              "Dropping blocks of layers: l* (angular distance) vs the deepest layers"),
                             "Accuracy (mean over tasks) and text loss as blocks of layers are dropped.")]
     if name == "laser" and {"layer", "matrix", "rho"} <= set(table.columns):
         reduced = table[table["layer"] >= 0]
-        return [FigureEntry("pruning", f"laser_{matrix}", laser_heatmap_figure(reduced, matrix, f"LASER on {matrix}: change in answer log-loss"),
-                            f"Change in answer log-loss when {matrix} of one layer keeps a share rho of its rank; blue = lower loss.")
+        return [FigureEntry("pruning", f"laser_{matrix}",
+                            laser_heatmap_figure(reduced, matrix, f"LASER on {matrix}: change in answer log-loss"),
+                            f"Change in answer log-loss when {matrix} of one layer keeps a share rho of its rank; blue "
+                            "= lower loss.")
                 for matrix in sorted(reduced["matrix"].unique())]
     return None
 
@@ -258,7 +290,8 @@ def dynamics_tables(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     return None
 
 
-def dynamics_entries(head_scores: pd.DataFrame, summary: pd.DataFrame, title: str = "Training dynamics") -> list[FigureEntry]:
+def dynamics_entries(head_scores: pd.DataFrame, summary: pd.DataFrame,
+                     title: str = "Training dynamics") -> list[FigureEntry]:
     """The figure of ``interp dynamics``'s tables; also drawn by the job."""
     from interp.output.figures import dynamics_figure
 
@@ -283,8 +316,11 @@ def causal_entries(versus_random: pd.DataFrame | None, repeated: pd.DataFrame | 
             part = pooled[pooled["metric"] == metric]
             if not part.empty:
                 entries.append(FigureEntry(
-                    "causal", f"causal_{metric}", causal_effect_figure(part, label, f"Causal test: {label}, mean over {tasks} tasks"),
-                    f"Change in {label.split(' change')[0]} when the top k% of heads by each ranking are removed (bars: 95% "
+                    "causal", f"causal_{metric}",
+                                           causal_effect_figure(part, label,
+                                                                f"Causal test: {label}, mean over {tasks} tasks"),
+                    f"Change in {label.split(' change')[0]} when the top k% of heads by each ranking are removed "
+                    "(bars: 95% "
                     "interval, paired over items, tasks weighted equally); grey: the same number of random heads, "
                     "min-max over draws, dotted their mean."))
     if repeated is not None and not repeated.empty:
@@ -294,7 +330,8 @@ def causal_entries(versus_random: pd.DataFrame | None, repeated: pd.DataFrame | 
             shared = shared.rename(columns={"ci_low": "change_ci_low", "ci_high": "change_ci_high"})
             entries.append(FigureEntry(
                 "causal", "causal_repeated_loss",
-                causal_effect_figure(shared, "loss change on repeats 2-4 (nats)", "Causal test: loss on repeated random tokens",
+                causal_effect_figure(shared, "loss change on repeats 2-4 (nats)",
+                                     "Causal test: loss on repeated random tokens",
                                      facet_columns="metric"),
                 "Change in the loss on repeats 2-4 of repeated random tokens (where induction heads act) as the top k% "
                 "heads of each ranking are removed; grey: random heads."))
@@ -322,7 +359,8 @@ def regenerate_figures(folder: Path, formats: tuple[str, ...] = ("html", "png", 
         raise InterpError(f"no results folder {folder}; run `interp induction --out {folder}` first")
     entries = collect_figures(folder)
     if not entries:
-        raise InterpError(f"{folder} holds no result tables to draw (induction_scores, crossref_*, pruning*, head_scores)")
+        raise InterpError(f"{folder} holds no result tables to draw (induction_scores, crossref_*, pruning*, "
+                          "head_scores)")
     return save_figures({folder / "figures" / entry.name: entry.figure for entry in entries}, formats)
 
 
@@ -340,4 +378,5 @@ def comparison_figure(folders: list[Path], metric: str = "prefix_matching", stat
             raise InterpError(f"{folder}/induction_scores has no {metric!r} rows")
         name = str(rows["model"].iloc[0])
         tables[name if name not in tables else f"{name} ({folder})"] = rows.astype({"layer": int, "head": int})
-    return model_comparison_figure(tables, statistic, f"{metric.replace('_', ' ')} score ({statistic} over seeds) by model")
+    return model_comparison_figure(tables, statistic,
+                                   f"{metric.replace('_', ' ')} score ({statistic} over seeds) by model")
