@@ -33,41 +33,54 @@ def tiny_results(tiny_models, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("results")
     bridge, record = tiny_models["gpt2"]
-    run_induction((bridge, record), folder, InductionConfig(num_seeds=2), figures=False, progress=False, echo=lambda _: None)
+    run_induction((bridge, record), folder, InductionConfig(num_seeds=2), figures=False, progress=False,
+                  echo=lambda _: None)
     save_head_attention(bridge, folder, layer=1, head=0)
     rng = np.random.default_rng(0)
     layers, heads = np.meshgrid(np.arange(2), np.arange(4), indexing="ij")
     rows = []
     for task in ("alpha", "beta"):
-        rows.append(pd.DataFrame({"model": record.name, "task": task, "shots": 1, "method": "gradient", "component": "head",
-                                  "layer": layers.ravel(), "head": heads.ravel(), "metric": "gradient", "value": rng.random(8)}))
-        rows.append(pd.DataFrame({"model": record.name, "task": task, "shots": 1, "method": "gradient", "component": "ffn",
+        rows.append(pd.DataFrame({"model": record.name, "task": task, "shots": 1, "method": "gradient",
+                                  "component": "head",
+                                  "layer": layers.ravel(), "head": heads.ravel(), "metric": "gradient",
+                                  "value": rng.random(8)}))
+        rows.append(pd.DataFrame({"model": record.name, "task": task, "shots": 1, "method": "gradient",
+                                  "component": "ffn",
                                   "layer": np.arange(2), "head": -1, "metric": "gradient", "value": rng.random(2)}))
     write_table(pd.concat(rows, ignore_index=True), folder / "importance")
     run_crossref(folder, CrossrefConfig(top_k=3), figures=False)
     fractions = np.linspace(0, 0.9, 10)
     sweep = pd.concat([
-        pd.DataFrame({"component": "head", "fraction_pruned": fractions, "accuracy": np.where(fractions < 0.65, 0.8, 0.3)}),
-        pd.DataFrame({"component": "ffn", "fraction_pruned": fractions, "accuracy": np.where(fractions < 0.25, 0.8, 0.3)}),
+        pd.DataFrame({"component": "head", "fraction_pruned": fractions,
+                      "accuracy": np.where(fractions < 0.65, 0.8, 0.3)}),
+        pd.DataFrame({"component": "ffn", "fraction_pruned": fractions,
+                      "accuracy": np.where(fractions < 0.25, 0.8, 0.3)}),
     ], ignore_index=True)
     write_table(sweep, folder / "pruning_sweep")
-    thresholds = pd.DataFrame({"ranking": ["own", "own", "random"], "shots": [1, 1, 1], "task": ["average", "alpha", "average"],
-                               "baseline_accuracy": 0.8, "prunable_percent": [70, 60, 10], "prunable_ci_low": [50, 40, 0],
+    thresholds = pd.DataFrame({"ranking": ["own", "own", "random"], "shots": [1, 1, 1],
+                               "task": ["average", "alpha", "average"],
+                               "baseline_accuracy": 0.8, "prunable_percent": [70, 60, 10],
+                               "prunable_ci_low": [50, 40, 0],
                                "prunable_ci_high": [80, 70, 20], "n_items": 40, "tolerance_points": 1.0})
-    write_table(thresholds, folder / "pruning_heads_thresholds")  # the layout of interp.pruning.components's threshold tables
+    # the layout of interp.pruning.components's threshold tables
+    write_table(thresholds, folder / "pruning_heads_thresholds")
     percents = np.arange(0, 100, 10)
     write_table(pd.DataFrame([{"ranking": ranking, "task": task, "shots": 1, "head_percent": percent, "ffn_percent": 0,
                                "accuracy": 0.8 - percent / 200 * (ranking == "own") - percent / 150 * (ranking != "own"), "n_items": 40}
-                              for ranking in ("own", "random:0") for task in ("alpha", "beta") for percent in percents]),
+                              for ranking in ("own", "random:0") for task in ("alpha", "beta")
+                              for percent in percents]),
                 folder / "pruning_heads")
-    write_table(pd.DataFrame({"task": ["alpha", "beta"], "shots": [1, 1], "layer": [1, 0], "matrix": ["mlp_in", "mlp_out"],
+    write_table(pd.DataFrame({"task": ["alpha", "beta"], "shots": [1, 1], "layer": [1, 0],
+                              "matrix": ["mlp_in", "mlp_out"],
                               "rho": [0.1, 0.5], "report_accuracy_gain": [0.05, -0.01]}), folder / "laser_selected")
     # Training dynamics with a known jump: L1H0 forms between steps 4 and 8, fed by L0H1.
     steps = [0, 1, 2, 4, 8, 16]
     curves = {("prefix_matching", 1, 0): [0.03, 0.03, 0.03, 0.10, 0.70, 0.80], ("prefix_matching", 0, 1): [0.03] * 6,
               ("previous_token", 0, 1): [0.04, 0.04, 0.05, 0.20, 0.75, 0.85], ("previous_token", 1, 0): [0.04] * 6}
-    write_table(pd.DataFrame([(step, metric, layer, head, values[index]) for (metric, layer, head), values in curves.items()
-                              for index, step in enumerate(steps)], columns=["step", "metric", "layer", "head", "value"]),
+    write_table(pd.DataFrame([(step, metric, layer, head, values[index]) for (metric, layer, head),
+                              values in curves.items()
+                              for index, step in enumerate(steps)],
+                             columns=["step", "metric", "layer", "head", "value"]),
                 folder / "dynamics" / "head_scores")
     write_table(pd.DataFrame([(step, metric, value) for index, step in enumerate(steps) for metric, value in (
         ("repeated_loss_repeat_1", 7.6), ("repeated_loss_repeat_2", [7.6, 7.6, 7.5, 7.0, 1.5, 0.5][index]),
@@ -80,7 +93,8 @@ def test_figures_command_regenerates_html_png_pdf(tiny_results):
     result = CliRunner().invoke(app, ["figures", "--results", str(tiny_results)])
     assert result.exit_code == 0, result.output
     names = [entry.name for entry in collect_figures(tiny_results)]
-    for expected in ("prefix_matching_mean", "copying_var", "prefix_vs_copying", "repeated_loss", "attention_pattern_L1H0",
+    for expected in ("prefix_matching_mean", "copying_var", "prefix_vs_copying", "repeated_loss",
+                     "attention_pattern_L1H0",
                      "crossref_correlations", "crossref_layers", "pruning_sweep", "pruning_heads_1shot_tasks",
                      "pruning_heads_1shot_rankings"):
         assert expected in names
@@ -126,7 +140,8 @@ def test_rendering_failure_raises_naming_the_file(tiny_results, tmp_path, monkey
         raise RuntimeError("no chromium here")
 
     monkeypatch.setattr(kaleido.Kaleido, "open", no_browser)
-    with pytest.raises(InterpError, match=r"could not render prefix_matching_mean\.png and \d+ more \(no chromium here\)"):
+    with pytest.raises(InterpError,
+                       match=r"could not render prefix_matching_mean\.png and \d+ more \(no chromium here\)"):
         regenerate_figures(folder, ("png",))
     with pytest.raises(InterpError, match="no result tables"):
         regenerate_figures(folder / "figures", ("png",))
@@ -227,7 +242,32 @@ def test_ablated_loss_without_heads_is_the_clean_loss(tiny_models):
     bridge, _ = tiny_models["opt"]
     clean = repeated_sequence_loss(bridge, SMALL).sort_values(["seed", "position"]).reset_index(drop=True)
     none = ablated_repeated_loss(bridge, [], SMALL).sort_values(["seed", "position"]).reset_index(drop=True)
-    pd.testing.assert_frame_equal(clean[["seed", "position", "repeat"]], none[["seed", "position", "repeat"]], check_dtype=False)
+    pd.testing.assert_frame_equal(clean[["seed", "position", "repeat"]], none[["seed", "position", "repeat"]],
+                                  check_dtype=False)
     np.testing.assert_allclose(none["loss"], clean["loss"], rtol=1e-4, atol=1e-4)
     ablated = ablated_repeated_loss(bridge, [(0, 0), (1, 2)], SMALL)
     assert not np.allclose(ablated["loss"], none["loss"])
+
+
+def test_reconciliation_reads_overlap_pruning_and_the_causal_test_from_their_tables(tmp_path):
+    import pandas as pd
+
+    from interp.output.report import _reconciliation_findings
+    from interp.store import write_table
+
+    rows = []
+    for percent, own, prefix, random in ((0, 0.9, 0.9, 0.9), (10, 0.88, 0.70, 0.6), (50, 0.66, 0.64, 0.30)):
+        for ranking, value in (("own", own), ("prefix_matching", prefix), ("random:0", random)):
+            rows.append({"ranking": ranking, "head_percent": percent, "accuracy": value, "task": "antonyms"})
+    write_table(pd.DataFrame(rows), tmp_path / "pruning_heads")
+    write_table(pd.DataFrame([{"task": "aggregate", "shots": -1, "induction_metric": "prefix_matching", "top_k": 10,
+                               "overlap": 0, "expected": 0.4, "p_value": 1.0, "q_value": 1.0, "estimator": "all",
+                               "prepend_bos": True}]), tmp_path / "crossref_overlap")
+    write_table(pd.DataFrame([{"task": "all", "shots": 5, "ablation": "zero", "percent": 10.0, "ranking": "prefix_matching",
+                               "k": 27, "metric": "accuracy", "difference": -0.12, "difference_ci_low": -0.2,
+                               "difference_ci_high": -0.04}]), tmp_path / "causal_vs_random")
+    said = _reconciliation_findings(tmp_path)
+    assert "0 of the top 10 prefix matching heads (chance 0.4, q = 1)" in said[0]
+    assert "at 1 of 2 pruned fractions" in said[1] and "50%: 0.640 vs 0.660 (random 0.300)" in said[1]
+    assert said[2].startswith("Causal test (5-shot, zero): removing the top 10% by prefix matching costs more than "
+                              "random heads (difference -0.120, 95% CI -0.200 to -0.040)")

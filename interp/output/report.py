@@ -29,7 +29,9 @@ __all__ = ["DEFAULT_TOLERANCE", "findings", "paper_claims", "write_report"]
 
 DEFAULT_TOLERANCE = 0.01  # accuracy drop (absolute) still counted as "within tolerance" when a table states none
 _SECTIONS = {"induction": "Induction heads", "importance": "Task importance and induction",
-             "pruning": "Pruning, layer dropping and LASER", "dynamics": "Training dynamics", "causal": "Causal test"}
+             "pruning": "Pruning, layer dropping and LASER", "dynamics": "Training dynamics", "causal": "Causal test",
+             "reconciliation": "Do the estimators agree?"}
+RECONCILE_GAP = 0.05  # mean accuracy gap under which two pruning curves are said to track each other
 
 
 def _table(folder: Path, name: str) -> pd.DataFrame | None:
@@ -46,12 +48,14 @@ def _json(path: Path) -> dict[str, Any]:
 
 def _heads(label_rows: pd.DataFrame) -> str:
     def interval(row: Any) -> str:
-        method = getattr(row, "interval_method", "percentile bootstrap")  # tables from before the column: the old bootstrap
+        # tables from before the column: the old bootstrap
+        method = getattr(row, "interval_method", "percentile bootstrap")
         if not np.isfinite(row.ci_low):
             return ""
         return f", 95% {'t-interval' if method == 't' else method} {row.ci_low:.3f}-{row.ci_high:.3f}"
 
-    return ", ".join(f"L{int(row.layer)}H{int(row.head)} ({row.mean:.3f}{interval(row)})" for row in label_rows.itertuples())
+    return ", ".join(f"L{int(row.layer)}H{int(row.head)} ({row.mean:.3f}{interval(row)})"
+                     for row in label_rows.itertuples())
 
 
 def _context_findings(folder: Path, seeds: int) -> list[str]:
@@ -65,8 +69,8 @@ def _context_findings(folder: Path, seeds: int) -> list[str]:
                              f"{changed[0]}..{changed[-1]} ({len(changed)}) were {verb} (longest sequence "
                              f"{context.get('longest_sequence')} tokens).")
     if 1 < seeds < 5:
-        sentences.append(f"Only {seeds} seeds: the intervals are wide, and their coverage rests on the per-seed values being "
-                         "near-normal (docs/methods.md, 'Intervals and multiple comparisons').")
+        sentences.append(f"Only {seeds} seeds: the intervals are wide, and their coverage rests on the per-seed values "
+                         "being near-normal (docs/methods.md, 'Intervals and multiple comparisons').")
     return sentences
 
 
@@ -83,16 +87,19 @@ def _induction_findings(folder: Path, n_layers: int | None) -> list[str]:
         top = rows.nlargest(5, "mean")
         seeds = int(rows["n_seeds"].max())
         sentences.append(f"The strongest {metric.replace('_', ' ')} heads (mean over {seeds} seeds) are {_heads(top)}.")
-        top10 = rows.nlargest(min(10, max(1, len(rows) // 4)), "mean")["layer"].astype(int)  # a quarter of a small model
+        # a quarter of a small model
+        top10 = rows.nlargest(min(10, max(1, len(rows) // 4)), "mean")["layer"].astype(int)
         depth = n_layers or int(heads["layer"].max()) + 1
-        sentences.append(f"The top {len(top10)} {metric.replace('_', ' ')} heads sit in layers {top10.min()}-{top10.max()} "
-                         f"(median layer {top10.median():.0f} of {depth}, i.e. {top10.median() / max(depth - 1, 1):.0%} of the depth).")
+        sentences.append(f"The top {len(top10)} {metric.replace('_', ' ')} heads sit in layers "
+                         f"{top10.min()}-{top10.max()} (median layer {top10.median():.0f} of {depth}, i.e. "
+                         f"{top10.median() / max(depth - 1, 1):.0%} of the depth).")
     sentences += _context_findings(folder, int(heads["n_seeds"].max()) if len(heads) else 0)
     losses = scores[scores["layer"].isna()].set_index("metric")["mean"]
     if {"loss_repeat_1", "loss_repeats_2_4"} <= set(losses.index):
         first, later = losses["loss_repeat_1"], losses["loss_repeats_2_4"]
         sentences.append(f"On repeated random tokens the loss falls from {first:.2f} nats on the first occurrence to "
-                         f"{later:.2f} nats on repeats 2-4 ({first - later:.2f} nats lower): the model copies from context.")
+                         f"{later:.2f} nats on repeats 2-4 ({first - later:.2f} nats lower): the model copies from "
+                         "context.")
     return sentences
 
 
@@ -126,20 +133,22 @@ def _one_estimator(correlations: pd.DataFrame, overlap: pd.DataFrame | None) -> 
     """Sentences, the overlap text and the verdict (important heads include induction heads) of one estimator."""
     sentences = []
     for row in correlations[correlations["task"] == "aggregate"].itertuples():
-        sentences.append(f"Aggregate head importance (mean over tasks and shots) and {row.induction_metric.replace('_', ' ')} "
+        sentences.append("Aggregate head importance (mean over tasks and shots) and "
+                         f"{row.induction_metric.replace('_', ' ')} "
                          f"have Spearman rho = {row.spearman:.3f} (p = {row.p_value:.2g}, BH q = {row.q_value:.2g}).")
     tasks = correlations[correlations["task"] != "aggregate"]
     if not tasks.empty:
         by_q = int(((tasks["spearman"] > 0) & (tasks["q_value"] < 0.05)).sum())
         by_p = int(((tasks["spearman"] > 0) & (tasks["p_value"] < 0.05)).sum())
-        sentences.append(f"{by_q} of {len(tasks)} (task, shots, metric) correlations are positive with Benjamini-Hochberg "
+        sentences.append(f"{by_q} of {len(tasks)} (task, shots, metric) correlations are positive with "
+                         "Benjamini-Hochberg "
                          f"q < 0.05 ({by_p} with raw p < 0.05, uncorrected for the {len(correlations)} tests).")
     text, verdict = "", False
     if overlap is not None and not overlap.empty:
         rows = overlap[overlap["task"] == "aggregate"]
         test = lambda row: "hypergeometric" if "hypergeometric" in str(getattr(row, "test", "")) else "permutation"  # noqa: E731
-        text = "; ".join(f"{int(row.overlap)} of the top {int(row.top_k)} {row.induction_metric.replace('_', ' ')} heads "
-                         f"(chance {row.expected:.1f}, {test(row)} p = {row.p_value:.2g}, q = {row.q_value:.2g})"
+        text = "; ".join(f"{int(row.overlap)} of the top {int(row.top_k)} {row.induction_metric.replace('_', ' ')} "
+                         f"heads (chance {row.expected:.1f}, {test(row)} p = {row.p_value:.2g}, q = {row.q_value:.2g})"
                          for row in rows.itertuples())
         verdict = bool((rows["q_value"] < 0.05).any())
         if text:
@@ -157,7 +166,8 @@ def _estimator_agreement(folder: Path) -> list[str]:
         per_shots = part[part["task"] != "aggregate"].groupby("shots").agg(rho=("spearman", "mean"),
                                                                            overlap=("top_k_overlap", "mean"))
         aggregate = part[part["task"] == "aggregate"]
-        shots = "; ".join(f"{shot}-shot mean rho {row.rho:.2f}, top-{int(part['top_k'].iloc[0])} overlap {row.overlap:.1f}"
+        shots = "; ".join(f"{shot}-shot mean rho {row.rho:.2f}, top-{int(part['top_k'].iloc[0])} overlap "
+                          f"{row.overlap:.1f}"
                           for shot, row in per_shots.iterrows())
         whole = f" (aggregate ranking: rho {aggregate['spearman'].iloc[0]:.2f})" if not aggregate.empty else ""
         sentences.append(f"The {first} and {second} estimators rank heads alike to this degree: {shots}{whole}.")
@@ -181,7 +191,8 @@ def _importance_findings(folder: Path) -> tuple[list[str], dict[str, str]]:
         measured.setdefault("induction", f"{text}; {_estimator_label(*key)}" if text else "")
     keys = list(verdicts)
     words = {True: "the important heads include induction heads beyond chance (aggregate overlap q < 0.05)",
-             False: "the important heads do not include more induction heads than chance would (no aggregate overlap with q < 0.05)"}
+             False: "the important heads do not include more induction heads than chance would (no aggregate overlap "
+                    "with q < 0.05)"}
     conclusion = f"Conclusion: {words[verdicts[keys[0]]]}; it rests on {_estimator_label(*keys[0])}"
     if len(keys) > 1:
         others = [f"under {_estimator_label(*key)} the same conclusion "
@@ -199,8 +210,9 @@ def _importance_findings(folder: Path) -> tuple[list[str], dict[str, str]]:
             if share.isna().all():  # no importance at all (an attention-only model's FFNs)
                 continue
             sentences.append(f"Important {'heads' if component == 'head' else 'FFNs'} sit around layer "
-                             f"{part['mean_layer_of_top'].mean():.1f} on average; layer {int(share.idxmax())} holds the "
-                             f"largest share of {component} importance ({share.max():.1%}), under {_estimator_label(*keys[0])}.")
+                             f"{part['mean_layer_of_top'].mean():.1f} on average; layer {int(share.idxmax())} holds "
+                             f"the largest share of {component} importance ({share.max():.1%}), under "
+                             f"{_estimator_label(*keys[0])}.")
     return sentences, measured
 
 
@@ -227,7 +239,8 @@ def _threshold_findings(name: str, table: pd.DataFrame) -> tuple[list[str], dict
     within = f"within {tolerance:g} accuracy points of the unpruned model" if tolerance is not None else "within tolerance"
     parts = []
     for row in rows.itertuples():
-        paired = "paired with the unpruned model, " if str(getattr(row, "interval_method", "")).startswith("paired") else ""
+        paired = "paired with the unpruned model, " if str(getattr(row, "interval_method",
+                                                                   "")).startswith("paired") else ""
         interval = (f" (95% CI {paired}{row.prunable_ci_low:g}-{row.prunable_ci_high:g}%)"
                     if hasattr(row, "prunable_ci_low") and hasattr(row, "prunable_ci_high") else "")
         shots = f"{row.shots}-shot" if hasattr(row, "shots") else ""
@@ -375,7 +388,64 @@ def findings(folder: Path) -> dict[str, list[str]]:
     n_layers = metadata.get("model", {}).get("n_layers") if isinstance(metadata.get("model"), dict) else None
     return {"induction": _induction_findings(folder, n_layers), "importance": _importance_findings(folder)[0],
             "pruning": _pruning_findings(folder)[0], "dynamics": _dynamics_findings(folder),
-            "causal": _causal_findings(folder)}
+            "causal": _causal_findings(folder), "reconciliation": _reconciliation_findings(folder)}
+
+
+def _overlap_reading(folder: Path) -> list[str]:
+    overlap = _table(folder, "crossref_overlap")
+    if overlap is None or overlap.empty:
+        return ["Top-k overlap of important and induction heads: not measured (run `interp crossref`)."]
+    sentences = []
+    for key, part in _by_estimator(overlap):
+        rows = part[part["task"] == "aggregate"]
+        found = "; ".join(f"{int(row.overlap)} of the top {int(row.top_k)} {row.induction_metric.replace('_', ' ')} "
+                          f"heads (chance {row.expected:.1f}, q = {row.q_value:.2g})" for row in rows.itertuples())
+        if found:
+            sentences.append(f"Overlap ({_estimator_label(*key)}): the most important heads hold {found}. This asks "
+                             "whether the heads with the largest scores are induction heads.")
+    return sentences
+
+
+def _pruning_reading(folder: Path) -> list[str]:
+    """Where pruning that keeps the strongest prefix-matching heads tracks pruning by the task's own importance."""
+    table = pruning_tables(folder).get("pruning_heads")
+    if table is None or not {"ranking", "head_percent", "accuracy"} <= set(table.columns):
+        return []
+    curves = table.groupby(["ranking", "head_percent"])["accuracy"].mean().unstack(0)
+    if not {"own", "prefix_matching"} <= set(curves.columns):
+        return []
+    random = curves[[column for column in curves.columns if str(column).startswith("random")]].mean(axis=1)
+    gap = (curves["own"] - curves["prefix_matching"]).abs()
+    close = [percent for percent in gap.index if percent > 0 and gap.loc[percent] <= RECONCILE_GAP]
+    if not close:
+        return [f"Pruning: keeping the strongest prefix-matching heads never comes within {RECONCILE_GAP:g} accuracy "
+                "of keeping the most important ones (table pruning_heads)."]
+    points = "; ".join(f"{percent:g}%: {curves.loc[percent, 'prefix_matching']:.3f} vs "
+                       f"{curves.loc[percent, 'own']:.3f} (random {random.loc[percent]:.3f})" for percent in close)
+    return [f"Pruning: keeping the strongest prefix-matching heads gives accuracy within {RECONCILE_GAP:g} of keeping "
+            f"the most important ones at {len(close)} of {int((gap.index > 0).sum())} pruned fractions (heads removed: "
+            f"prefix-kept vs importance-kept accuracy, random-kept in brackets; mean over {table['task'].nunique()} "
+            f"tasks): {points}. This asks whether the heads a heavily pruned model still needs include the induction "
+            "heads, a different question from which heads score highest."]
+
+
+def _reconciliation_findings(folder: Path, percent: float = 10) -> list[str]:
+    """The three readings of "do induction heads matter" side by side, each from its own table."""
+    sentences = _overlap_reading(folder) + _pruning_reading(folder)
+    table = _table(folder, "causal_vs_random")
+    if table is None or table.empty:
+        sentences.append("Causal test: not run here, so which reading holds causally is not measured (`interp ablate`).")
+        return sentences
+    chosen = min(table["percent"].unique(), key=lambda value: abs(value - percent))
+    rows = table[(table["task"] == "all") & (table["percent"] == chosen) & (table["metric"] == "accuracy")]
+    for ranking in ("prefix_matching", "own"):
+        for row in rows[rows["ranking"] == ranking].sort_values(["shots", "ablation"]).itertuples():
+            verdict = _verdict(row.difference_ci_low, row.difference_ci_high, "more than", "less than")
+            verdict = verdict if verdict.startswith("not") else f"costs {verdict} random heads"
+            sentences.append(f"Causal test ({row.shots}-shot, {row.ablation}): removing the top {chosen:g}% by "
+                             f"{ranking.replace('_', ' ')} {verdict} (difference {row.difference:+.3f}, 95% CI "
+                             f"{row.difference_ci_low:+.3f} to {row.difference_ci_high:+.3f}).")
+    return sentences
 
 
 def _verdict(low: float, high: float, harm: str, less: str) -> str:
@@ -401,8 +471,8 @@ def _causal_findings(folder: Path, percent: float = 10) -> list[str]:
                            "hurts less than random heads")
         sentences.append(
             f"{row.shots}-shot, {row.ablation} ablation: removing the top {chosen:g}% ({row.k}) heads by "
-            f"{row.ranking.replace('_', ' ')} changes accuracy by {row.change:+.3f} (95% CI {row.change_ci_low:+.3f} to "
-            f"{row.change_ci_high:+.3f}; mean over {n_tasks} tasks); {row.k} random heads by {row.random_mean:+.3f} "
+            f"{row.ranking.replace('_', ' ')} changes accuracy by {row.change:+.3f} (95% CI {row.change_ci_low:+.3f} "
+            f"to {row.change_ci_high:+.3f}; mean over {n_tasks} tasks); {row.k} random heads by {row.random_mean:+.3f} "
             f"(range {row.random_min:+.3f} to {row.random_max:+.3f} over {row.n_draws} draws); ranking minus random "
             f"{row.difference:+.3f} (95% CI {row.difference_ci_low:+.3f} to {row.difference_ci_high:+.3f}): {verdict}.")
     per_task = table[(table["task"] != "all") & (table["percent"] == chosen) & (table["metric"] == "accuracy")
@@ -410,15 +480,16 @@ def _causal_findings(folder: Path, percent: float = 10) -> list[str]:
     for (shots, ablation), part in per_task.groupby(["shots", "ablation"]):
         worse = int((part["difference_ci_high"] < 0).sum())
         better = int((part["difference_ci_low"] > 0).sum())
-        sentences.append(f"Per task ({shots}-shot, {ablation}): the top {chosen:g}% prefix-matching heads hurt accuracy "
+        sentences.append(f"Per task ({shots}-shot, {ablation}): the top {chosen:g}% prefix-matching heads hurt "
+                         "accuracy "
                          f"more than random heads on {worse} of {len(part)} tasks and less on {better} (95% intervals).")
     repeated = _table(folder, "causal_repeated")
     if repeated is not None and "difference" in repeated.columns:
         rows = repeated[(repeated["scope"] == "repeated") & (repeated["metric"] == "loss_repeats_later")
                         & (repeated["ranking"] == "prefix_matching") & (repeated["percent"] == chosen)]
         for row in rows.itertuples():
-            sentences.append(f"On repeated random tokens ({row.ablation} ablation), removing them moves the loss on repeats "
-                             f"2-4 from {row.clean:.2f} to {row.ablated:.2f} nats; random heads move it by "
+            sentences.append(f"On repeated random tokens ({row.ablation} ablation), removing them moves the loss on "
+                             f"repeats 2-4 from {row.clean:.2f} to {row.ablated:.2f} nats; random heads move it by "
                              f"{row.random_mean:+.2f} on average (difference {row.difference:+.2f}, 95% CI "
                              f"{row.difference_ci_low:+.2f} to {row.difference_ci_high:+.2f}).")
     return sentences
@@ -441,15 +512,18 @@ def _dynamics_findings(folder: Path) -> list[str]:
     jumps = curve["value"].diff().fillna(-np.inf).to_numpy()
     at = int(jumps.argmax())  # position of the checkpoint that ends the largest rise
     before, after = curve.iloc[max(at - 1, 0)], curve.iloc[at]
-    sentences = [f"The final best prefix-matching head, L{layer}H{head} ({final['value']:.3f} at step {int(final_step)}), "
+    sentences = [f"The final best prefix-matching head, L{layer}H{head} ({final['value']:.3f} at step "
+                 f"{int(final_step)}), "
                  f"made its largest jump between checkpoints {int(before['step'])} and {int(after['step'])}: "
                  f"{before['value']:.3f} -> {after['value']:.3f}."]
     wide = summary.pivot_table(index="step", columns="metric", values="value")
     steps = [int(before["step"]), int(after["step"])]
     if "repeated_loss_repeat_1" in wide.columns and set(steps) <= set(wide.index):
-        later = [column for column in wide.columns if column.startswith("repeated_loss_repeat_") and column != "repeated_loss_repeat_1"]
+        later = [column for column in wide.columns if column.startswith("repeated_loss_repeat_")
+                 and column != "repeated_loss_repeat_1"]
         repeats = wide[later].mean(axis=1)
-        sentences.append(f"Across that jump the loss on repeats 2+ went {repeats[steps[0]]:.2f} -> {repeats[steps[1]]:.2f} nats "
+        sentences.append(f"Across that jump the loss on repeats 2+ went {repeats[steps[0]]:.2f} -> "
+                         f"{repeats[steps[1]]:.2f} nats "
                          f"(repeat 1: {wide.loc[steps[0], 'repeated_loss_repeat_1']:.2f} -> "
                          f"{wide.loc[steps[1], 'repeated_loss_repeat_1']:.2f}).")
     for column, name in (("icl_score", "in-context-learning score (token 500 - token 50, scaled)"),
@@ -463,7 +537,8 @@ def _dynamics_findings(folder: Path) -> list[str]:
     if not previous.empty and layer > 0:
         best = previous.groupby("step")["value"].max()
         sentences.append(f"The best layer-0 previous-token score went {best.get(steps[0], float('nan')):.3f} -> "
-                         f"{best.get(steps[1], float('nan')):.3f} over the same checkpoints (final {best.iloc[-1]:.3f}).")
+                         f"{best.get(steps[1], float('nan')):.3f} over the same checkpoints (final "
+                         f"{best.iloc[-1]:.3f}).")
     return sentences
 
 
@@ -520,16 +595,19 @@ def write_report(folder: Path, out: Path | None = None) -> Path:
     entries = collect_figures(folder)
     sentences = findings(folder)
     claims = paper_claims(folder)
-    protocol = {**metadata.get("protocol", {}), **{f"config.{key}": value for key, value in metadata.get("config", {}).items()},
+    protocol = {**metadata.get("protocol", {}),
+                **{f"config.{key}": value for key, value in metadata.get("config", {}).items()},
                 "seeds": metadata.get("seeds", []), "token ranking": metadata.get("token_ranking", ""),
                 "device": metadata.get("device", ""), "wall time (s)": metadata.get("wall_time_s", ""),
                 "versions": metadata.get("versions", {})}
     body = [f"<h1>Induction heads in {html.escape(str(model.get('name', folder.name)))}</h1>",
             f"<p>Results folder <code>{html.escape(str(folder))}</code>; regenerate with "
             f"<code>interp report --results {html.escape(str(folder))}</code>.</p>",
-            "<h2>Model</h2>", _definition_list(model), "<h2>Protocol</h2>", _definition_list(protocol), "<h2>Findings</h2>"]
+            "<h2>Model</h2>", _definition_list(model), "<h2>Protocol</h2>", _definition_list(protocol),
+            "<h2>Findings</h2>"]
     for section, items in sentences.items():
-        body.append(f"<h3>{_SECTIONS[section]}</h3><ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in items) + "</ul>")
+        body.append(f"<h3>{_SECTIONS[section]}</h3><ul>" + "".join(f"<li>{html.escape(item)}</li>"
+                                                                   for item in items) + "</ul>")
     body.append("<h2>The papers' claims, and this model</h2>")
     body.append(claims.to_html(index=False, escape=True, classes="claims", border=0))
     body.append("<h2>Figures</h2>")
