@@ -40,6 +40,12 @@ def folders(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     write_table(_scores("model-a", 4, (3, 1)), first / "induction_scores")
     write_table(_causal(-0.15), first / "causal" / "causal_vs_random")  # found below the folder
+    write_table(pd.DataFrame([{"scope": "repeated", "ablation": "zero", "ranking": "prefix_matching", "percent": 10.0,
+                               "k": 2, "draw": 0, "metric": "loss_repeats_later", "ablated": 0.9, "clean": 0.4,
+                               "change": 0.5, "ci_low": 0.4, "ci_high": 0.6, "interval_method": "bootstrap", "n": 10,
+                               "difference": 0.3, "difference_ci_low": 0.2, "difference_ci_high": 0.4,
+                               "random_mean": 0.2, "random_min": 0.1, "random_max": 0.3, "n_draws": 5}]),
+                first / "causal" / "causal_repeated")
     write_table(pd.DataFrame([{"ranking": "own", "task": "average", "shots": 5, "prunable_percent": 30,
                                "prunable_ci_low": 10, "prunable_ci_high": 40, "tolerance_points": 1.0,
                                "baseline_accuracy": 0.8}]), first / "pruning" / "pruning_heads_thresholds", csv=False)
@@ -53,8 +59,11 @@ def test_each_model_gets_its_top_heads_causal_difference_and_claims(folders):
     assert first.loc["prefix matching #1", "text"] == "L3H1 at depth 1.00 of 4 layers"
     assert first.loc["prefix matching #1", "ci_low"] == pytest.approx(0.85)
     causal = first[first["section"] == "causal test"]
-    assert len(causal) == 1  # only the 10% row, the pooled task
+    assert len(causal) == 2  # the pooled task at 10%, and the repeated-token loss
     assert causal["value"].iloc[0] == pytest.approx(-0.15)
+    repeated = causal.iloc[1]
+    assert repeated["value"] == pytest.approx(0.5) and "0.40 -> 0.90" in repeated["text"]
+    assert "minus random +0.30 [+0.20, +0.40]" in repeated["text"]
     assert causal["ci_high"].iloc[0] == pytest.approx(-0.05)
     assert "paired over items, bootstrap" in causal["estimator"].iloc[0]
     assert first.loc["heads, 5-shot (pruning/)", "text"].startswith("30% of heads (95% interval 10-40%)")

@@ -69,11 +69,29 @@ def _induction_rows(model: str, folder: Path) -> list[dict]:
     return rows
 
 
+def _repeated_rows(model: str, folder: Path) -> list[dict]:
+    """The causal test on repeated random tokens: loss on repeats 2-4 with the top prefix-matching heads removed."""
+    table, source = _first(folder, "causal_repeated")
+    if table is None or table.empty:
+        return []
+    chosen = min(table["percent"].unique(), key=lambda value: abs(value - CAUSAL_PERCENT))
+    rows = table[(table["scope"] == "repeated") & (table["metric"] == "loss_repeats_later")
+                 & (table["ranking"] == "prefix_matching") & (table["percent"] == chosen)]
+    return [_row(model, "causal test", f"repeated tokens, {entry.ablation}: top {chosen:g}% prefix matching, change of "
+                                       "loss on repeats 2-4 (nats)",
+                 value=entry.change, ci_low=entry.ci_low, ci_high=entry.ci_high,
+                 text=f"{entry.k} heads: {entry.clean:.2f} -> {entry.ablated:.2f}; random heads {entry.random_mean:+.2f} "
+                      f"(range {entry.random_min:+.2f} to {entry.random_max:+.2f}, {entry.n_draws} draws); minus random "
+                      f"{entry.difference:+.2f} [{entry.difference_ci_low:+.2f}, {entry.difference_ci_high:+.2f}]",
+                 estimator=f"paired over {entry.n} sequences, {entry.interval_method}", source=source)
+            for entry in rows.sort_values("ablation").itertuples()]
+
+
 def _causal_rows(model: str, folder: Path) -> list[dict]:
     table, source = _first(folder, "causal_vs_random")
     if table is None or table.empty:
         return [_row(model, "causal test", f"top {CAUSAL_PERCENT:g}% prefix-matching heads vs random",
-                     text="not measured (run `interp ablate`)", paper=PAPER_CAUSAL)]
+                     text="not measured (run `interp ablate`)", paper=PAPER_CAUSAL)] + _repeated_rows(model, folder)
     chosen = min(table["percent"].unique(), key=lambda value: abs(value - CAUSAL_PERCENT))
     pooled = table[(table["task"] == "all") & (table["percent"] == chosen) & (table["metric"] == "accuracy")]
     n_tasks = table.loc[table["task"] != "all", "task"].nunique()
@@ -87,7 +105,7 @@ def _causal_rows(model: str, folder: Path) -> list[dict]:
             text=f"{entry.k} heads: change {entry.change:+.3f} vs random {entry.random_mean:+.3f} "
                  f"({entry.n_draws} draws), {n_tasks} tasks",
             estimator=f"paired over items, {entry.difference_method}", paper=PAPER_CAUSAL, source=source))
-    return rows
+    return rows + _repeated_rows(model, folder)
 
 
 def _claim_rows(model: str, folder: Path) -> list[dict]:
