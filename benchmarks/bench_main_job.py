@@ -96,7 +96,8 @@ def timed(function) -> tuple[float, float]:
 
 @torch.no_grad()
 def scoring_versus_forwards(bridge, count: int, subset: int | None, before=None) -> list[dict]:
-    """Per chunk of seeds: seconds of bare forwards and of the job's scoring (and ``before``'s), per kind of sequence."""
+    """Per chunk of seeds: seconds of bare forwards and of the job's scoring (and ``before``'s), per kind of
+    sequence."""
     from interp.induction.job import SEEDS_PER_CHUNK, InductionConfig
     from interp.induction.scores import score_heads
     from interp.induction.sequences import make_batches
@@ -162,7 +163,8 @@ def report_scoring(count: int, totals: dict) -> float:
             line += f"  (before: {totals[f'before_{kind}']:.1f} s, ratio {totals[f'before_{kind}'] / bare:.3f})"
         print(line)
     ratio = totals["score"] / totals["bare"]
-    target = f"   target <= {SCORING_RATIO_TARGET}  {'met' if ratio <= SCORING_RATIO_TARGET else 'NOT met'}" if count >= 100 else ""
+    target = (f"   target <= {SCORING_RATIO_TARGET}  {'met' if ratio <= SCORING_RATIO_TARGET else 'NOT met'}"
+              if count >= 100 else "")
     print(f"    scoring / bare forwards = {totals['score']:.1f} s / {totals['bare']:.1f} s = {ratio:.3f}{target}")
     print(f"    in CPU seconds of this process: {totals['cpu_score']:.1f} / {totals['cpu_bare']:.1f} = "
           f"{totals['cpu_score'] / totals['cpu_bare']:.3f} (repeated "
@@ -201,7 +203,8 @@ def main() -> None:
     parser.add_argument("--before", type=Path, default=None,
                         help="an older checkout whose main job runs first, for before/after")
     parser.add_argument("--before-scores", type=Path, default=None,
-                        help="an older interp/induction/scores.py, timed on the same chunks for before/after of scoring")
+                        help="an older interp/induction/scores.py, timed on the same chunks for before/after of "
+                             "scoring")
     arguments = parser.parse_args()
     settings = [int(value) for value in arguments.seeds.split(",") if value.strip() and value.strip() != "none"]
 

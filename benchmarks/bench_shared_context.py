@@ -1,6 +1,7 @@
 """Benchmark: shared-context scoring (one row per prompt) vs one row per (prompt, choice), in one run.
 
-Run: HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_shared_context.py [--tasks antonyms,country_capital,topic --shots 5 --items 24]
+Run: HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_shared_context.py
+     [--tasks antonyms,country_capital,topic --shots 5 --items 24]
 
 On 4-choice tasks, three workloads each run both ways on the same prompts, in the same process:
 

@@ -30,7 +30,8 @@ def test_writes_a_tidy_table_and_metadata(tiny_gpt2, tmp_path):
     assert (heads[heads.metric != "ov_copying"]["n_seeds"] == 3).all()
     intervals = heads.dropna(subset=["ci_low", "ci_high"])  # one-seed metrics (ov_copying) have no interval
     assert set(heads["metric"]) - set(intervals["metric"]) <= {"ov_copying"}
-    assert ((intervals["ci_low"] <= intervals["mean"] + 1e-9) & (intervals["mean"] <= intervals["ci_high"] + 1e-9)).all()
+    assert ((intervals["ci_low"] <= intervals["mean"] + 1e-9)
+            & (intervals["mean"] <= intervals["ci_high"] + 1e-9)).all()
     metadata = json.loads((tmp_path / "induction_metadata.json").read_text())
     assert metadata["seeds"] == [0, 1, 2] and metadata["protocol"]["protocol"] == "bansal"
     assert {"torch", "transformer-lens", "transformers"} <= set(metadata["versions"])

@@ -30,7 +30,8 @@ def _committed_files() -> list[Path]:
 def test_the_pattern_catches_machine_paths_and_spares_system_ones():
     # Built from parts, so this file holds no machine path itself and needs no exemption.
     slash = "/"
-    machine_paths = (f"gguf:{slash}home{slash}ada{slash}.venv{slash}lib{slash}python3.11{slash}site-packages{slash}x.gguf",
+    machine_paths = (f"gguf:{slash}home{slash}ada{slash}.venv{slash}lib{slash}python3.11"
+                     f"{slash}site-packages{slash}x.gguf",
                      f"dir:{slash}work{slash}main{slash}data", f'"run": "{slash}tmp{slash}pytest-1{slash}run"',
                      "C:" + "\\" + "Users" + "\\" + "ada", f"{slash}Users{slash}ada{slash}results")
     for text in machine_paths:

@@ -281,7 +281,8 @@ def test_combined_grid_removes_both_and_figures_build(tiny_models, task_file, tm
                         progress=False).tables["pruning_combined"]
     assert len(table) == 4
     both = table[(table["head_percent"] == 50) & (table["ffn_percent"] == 50)].iloc[0]
-    assert both["heads_removed"] == record.n_heads * record.n_layers // 2 and both["ffns_removed"] == record.n_layers // 2
+    assert (both["heads_removed"] == record.n_heads * record.n_layers // 2
+            and both["ffns_removed"] == record.n_layers // 2)
     assert pruning_grid_figure(table, "grid").data[0].z.shape == (2, 2)
     curves = pd.DataFrame({"task": ["a", "a", "b", "b"] * 2, "ranking": ["own"] * 4 + ["random:0"] * 4,
                            "head_percent": [0, 10] * 4, "accuracy": [0.8, 0.7, 0.6, 0.5, 0.8, 0.75, 0.6, 0.55]})

@@ -66,7 +66,9 @@ def tiny_results(tiny_models, tmp_path_factory):
     write_table(thresholds, folder / "pruning_heads_thresholds")
     percents = np.arange(0, 100, 10)
     write_table(pd.DataFrame([{"ranking": ranking, "task": task, "shots": 1, "head_percent": percent, "ffn_percent": 0,
-                               "accuracy": 0.8 - percent / 200 * (ranking == "own") - percent / 150 * (ranking != "own"), "n_items": 40}
+                               "accuracy": 0.8 - percent / 200 * (ranking == "own")
+                                           - percent / 150 * (ranking != "own"),
+                               "n_items": 40}
                               for ranking in ("own", "random:0") for task in ("alpha", "beta")
                               for percent in percents]),
                 folder / "pruning_heads")
@@ -263,9 +265,9 @@ def test_reconciliation_reads_overlap_pruning_and_the_causal_test_from_their_tab
     write_table(pd.DataFrame([{"task": "aggregate", "shots": -1, "induction_metric": "prefix_matching", "top_k": 10,
                                "overlap": 0, "expected": 0.4, "p_value": 1.0, "q_value": 1.0, "estimator": "all",
                                "prepend_bos": True}]), tmp_path / "crossref_overlap")
-    write_table(pd.DataFrame([{"task": "all", "shots": 5, "ablation": "zero", "percent": 10.0, "ranking": "prefix_matching",
-                               "k": 27, "metric": "accuracy", "difference": -0.12, "difference_ci_low": -0.2,
-                               "difference_ci_high": -0.04}]), tmp_path / "causal_vs_random")
+    write_table(pd.DataFrame([{"task": "all", "shots": 5, "ablation": "zero", "percent": 10.0,
+                               "ranking": "prefix_matching", "k": 27, "metric": "accuracy", "difference": -0.12,
+                               "difference_ci_low": -0.2, "difference_ci_high": -0.04}]), tmp_path / "causal_vs_random")
     said = _reconciliation_findings(tmp_path)
     assert "0 of the top 10 prefix matching heads (chance 0.4, q = 1)" in said[0]
     assert "at 1 of 2 pruned fractions" in said[1] and "50%: 0.640 vs 0.660 (random 0.300)" in said[1]

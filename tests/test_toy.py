@@ -132,7 +132,8 @@ def test_training_writes_hf_checkpoints_at_the_scheduled_steps(tiny_run):
                                                                                config.checkpoints_per_octave)
     bridge, record = load_model(str(latest_checkpoint(run_dir)[1]), device="cpu")
     assert (record.n_layers, record.n_heads, record.d_vocab) == (2, 2, 512)
-    assert json.loads((latest_checkpoint(run_dir)[1] / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+    config_json = json.loads((latest_checkpoint(run_dir)[1] / "config.json").read_text())
+    assert config_json["architectures"] == ["LlamaForCausalLM"]
     losses = pd.read_parquet(run_dir / "train_loss.parquet")
     assert losses["step"].tolist() == list(range(1, config.steps + 1)) and losses["loss"].notna().all()
 

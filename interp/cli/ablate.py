@@ -36,7 +36,8 @@ def ablate(
     tables_only: bool = typer.Option(False,
                                      help="only tabulate the cells already finished (say, while a long run goes on)"),
 ) -> None:
-    """Remove the top-k heads by prefix matching, copying and own importance vs k random heads; resumes where it stopped."""
+    """Remove the top-k heads by prefix matching, copying and own importance vs k random heads; resumes where it
+    stopped."""
     out = out or default_out(model)
 
     def job() -> None:

@@ -128,7 +128,8 @@ class _Cell:
     draw: int
 
     def path(self, folder: Path, key: str) -> Path:
-        return folder / f"{_safe(self.scope)}__{self.ablation}__{_safe(self.ranking)}__p{self.percent:g}__d{self.draw}__{key}.json"
+        return folder / (f"{_safe(self.scope)}__{self.ablation}__{_safe(self.ranking)}"
+                         f"__p{self.percent:g}__d{self.draw}__{key}.json")
 
 
 def _wanted_cells(scope: str, config: CausalConfig, rankings: Sequence[str]) -> list[_Cell]:
@@ -266,7 +267,8 @@ def _plans(model: str, names: Sequence[str], loaded: dict, shots: Sequence[int],
             own = [ranking for ranking in config.rankings if ranking == "own"]
             plan = _Plan(name, label, k, key, _hash([base, key]), _wanted_cells(scope, config, config.rankings),
                          [cell for cell in _wanted_cells(f"repeated__{scope}", config, own) if cell.ranking == "own"])
-            known = lambda cell: None if cell.ranking == "own" or shape is None else _cell_heads(cell, scores, shape, config)  # noqa: E731
+            known = lambda cell: (None if cell.ranking == "own" or shape is None  # noqa: E731
+                                  else _cell_heads(cell, scores, shape, config))
             plan.todo = (any(not _is_done(cell.path(folder / "cells", key), known(cell)) for cell in plan.cells)
                          or any(not _is_done(cell.path(folder / "repeated", plan.repeated_key), None)
                                 for cell in plan.repeated_cells))
@@ -327,7 +329,8 @@ def run_causal(model: str, tasks: str | Sequence[str], shots: Sequence[int], out
     record = None
     known = lambda cell: None if shape is None else _cell_heads(cell, scores, shape, config)  # noqa: E731
     if compute and (any(plan.todo for plan in plans)
-                    or any(not _is_done(cell.path(folder / "repeated", repeated_key), known(cell)) for cell in random_cells)):
+                    or any(not _is_done(cell.path(folder / "repeated", repeated_key), known(cell))
+                           for cell in random_cells)):
         if bridge_record is None:
             from interp.models.loading import load_model
 

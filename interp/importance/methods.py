@@ -107,7 +107,8 @@ class ImportanceConfig:
                             prepend_bos=self.prepend_bos)
 
     def result_label(self, method: str) -> str:
-        """``method`` plus the non-default estimator choices (``gradient-answer``, ``ablation-nobos``): a result's file name."""
+        """``method`` plus the non-default estimator choices (``gradient-answer``, ``ablation-nobos``): a result's
+        file name."""
         parts = [method]
         if method == "gradient" and self.gradient_positions != "all":
             parts.append(self.gradient_positions)

@@ -87,7 +87,8 @@ class SequenceConfig:
         if self.repeats < 2:
             raise InterpError(f"repeats must be at least 2 (prefix matching needs a repeat), got {self.repeats!r}")
         if self.base_length < 2 or self.first_seed < 0:
-            raise InterpError(f"base_length must be >= 2 and first_seed >= 0, got {self.base_length}, {self.first_seed}")
+            raise InterpError(f"base_length must be >= 2 and first_seed >= 0, "
+                              f"got {self.base_length}, {self.first_seed}")
         check_choice("context fit", self.fit, FITS)
         if self.max_length is not None:
             shortest = self.sequence_length(self.base_length)

@@ -57,7 +57,8 @@ def _table(folder: Path, name: str) -> pd.DataFrame | None:
 
 
 def induction_entries(scores: pd.DataFrame, loss: pd.DataFrame | None = None) -> list[FigureEntry]:
-    """The figures of ``induction_scores`` (heatmaps, scatter) and ``repeated_loss`` (loss curve); also drawn by the job."""
+    """The figures of ``induction_scores`` (heatmaps, scatter) and ``repeated_loss`` (loss curve); also drawn by the
+    job."""
     from interp.output.figures import layer_head_heatmap, repeated_loss_figure, scatter_with_labels
 
     model = str(scores["model"].iloc[0])
@@ -71,7 +72,8 @@ def induction_entries(scores: pd.DataFrame, loss: pd.DataFrame | None = None) ->
                 entries.append(FigureEntry("induction", f"{metric}_{statistic}",
                                            layer_head_heatmap(rows, statistic, f"{model}: {label} score ({words})",
                                                               colorbar_title=statistic),
-                                           f"{label.capitalize()} score of every head, {words}; layer 0 at the bottom."))
+                                           f"{label.capitalize()} score of every head, {words}; "
+                                           "layer 0 at the bottom."))
     wide = heads.pivot_table(index=["layer", "head"], columns="metric", values="mean").reset_index()
     if {"prefix_matching", "copying"} <= set(wide.columns):
         entries.append(FigureEntry("induction", "prefix_vs_copying",
@@ -226,7 +228,8 @@ def _study_figures(name: str, table: pd.DataFrame, column: str, noun: str) -> li
 
 
 def known_pruning_figures(name: str, table: pd.DataFrame) -> list[FigureEntry] | None:
-    """Figures of the tables ``interp prune`` writes (names and columns as in interp.pruning.components / prune_sweeps)."""
+    """Figures of the tables ``interp prune`` writes (names and columns as in interp.pruning.components /
+    prune_sweeps)."""
     from interp.output.figures import (
         angular_distance_figure,
         laser_heatmap_figure,

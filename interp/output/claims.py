@@ -53,7 +53,8 @@ def _layer_rows(out: Path) -> list[dict]:
     if part is None:
         return []
     return [{"key": "layers", "claim": CLAIMS["layers"][1], "shots": int(row["shots"]),
-             "measured": f"{row['method']}: {row['prunable_n']} layers ({row['prunable_fraction']:.0%}) without healing",
+             "measured": f"{row['method']}: {row['prunable_n']} layers ({row['prunable_fraction']:.0%}) "
+                         "without healing",
              "detail": f"task average within {row['tolerance_points']} points"}
             for _, row in part[part["task"] == "average"].iterrows()]
 

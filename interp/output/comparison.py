@@ -80,8 +80,10 @@ def _repeated_rows(model: str, folder: Path) -> list[dict]:
     return [_row(model, "causal test", f"repeated tokens, {entry.ablation}: top {chosen:g}% prefix matching, change of "
                                        "loss on repeats 2-4 (nats)",
                  value=entry.change, ci_low=entry.ci_low, ci_high=entry.ci_high,
-                 text=f"{entry.k} heads: {entry.clean:.2f} -> {entry.ablated:.2f}; random heads {entry.random_mean:+.2f} "
-                      f"(range {entry.random_min:+.2f} to {entry.random_max:+.2f}, {entry.n_draws} draws); minus random "
+                 text=f"{entry.k} heads: {entry.clean:.2f} -> {entry.ablated:.2f}; "
+                      f"random heads {entry.random_mean:+.2f} "
+                      f"(range {entry.random_min:+.2f} to {entry.random_max:+.2f}, {entry.n_draws} draws); "
+                      "minus random "
                       f"{entry.difference:+.2f} [{entry.difference_ci_low:+.2f}, {entry.difference_ci_high:+.2f}]",
                  estimator=f"paired over {entry.n} sequences, {entry.interval_method}", source=source)
             for entry in rows.sort_values("ablation").itertuples()]

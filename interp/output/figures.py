@@ -616,7 +616,8 @@ def causal_effect_figure(table: pd.DataFrame, y_label: str, title: str, facet_ro
     ``table`` has columns percent, ranking, change, change_ci_low, change_ci_high, random_min,
     random_max, random_mean and the facet columns (rows of ``causal_vs_random``, one task or ``all``).
 
-    >>> rows = pd.DataFrame({"ablation": "zero", "shots": 5, "percent": [1, 10], "ranking": "own", "change": [-0.1, -0.3],
+    >>> rows = pd.DataFrame({"ablation": "zero", "shots": 5, "percent": [1, 10], "ranking": "own",
+    ...                      "change": [-0.1, -0.3],
     ...                      "change_ci_low": [-0.2, -0.4], "change_ci_high": [0.0, -0.2], "random_min": [-0.05, -0.1],
     ...                      "random_max": [0.0, 0.0], "random_mean": [-0.02, -0.05]})
     >>> len(causal_effect_figure(rows, "accuracy change", "causal test").data)
@@ -630,7 +631,8 @@ def causal_effect_figure(table: pd.DataFrame, y_label: str, title: str, facet_ro
                                            for row in row_values for column in column_values])
     for row_index, row_value in enumerate(row_values, start=1):
         for column_index, column_value in enumerate(column_values, start=1):
-            panel = table[(table[facet_rows] == row_value) & (table[facet_columns] == column_value)].sort_values("percent")
+            panel = table[(table[facet_rows] == row_value)
+                          & (table[facet_columns] == column_value)].sort_values("percent")
             first = row_index == 1 and column_index == 1
             band = panel.drop_duplicates("percent")
             figure.add_trace(go.Scatter(x=list(band["percent"]) + list(band["percent"])[::-1],

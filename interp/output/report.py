@@ -232,11 +232,13 @@ def _within_tolerance(table: pd.DataFrame, x: str, y: str, tolerance: float) -> 
 def _threshold_findings(name: str, table: pd.DataFrame) -> tuple[list[str], dict[str, str]]:
     """Sentences from a ``*_thresholds`` table (``prunable_percent`` per ranking, task, shots)."""
     noun = "FFNs" if "ffn" in name else "layers" if "layer" in name else "heads"
-    rows = table[table["task"] == "average"] if "task" in table.columns and (table["task"] == "average").any() else table
+    rows = (table[table["task"] == "average"] if "task" in table.columns and (table["task"] == "average").any()
+            else table)
     if "ranking" in rows.columns and (rows["ranking"] == "own").any():
         rows = rows[rows["ranking"] == "own"]
     tolerance = rows["tolerance_points"].iloc[0] if "tolerance_points" in rows.columns else None
-    within = f"within {tolerance:g} accuracy points of the unpruned model" if tolerance is not None else "within tolerance"
+    within = (f"within {tolerance:g} accuracy points of the unpruned model" if tolerance is not None
+              else "within tolerance")
     parts = []
     for row in rows.itertuples():
         paired = "paired with the unpruned model, " if str(getattr(row, "interval_method",
@@ -434,7 +436,8 @@ def _reconciliation_findings(folder: Path, percent: float = 10) -> list[str]:
     sentences = _overlap_reading(folder) + _pruning_reading(folder)
     table = _table(folder, "causal_vs_random")
     if table is None or table.empty:
-        sentences.append("Causal test: not run here, so which reading holds causally is not measured (`interp ablate`).")
+        sentences.append("Causal test: not run here, so which reading holds causally is not measured "
+                         "(`interp ablate`).")
         return sentences
     chosen = min(table["percent"].unique(), key=lambda value: abs(value - percent))
     rows = table[(table["task"] == "all") & (table["percent"] == chosen) & (table["metric"] == "accuracy")]
@@ -458,7 +461,8 @@ def _verdict(low: float, high: float, harm: str, less: str) -> str:
 
 
 def _causal_findings(folder: Path, percent: float = 10) -> list[str]:
-    """The causal test's answer, from ``causal_vs_random``: do the top-k prefix-matching heads matter more than random ones?"""
+    """The causal test's answer, from ``causal_vs_random``: do the top-k prefix-matching heads matter more than
+    random ones?"""
     table = _table(folder, "causal_vs_random")
     if table is None or table.empty:
         return ["The causal test was not run here (run `interp ablate`)."]
@@ -482,7 +486,8 @@ def _causal_findings(folder: Path, percent: float = 10) -> list[str]:
         better = int((part["difference_ci_low"] > 0).sum())
         sentences.append(f"Per task ({shots}-shot, {ablation}): the top {chosen:g}% prefix-matching heads hurt "
                          "accuracy "
-                         f"more than random heads on {worse} of {len(part)} tasks and less on {better} (95% intervals).")
+                         f"more than random heads on {worse} of {len(part)} tasks and less on {better} "
+                         "(95% intervals).")
     repeated = _table(folder, "causal_repeated")
     if repeated is not None and "difference" in repeated.columns:
         rows = repeated[(repeated["scope"] == "repeated") & (repeated["metric"] == "loss_repeats_later")
@@ -558,26 +563,29 @@ def _figure_html(entry: FigureEntry, index: int) -> str:
 
     div = pio.to_html(entry.figure, full_html=False, include_plotlyjs=False, div_id=f"figure-{index}",
                       config={"displaylogo": False, "responsive": False})
-    return f"<figure class='plot' id='{html.escape(entry.name)}'>{div}<figcaption>{html.escape(entry.caption)}</figcaption></figure>"
+    return (f"<figure class='plot' id='{html.escape(entry.name)}'>{div}"
+            f"<figcaption>{html.escape(entry.caption)}</figcaption></figure>")
 
 
-_STYLE = """body{font-family:Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:0.5em 0}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
-th{background:#f3f3f3}figure{margin:1.5em 0}figcaption{color:#555;font-size:0.9em}.missing{color:#8a4b00}"""
+_STYLE = ("body{font-family:Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}\n"
+          "table{border-collapse:collapse;margin:0.5em 0}"
+          "th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}\n"
+          "th{background:#f3f3f3}figure{margin:1.5em 0}figcaption{color:#555;font-size:0.9em}.missing{color:#8a4b00}")
 
 _ERRORS = """<script>
 window.interpErrors = 0;
 window.addEventListener('error', function(){ window.interpErrors += 1; });
 </script>"""
 
-_CHECK = """<script>
+_CHECK = ("""<script>
 window.addEventListener('load', function(){
   document.body.dataset.jsErrors = String(window.interpErrors);
   var drawn = 0;
-  document.querySelectorAll('.plotly-graph-div').forEach(function(div){ if (div.querySelector('.main-svg')) drawn += 1; });
+  document.querySelectorAll('.plotly-graph-div').forEach("""
+          """function(div){ if (div.querySelector('.main-svg')) drawn += 1; });
   document.body.dataset.plots = String(drawn);
 });
-</script>"""
+</script>""")
 
 
 def write_report(folder: Path, out: Path | None = None) -> Path:

@@ -147,12 +147,14 @@ class PruningConfig:
         return tuple(dict.fromkeys(expanded))
 
     def grid(self, study: str) -> list[tuple[float | int, float | int]]:
-        """(head %, FFN %) cells of ``study``; they must hold the unpruned 0%, which drops and thresholds are measured from.
+        """(head %, FFN %) cells of ``study``; they must hold the unpruned 0%, which drops and thresholds are measured
+        from.
 
         >>> PruningConfig(percents=(10, 20)).grid("heads")
         Traceback (most recent call last):
         ...
-        interp.errors.InterpError: percents (10, 20) lack 0, the unpruned baseline that accuracy drops and thresholds are measured from; add it, e.g. 0,10,20
+        interp.errors.InterpError: percents (10, 20) lack 0, the unpruned baseline that accuracy drops and thresholds
+        are measured from; add it, e.g. 0,10,20
         """
         check_choice("study", study, STUDIES)
         if study != "combined":

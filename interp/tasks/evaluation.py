@@ -133,7 +133,8 @@ def context_token_ids(tokenizer: Any, prompt: Prompt) -> list[int]:
         return ids
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     if bos is None:
-        raise InterpError("the tokenizer has neither a BOS nor an EOS token to start prompts with; use --no-prepend-bos")
+        raise InterpError("the tokenizer has neither a BOS nor an EOS token to start prompts with; "
+                          "use --no-prepend-bos")
     return [int(bos)] + ids
 
 
@@ -146,7 +147,8 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[Prompt], max_length: int | 
         for choice_number, continuation in enumerate(prompt.continuations):
             continuation_ids = list(tokenizer(continuation, add_special_tokens=False)["input_ids"])
             if not continuation_ids:
-                raise InterpError(f"{task_name}: item {prompt.item_index}: choice {continuation!r} encodes to no tokens")
+                raise InterpError(f"{task_name}: item {prompt.item_index}: choice {continuation!r} "
+                                  "encodes to no tokens")
             sequence = context + continuation_ids
             if max_length is not None and len(sequence) > max_length:
                 advice = (f"use fewer shots (this prompt has {len(prompt.demo_indices)} demonstrations)"

@@ -194,7 +194,8 @@ def score_checkpoint(bridge: "TransformerBridge", config: DynamicsConfig, docume
     curve = pd.DataFrame({"position": range(1, length), "loss": by_token.numpy()})
     late, early = config.icl_positions(length)
     late_band, early_band = config.icl_band_positions(length)
-    band_score = by_token[late_band.start - 1:late_band.stop - 1].mean() - by_token[early_band.start - 1:early_band.stop - 1].mean()
+    band_score = (by_token[late_band.start - 1:late_band.stop - 1].mean()
+                  - by_token[early_band.start - 1:early_band.stop - 1].mean())
     summary = pd.DataFrame({
         "metric": ["icl_score", "icl_score_band", "text_loss", f"text_loss_token_{early}", f"text_loss_token_{late}"]
                   + [f"repeated_loss_repeat_{repeat}" for repeat in repeated["repeat"]],
