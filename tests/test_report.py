@@ -271,5 +271,5 @@ def test_reconciliation_reads_overlap_pruning_and_the_causal_test_from_their_tab
     said = _reconciliation_findings(tmp_path)
     assert "0 of the top 10 prefix matching heads (chance 0.4, q = 1)" in said[0]
     assert "at 1 of 2 pruned fractions" in said[1] and "50%: 0.640 vs 0.660 (random 0.300)" in said[1]
-    assert said[2].startswith("Causal test (5-shot, zero): removing the top 10% by prefix matching costs more than "
-                              "random heads (difference -0.120, 95% CI -0.200 to -0.040)")
+    assert said[2].startswith("Causal test (5-shot, zero): for accuracy, removing the top 10% by prefix matching "
+                              "costs more than random heads (difference -0.120, 95% CI -0.200 to -0.040)")

@@ -440,14 +440,20 @@ def _reconciliation_findings(folder: Path, percent: float = 10) -> list[str]:
                          "(`interp ablate`).")
         return sentences
     chosen = min(table["percent"].unique(), key=lambda value: abs(value - percent))
-    rows = table[(table["task"] == "all") & (table["percent"] == chosen) & (table["metric"] == "accuracy")]
+    pooled = table[(table["task"] == "all") & (table["percent"] == chosen)]
+    names = {"accuracy": "accuracy", "gold_logprob": "the gold answer's log-probability"}
     for ranking in ("prefix_matching", "own"):
-        for row in rows[rows["ranking"] == ranking].sort_values(["shots", "ablation"]).itertuples():
+        for row in pooled[pooled["ranking"] == ranking].sort_values(["shots", "ablation", "metric"]).itertuples():
             verdict = _verdict(row.difference_ci_low, row.difference_ci_high, "more than", "less than")
-            verdict = verdict if verdict.startswith("not") else f"costs {verdict} random heads"
-            sentences.append(f"Causal test ({row.shots}-shot, {row.ablation}): removing the top {chosen:g}% by "
-                             f"{ranking.replace('_', ' ')} {verdict} (difference {row.difference:+.3f}, 95% CI "
-                             f"{row.difference_ci_low:+.3f} to {row.difference_ci_high:+.3f}).")
+            verdict = f"is {verdict}" if verdict.startswith("not") else f"costs {verdict} random heads"
+            sentences.append(f"Causal test ({row.shots}-shot, {row.ablation}): for {names.get(row.metric, row.metric)}, "
+                             f"removing the top {chosen:g}% by {ranking.replace('_', ' ')} {verdict} (difference "
+                             f"{row.difference:+.3f}, 95% CI {row.difference_ci_low:+.3f} to "
+                             f"{row.difference_ci_high:+.3f}).")
+    if (pooled["ranking"] == "own").any():
+        sentences.append("The own ranking is each task's gradient importance measured on the very items it is then "
+                         "evaluated on: it is chosen with the answers in view, so its effect is an upper bound on what "
+                         "a ranking from held-out items would do.")
     return sentences
 
 
