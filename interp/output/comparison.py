@@ -29,6 +29,8 @@ __all__ = ["CAUSAL_PERCENT", "PAPER_CAUSAL", "comparison_table", "write_comparis
 CAUSAL_PERCENT = 10.0  # Bansal et al. remove 10% (and 20%) of OPT-66B's heads ranked by induction score
 PAPER_CAUSAL = ("Bansal et al. 2023 (OPT-66B): removing the heads with the top induction scores lowers in-context "
                 "accuracy more than removing as many random heads")
+PAPER_ABSTRACT = ("Crosbie & Shutova 2025 (Llama-3-8B): removing the top 1% / 3% prefix-matching heads cuts few-shot "
+                  "accuracy on abstract pattern tasks by 31.6% / 36%; random heads barely matter")
 TOP_HEADS = 3  # enough to see whether a model's induction heads cluster in depth
 _COLUMNS = ["model", "section", "quantity", "value", "ci_low", "ci_high", "text", "estimator", "paper", "source"]
 
@@ -110,6 +112,28 @@ def _causal_rows(model: str, folder: Path) -> list[dict]:
     return rows + _repeated_rows(model, folder)
 
 
+def _abstract_rows(model: str, folder: Path) -> list[dict]:
+    """Per abstract or SUL task: accuracy change with the top prefix-matching heads removed or knocked out."""
+    from interp.tasks.prompts import ABSTRACT_TASKS
+
+    rows = []
+    for stem in _find(folder, "causal_vs_random"):
+        table = read_table_if_present(stem)
+        chosen = table[(table["task"].isin(list(ABSTRACT_TASKS)) | table["task"].str.startswith("sul"))
+                       & (table["metric"] == "accuracy") & (table["ranking"] == "prefix_matching")]
+        for entry in chosen.sort_values(["task", "percent", "ablation"]).itertuples():
+            rows.append(_row(model, "abstract patterns", f"{entry.task} {entry.shots}-shot, top {entry.percent:g}% "
+                                                         f"prefix matching, {entry.ablation}: accuracy change",
+                             value=entry.change, ci_low=entry.change_ci_low, ci_high=entry.change_ci_high,
+                             text=f"{entry.k} heads; random {entry.random_mean:+.3f} ({entry.n_draws} draws); minus "
+                                  f"random {entry.difference:+.3f} [{entry.difference_ci_low:+.3f}, "
+                                  f"{entry.difference_ci_high:+.3f}], {entry.n} items",
+                             estimator=f"paired over items, {entry.difference_method}", paper=PAPER_ABSTRACT,
+                             source=str(stem.relative_to(folder))))
+    return rows or [_row(model, "abstract patterns", "abstract or SUL tasks with induction heads removed",
+                         text="not measured (interp ablate --tasks abstract)", paper=PAPER_ABSTRACT)]
+
+
 def _claim_rows(model: str, folder: Path) -> list[dict]:
     claims = pd.concat([measured_claims(stem.parent).assign(source=str(stem.parent.relative_to(folder)))
                         for name in ("pruning_heads_thresholds", "pruning_ffns_thresholds", "layer_pruning_thresholds",
@@ -146,7 +170,8 @@ def comparison_table(folders: list[Path]) -> pd.DataFrame:
     for folder in map(Path, folders):
         scores, _ = _first(folder, "induction_scores")
         model = str(scores["model"].iloc[0]) if scores is not None and "model" in scores else folder.name
-        rows += _induction_rows(model, folder) + _causal_rows(model, folder) + _claim_rows(model, folder)
+        rows += (_induction_rows(model, folder) + _causal_rows(model, folder) + _abstract_rows(model, folder)
+                 + _claim_rows(model, folder))
     return pd.DataFrame(rows).reindex(columns=_COLUMNS)
 
 

@@ -446,7 +446,8 @@ def _reconciliation_findings(folder: Path, percent: float = 10) -> list[str]:
         for row in pooled[pooled["ranking"] == ranking].sort_values(["shots", "ablation", "metric"]).itertuples():
             verdict = _verdict(row.difference_ci_low, row.difference_ci_high, "more than", "less than")
             verdict = f"is {verdict}" if verdict.startswith("not") else f"costs {verdict} random heads"
-            sentences.append(f"Causal test ({row.shots}-shot, {row.ablation}): for {names.get(row.metric, row.metric)}, "
+            measure = names.get(row.metric, row.metric)
+            sentences.append(f"Causal test ({row.shots}-shot, {row.ablation}): for {measure}, "
                              f"removing the top {chosen:g}% by {ranking.replace('_', ' ')} {verdict} (difference "
                              f"{row.difference:+.3f}, 95% CI {row.difference_ci_low:+.3f} to "
                              f"{row.difference_ci_high:+.3f}).")
