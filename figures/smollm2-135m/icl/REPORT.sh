@@ -1,7 +1,7 @@
 #!/bin/sh
 # Assemble the SmolLM2 report folder: new importance + crossref (RUN.sh), the causal test's tables, and the
 # pruning tables of the earlier 3-task study where this session did not rerun them, then figures and report.
-cd "$(dirname "$0")/../.." || exit 1
+cd "$(git -C "$(dirname "$0")" rev-parse --show-toplevel)" || exit 1
 set -e
 here=results/smollm2-icl
 for name in pruning_heads pruning_ffns pruning_heads_thresholds pruning_ffns_thresholds layer_pruning \

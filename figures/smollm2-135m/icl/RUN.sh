@@ -1,6 +1,6 @@
 #!/bin/sh
 # Issue 12: the SmolLM2 report with both gradient estimators (resumable: finished (task, shots) files are reused).
-cd "$(dirname "$0")/../.." || exit 1
+cd "$(git -C "$(dirname "$0")" rev-parse --show-toplevel)" || exit 1
 set -e
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 for positions in all answer; do
