@@ -98,8 +98,10 @@ def mask_heads_hook(removed: Bool[Tensor, "copies head"], replacement: Tensor | 
     def hook(z: Tensor, hook: Any) -> Tensor:
         stacked = einops.rearrange(z, "(copies batch) pos head d_head -> copies batch pos head d_head", copies=copies)
         chosen = einops.rearrange(removed.to(z.device), "copies head -> copies 1 1 head 1")
-        fill = torch.zeros((), dtype=z.dtype, device=z.device) if replacement is None else replacement.to(z.device,
-                                                                                                          z.dtype)
+        if replacement is None:
+            fill = torch.zeros((), dtype=z.dtype, device=z.device)
+        else:
+            fill = replacement.to(z.device, z.dtype)
         replaced = torch.where(chosen, fill, stacked)
         return einops.rearrange(replaced, "copies batch pos head d_head -> (copies batch) pos head d_head")
 

@@ -48,9 +48,9 @@ def ablate(
                               rankings=parse_list("--rankings", rankings, str), n_random=n_random,
                               max_items=max_items or None, seed=seed, batch_size=batch_size,
                               sets_per_forward=sets_per_forward, repeat_seeds=repeat_seeds)
-        tables = run_causal(model, ",".join(parse_list("--tasks", tasks, str)), list(parse_list("--shots", shots, int)),
-                            out,
-                            config, results=results, device=device, figures=figures, compute=not tables_only)
+        names = ",".join(parse_list("--tasks", tasks, str))
+        tables = run_causal(model, names, list(parse_list("--shots", shots, int)), out, config, results=results,
+                            device=device, figures=figures, compute=not tables_only)
         typer.echo(f"wrote {', '.join(tables) or 'no tables (no cell finished)'} and causal.json into {out}")
 
     run_job(job, out=out, figures=figures)

@@ -30,7 +30,7 @@ from interp.errors import InterpError
 
 __all__ = ["FigureEntry", "PRUNING_PREFIXES", "causal_entries", "collect_figures", "comparison_figure", "curve_columns",
            "dynamics_entries",
-           "induction_entries", "known_pruning_figures", "pruning_tables", "regenerate_figures"]
+           "induction_entries", "known_pruning_figures", "nearest_percent", "pruning_tables", "regenerate_figures"]
 
 # names of pruning sweeps
 PRUNING_PREFIXES = ("pruning", "layer_pruning", "layer_distances", "layer_drop", "angular", "laser")
@@ -163,6 +163,15 @@ def _importance(folder: Path) -> list[FigureEntry]:
                                    "Task importance against prefix matching; the five most important heads are "
                                    "labelled."))
     return entries
+
+
+def nearest_percent(table: pd.DataFrame, wanted: float | int) -> float:
+    """The ``percent`` of a causal-test table closest to ``wanted`` (the table's own grid decides what exists).
+
+    >>> nearest_percent(pd.DataFrame({"percent": [1.0, 5.0, 20.0]}), 10)
+    5.0
+    """
+    return float(min(table["percent"].unique(), key=lambda value: abs(value - wanted)))
 
 
 def pruning_tables(folder: Path) -> dict[str, pd.DataFrame]:

@@ -21,8 +21,9 @@ from typing import Any
 import pandas as pd
 
 from interp.errors import InterpError
+from interp.output.catalogue import nearest_percent
 from interp.output.claims import CLAIMS, measured_claims
-from interp.store import read_json, read_table_if_present, run_metadata, write_json, write_table
+from interp.store import atomic_write, read_json, read_table_if_present, run_metadata, write_json, write_table
 
 __all__ = ["CAUSAL_PERCENT", "PAPER_CAUSAL", "comparison_table", "write_comparison"]
 
@@ -52,10 +53,7 @@ def _row(model: str, section: str, quantity: str, **fields: Any) -> dict[str, An
     return {"model": model, "section": section, "quantity": quantity, **fields}
 
 
-def _induction_rows(model: str, folder: Path) -> list[dict]:
-    scores, source = _first(folder, "induction_scores")
-    if scores is None:
-        raise InterpError(f"no induction_scores under {folder}; run `interp induction --out {folder}` first")
+def _induction_rows(model: str, folder: Path, scores: pd.DataFrame, source: str) -> list[dict]:
     metadata = read_json(folder / "induction_metadata.json") if (folder / "induction_metadata.json").exists() else {}
     n_layers = (metadata.get("model") or {}).get("n_layers") or int(scores["layer"].max()) + 1
     rows = []
@@ -76,7 +74,7 @@ def _repeated_rows(model: str, folder: Path) -> list[dict]:
     table, source = _first(folder, "causal_repeated")
     if table is None or table.empty:
         return []
-    chosen = min(table["percent"].unique(), key=lambda value: abs(value - CAUSAL_PERCENT))
+    chosen = nearest_percent(table, CAUSAL_PERCENT)
     rows = table[(table["scope"] == "repeated") & (table["metric"] == "loss_repeats_later")
                  & (table["ranking"] == "prefix_matching") & (table["percent"] == chosen)]
     return [_row(model, "causal test", f"repeated tokens, {entry.ablation}: top {chosen:g}% prefix matching, change of "
@@ -96,7 +94,7 @@ def _causal_rows(model: str, folder: Path) -> list[dict]:
     if table is None or table.empty:
         return [_row(model, "causal test", f"top {CAUSAL_PERCENT:g}% prefix-matching heads vs random",
                      text="not measured (run `interp ablate`)", paper=PAPER_CAUSAL)] + _repeated_rows(model, folder)
-    chosen = min(table["percent"].unique(), key=lambda value: abs(value - CAUSAL_PERCENT))
+    chosen = nearest_percent(table, CAUSAL_PERCENT)
     pooled = table[(table["task"] == "all") & (table["percent"] == chosen) & (table["metric"] == "accuracy")]
     n_tasks = table.loc[table["task"] != "all", "task"].nunique()
     rows = []
@@ -135,10 +133,14 @@ def _abstract_rows(model: str, folder: Path) -> list[dict]:
 
 
 def _claim_rows(model: str, folder: Path) -> list[dict]:
-    claims = pd.concat([measured_claims(stem.parent).assign(source=str(stem.parent.relative_to(folder)))
-                        for name in ("pruning_heads_thresholds", "pruning_ffns_thresholds", "layer_pruning_thresholds",
-                                     "laser_selected") for stem in _find(folder, name)] or [pd.DataFrame()],
-                       ignore_index=True).drop_duplicates(subset=["key", "shots", "measured"])
+    # every folder holding a pruning, layer-dropping or LASER table, each read once
+    runs = dict.fromkeys(stem.parent for name in ("pruning_heads_thresholds", "pruning_ffns_thresholds",
+                                                  "layer_pruning_thresholds", "laser_selected")
+                         for stem in _find(folder, name))
+    claims = pd.concat([measured_claims(run).assign(source=str(run.relative_to(folder))) for run in runs]
+                       or [pd.DataFrame()], ignore_index=True)
+    if not claims.empty:  # the same claim measured alike by two runs is said once, from the shallower run
+        claims = claims.drop_duplicates(subset=["key", "shots", "measured"])
     rows = []
     for key in ("heads", "ffns", "layers", "laser"):
         found = claims[claims["key"] == key] if not claims.empty else claims
@@ -168,10 +170,12 @@ def comparison_table(folders: list[Path]) -> pd.DataFrame:
     """One row per (model, quantity) for the results folders given, one folder a model."""
     rows = []
     for folder in map(Path, folders):
-        scores, _ = _first(folder, "induction_scores")
-        model = str(scores["model"].iloc[0]) if scores is not None and "model" in scores else folder.name
-        rows += (_induction_rows(model, folder) + _causal_rows(model, folder) + _abstract_rows(model, folder)
-                 + _claim_rows(model, folder))
+        scores, source = _first(folder, "induction_scores")
+        if scores is None:
+            raise InterpError(f"no induction_scores under {folder}; run `interp induction --out {folder}` first")
+        model = str(scores["model"].iloc[0]) if "model" in scores else folder.name
+        rows += (_induction_rows(model, folder, scores, source) + _causal_rows(model, folder)
+                 + _abstract_rows(model, folder) + _claim_rows(model, folder))
     return pd.DataFrame(rows).reindex(columns=_COLUMNS)
 
 
@@ -206,11 +210,12 @@ def write_comparison(folders: list[Path], out: Path) -> list[Path]:
         body.append(f"<h2>{html.escape(section)}</h2><table><tr><th></th>{header}<th>paper</th></tr>{''.join(lines)}"
                     "</table>")
     page = out / "comparison.html"
-    page.write_text(
+    text = (
         "<!doctype html><meta charset='utf-8'><title>Models compared</title><style>body{font-family:sans-serif;"
         "max-width:1200px;margin:auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
         "text-align:left;vertical-align:top}</style><h1>Models compared</h1><p>Each cell: the value with its 95% "
         "interval in brackets where one exists; the estimator of every row is in <code>comparison.csv</code>. "
         f"Causal rows: accuracy change of removing the top {CAUSAL_PERCENT:g}% of heads by a ranking minus that of "
-        "as many random heads (below 0: the ranking's heads matter more).</p>" + "".join(body), encoding="utf-8")
+        "as many random heads (below 0: the ranking's heads matter more).</p>" + "".join(body))
+    atomic_write(page, lambda temporary: Path(temporary).write_text(text, encoding="utf-8"))
     return [out / "comparison.parquet", out / "comparison.csv", out / "comparison_metadata.json", page]

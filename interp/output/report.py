@@ -22,7 +22,14 @@ import numpy as np
 import pandas as pd
 
 from interp.errors import InterpError
-from interp.output.catalogue import FigureEntry, collect_figures, curve_columns, dynamics_tables, pruning_tables
+from interp.output.catalogue import (
+    FigureEntry,
+    collect_figures,
+    curve_columns,
+    dynamics_tables,
+    nearest_percent,
+    pruning_tables,
+)
 from interp.output.claims import CLAIMS
 
 __all__ = ["DEFAULT_TOLERANCE", "findings", "paper_claims", "write_report"]
@@ -129,6 +136,16 @@ def _by_estimator(table: pd.DataFrame) -> list[tuple[tuple[str, bool], pd.DataFr
     return sorted(groups, key=lambda group: (group[0][0] != "all", not group[0][1], group[0][0]))
 
 
+def _overlap_text(rows: pd.DataFrame, with_test: bool) -> str:
+    """'k of the top K metric heads (chance c, [test p = ..., ]q = ...)' for each aggregate overlap row."""
+    def phrase(row: Any) -> str:
+        test = "hypergeometric" if "hypergeometric" in str(getattr(row, "test", "")) else "permutation"
+        tested = f"{test} p = {row.p_value:.2g}, " if with_test else ""
+        return (f"{int(row.overlap)} of the top {int(row.top_k)} {row.induction_metric.replace('_', ' ')} heads "
+                f"(chance {row.expected:.1f}, {tested}q = {row.q_value:.2g})")
+    return "; ".join(phrase(row) for row in rows.itertuples())
+
+
 def _one_estimator(correlations: pd.DataFrame, overlap: pd.DataFrame | None) -> tuple[list[str], str, bool]:
     """Sentences, the overlap text and the verdict (important heads include induction heads) of one estimator."""
     sentences = []
@@ -146,10 +163,7 @@ def _one_estimator(correlations: pd.DataFrame, overlap: pd.DataFrame | None) -> 
     text, verdict = "", False
     if overlap is not None and not overlap.empty:
         rows = overlap[overlap["task"] == "aggregate"]
-        test = lambda row: "hypergeometric" if "hypergeometric" in str(getattr(row, "test", "")) else "permutation"  # noqa: E731
-        text = "; ".join(f"{int(row.overlap)} of the top {int(row.top_k)} {row.induction_metric.replace('_', ' ')} "
-                         f"heads (chance {row.expected:.1f}, {test(row)} p = {row.p_value:.2g}, q = {row.q_value:.2g})"
-                         for row in rows.itertuples())
+        text = _overlap_text(rows, with_test=True)
         verdict = bool((rows["q_value"] < 0.05).any())
         if text:
             sentences.append(f"Among the most important heads are {text}.")
@@ -399,9 +413,7 @@ def _overlap_reading(folder: Path) -> list[str]:
         return ["Top-k overlap of important and induction heads: not measured (run `interp crossref`)."]
     sentences = []
     for key, part in _by_estimator(overlap):
-        rows = part[part["task"] == "aggregate"]
-        found = "; ".join(f"{int(row.overlap)} of the top {int(row.top_k)} {row.induction_metric.replace('_', ' ')} "
-                          f"heads (chance {row.expected:.1f}, q = {row.q_value:.2g})" for row in rows.itertuples())
+        found = _overlap_text(part[part["task"] == "aggregate"], with_test=False)
         if found:
             sentences.append(f"Overlap ({_estimator_label(*key)}): the most important heads hold {found}. This asks "
                              "whether the heads with the largest scores are induction heads.")
@@ -439,7 +451,7 @@ def _reconciliation_findings(folder: Path, percent: float = 10) -> list[str]:
         sentences.append("Causal test: not run here, so which reading holds causally is not measured "
                          "(`interp ablate`).")
         return sentences
-    chosen = min(table["percent"].unique(), key=lambda value: abs(value - percent))
+    chosen = nearest_percent(table, percent)
     pooled = table[(table["task"] == "all") & (table["percent"] == chosen)]
     names = {"accuracy": "accuracy", "gold_logprob": "the gold answer's log-probability"}
     for ranking in ("prefix_matching", "own"):
@@ -474,7 +486,7 @@ def _causal_findings(folder: Path, percent: float = 10) -> list[str]:
     if table is None or table.empty:
         return ["The causal test was not run here (run `interp ablate`)."]
     sentences = []
-    chosen = min(table["percent"].unique(), key=lambda value: abs(value - percent))
+    chosen = nearest_percent(table, percent)
     pooled = table[(table["task"] == "all") & (table["percent"] == chosen) & (table["metric"] == "accuracy")]
     n_tasks = table.loc[table["task"] != "all", "task"].nunique()
     for row in pooled.sort_values(["shots", "ablation", "ranking"]).itertuples():
