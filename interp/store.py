@@ -56,6 +56,7 @@ __all__ = [
     "cache_dir",
     "cache_key",
     "clean_temporaries",
+    "find_tables",
     "key_difference",
     "package_versions",
     "read_json",
@@ -221,6 +222,16 @@ def read_table_if_present(stem: Path) -> pd.DataFrame | None:
     if not stem.with_suffix(".parquet").exists() and not stem.with_suffix(".csv").exists():
         return None
     return read_table(stem)
+
+
+def find_tables(folder: Path, name: str) -> list[Path]:
+    """Stems of every ``name`` table (parquet or CSV) at or below ``folder``, shallowest first.
+
+    A run's own table comes before a copy in a subfolder, so callers that want one table take the first.
+    """
+    folder = Path(folder)
+    stems = {path.with_suffix("") for suffix in ("parquet", "csv") for path in folder.rglob(f"{name}.{suffix}")}
+    return sorted(stems, key=lambda stem: (len(stem.parts), str(stem)))
 
 
 def write_json(data: Any, path: Path) -> None:

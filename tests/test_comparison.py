@@ -49,9 +49,10 @@ def folders(tmp_path):
     write_table(pd.DataFrame([{"ranking": "own", "task": "average", "shots": 5, "prunable_percent": 30,
                                "prunable_ci_low": 10, "prunable_ci_high": 40, "tolerance_points": 1.0,
                                "baseline_accuracy": 0.8}]), first / "pruning" / "pruning_heads_thresholds", csv=False)
-    abstract = _causal(-0.2).query("task == 'antonyms' and percent == 10.0").assign(task="word_categories_4way",
-                                                                                      ablation="knockout")
-    write_table(abstract, first / "crosbie" / "causal_vs_random")
+    abstract = _causal(-0.2).query("task == 'antonyms' and percent == 10.0").assign(ablation="knockout")
+    # a SUL task is named NAME_sul in tables (not sul:NAME, its spelling on the command line)
+    write_table(pd.concat([abstract.assign(task="word_categories_4way"), abstract.assign(task="topic_sul")]),
+                first / "crosbie" / "causal_vs_random")
     write_table(_scores("model-b", 2, (0, 0)), second / "induction_scores", csv=False)
     return first, second
 
@@ -71,7 +72,8 @@ def test_each_model_gets_its_top_heads_causal_difference_and_claims(folders):
     assert "paired over items, bootstrap" in causal["estimator"].iloc[0]
     assert first.loc["heads, 5-shot (pruning/)", "text"].startswith("30% of heads (95% interval 10-40%)")
     crosbie = first[first["section"] == "abstract patterns"]
-    assert crosbie.index.tolist() == ["word_categories_4way 5-shot, top 10% prefix matching, knockout: accuracy change"]
+    assert crosbie.index.tolist() == ["topic_sul 5-shot, top 10% prefix matching, knockout: accuracy change",
+                                      "word_categories_4way 5-shot, top 10% prefix matching, knockout: accuracy change"]
     assert "minus random -0.200 [-0.300, -0.100], 40 items" in crosbie["text"].iloc[0]
     second = table[table["model"] == "model-b"].set_index("quantity")
     assert second.loc["prefix matching #1", "text"] == "L0H0 at depth 0.00 of 2 layers"

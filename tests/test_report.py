@@ -273,3 +273,35 @@ def test_reconciliation_reads_overlap_pruning_and_the_causal_test_from_their_tab
     assert "at 1 of 2 pruned fractions" in said[1] and "50%: 0.640 vs 0.660 (random 0.300)" in said[1]
     assert said[2].startswith("Causal test (5-shot, zero): for accuracy, removing the top 10% by prefix matching "
                               "costs more than random heads (difference -0.120, 95% CI -0.200 to -0.040)")
+
+
+def _pattern_rows(task: str, change: float, difference: tuple[float, float, float]) -> dict:
+    return {"task": task, "shots": 5, "ablation": "knockout", "percent": 3.0, "ranking": "prefix_matching", "k": 8,
+            "metric": "accuracy", "change": change, "change_ci_low": change - 0.1, "change_ci_high": change + 0.1,
+            "random_mean": 0.02, "random_sd": 0.01, "random_min": 0.0, "random_max": 0.05, "n_draws": 5,
+            "difference": difference[0], "difference_ci_low": difference[1], "difference_ci_high": difference[2],
+            "difference_p_value": 0.01, "difference_method": "bootstrap", "n": 60}
+
+
+def test_abstract_section_reads_pattern_tasks_of_a_subfolder_task_by_task(tmp_path):
+    """A causal test run into crosbie/ gives one sentence per pattern task, with the clean accuracy and the
+    relative fall; 14-task rows of the same table are not pattern tasks and stay out."""
+    from interp.output.report import _abstract_findings
+
+    assert "not measured" in _abstract_findings(tmp_path)[0]
+    write_table(pd.DataFrame([_pattern_rows("word_categories_4way", -0.2, (-0.22, -0.35, -0.10)),
+                              _pattern_rows("topic_sul", -0.02, (-0.04, -0.12, 0.05)),
+                              _pattern_rows("antonyms", -0.5, (-0.5, -0.6, -0.4))]),
+                tmp_path / "crosbie" / "causal_vs_random")
+    write_table(pd.DataFrame([{"task": task, "shots": 5, "ablation": "knockout", "ranking": "prefix_matching",
+                               "percent": 3.0, "k": 8, "draw": 0, "metric": "accuracy", "clean": clean}
+                              for task, clean in (("word_categories_4way", 0.5), ("topic_sul", 0.4))]),
+                tmp_path / "crosbie" / "causal_effects")
+    said = _abstract_findings(tmp_path)
+    assert len(said) == 3 and "antonyms" not in " ".join(said)
+    assert said[0].startswith("topic_sul (5-shot, 60 items)") and said[0].endswith("not distinguishable from "
+                                                                                    "random heads at 95%.")
+    assert "accuracy 0.500 -> 0.300, change -0.200 (95% CI -0.300 to -0.100, -40% relative)" in said[1]
+    assert "induction edges knocked out" in said[1] and said[1].endswith("hurts more than random heads.")
+    assert "31.6%" in said[2]
+    assert [entry.name for entry in collect_figures(tmp_path)] == ["crosbie_pattern_tasks_accuracy"]

@@ -10,7 +10,10 @@ Tables are discovered by name:
 - pruning: any table whose name starts with one of ``PRUNING_PREFIXES`` (``pruning_heads``,
   ``pruning_ffns``, ``laser*``, ...), drawn as curves (mean over tasks) when it has a recognised
   x and y column;
-- dynamics: ``head_scores`` + ``summary`` in the folder or in ``dynamics/``.
+- dynamics: ``head_scores`` + ``summary`` in the folder or in ``dynamics/``;
+- causal test: ``causal_vs_random`` and ``causal_repeated`` (``interp ablate``); the rows of abstract
+  pattern and SUL tasks are also drawn task by task, from the folder's own table and from any
+  ``causal_vs_random`` in a subfolder (say ``crosbie/``).
 
 >>> from pathlib import Path
 >>> collect_figures(Path("no/such/folder"))
@@ -28,9 +31,9 @@ import plotly.graph_objects as go
 
 from interp.errors import InterpError
 
-__all__ = ["FigureEntry", "PRUNING_PREFIXES", "causal_entries", "collect_figures", "comparison_figure", "curve_columns",
-           "dynamics_entries",
-           "induction_entries", "known_pruning_figures", "nearest_percent", "pruning_tables", "regenerate_figures"]
+__all__ = ["FigureEntry", "PATTERN_RANKING", "PRUNING_PREFIXES", "causal_entries", "collect_figures",
+           "comparison_figure", "curve_columns", "dynamics_entries", "induction_entries", "known_pruning_figures",
+           "nearest_percent", "pattern_task_rows", "pruning_tables", "regenerate_figures"]
 
 # names of pruning sweeps
 PRUNING_PREFIXES = ("pruning", "layer_pruning", "layer_distances", "layer_drop", "angular", "laser")
@@ -40,11 +43,13 @@ _X_COLUMNS = ("head_percent", "ffn_percent", "percent", "fraction_pruned", "frac
 _Y_COLUMNS = ("accuracy", "accuracy_norm", "relative_accuracy", "score", "loss", "retained", "value")
 _GROUP_COLUMNS = ("component", "ranking", "method", "order", "matrix", "shots", "metric")  # tasks are averaged
 _MAX_LINES = 24  # more lines than this are unreadable: trailing group columns are dropped
+# Crosbie & Shutova rank heads by prefix matching alone; the pattern-task view shows that ranking
+PATTERN_RANKING = "prefix_matching"
 
 
 @dataclass(frozen=True)
 class FigureEntry:
-    section: str  # report section: induction, importance, pruning, dynamics
+    section: str  # report section: induction, importance, pruning, dynamics, causal, abstract
     name: str  # file stem under figures/
     figure: go.Figure
     caption: str
@@ -347,11 +352,49 @@ def causal_entries(versus_random: pd.DataFrame | None, repeated: pd.DataFrame | 
                                      facet_columns="metric"),
                 "Change in the loss on repeats 2-4 of repeated random tokens (where induction heads act) as the top k% "
                 "heads of each ranking are removed; grey: random heads."))
-    return entries
+    return entries + _pattern_entries(versus_random)
+
+
+def pattern_task_rows(versus_random: pd.DataFrame | None) -> pd.DataFrame:
+    """The accuracy rows of abstract pattern and SUL tasks for the prefix-matching ranking (maybe empty)."""
+    from interp.tasks.prompts import is_pattern_task
+
+    if versus_random is None or versus_random.empty:
+        return pd.DataFrame()
+    return versus_random[versus_random["task"].map(is_pattern_task) & (versus_random["metric"] == "accuracy")
+                         & (versus_random["ranking"] == PATTERN_RANKING)]
+
+
+def _pattern_entries(versus_random: pd.DataFrame | None, name: str = "pattern_tasks_accuracy") -> list[FigureEntry]:
+    from interp.output.figures import pattern_task_figure
+
+    rows = pattern_task_rows(versus_random)
+    if rows.empty:
+        return []
+    shots = ", ".join(f"{value}" for value in sorted(rows["shots"].unique()))
+    return [FigureEntry(
+        "abstract", name, pattern_task_figure(rows, f"Abstract patterns and unrelated labels ({shots}-shot): "
+                                                    "accuracy change with heads removed"),
+        "Accuracy change on each abstract pattern or SUL task when the top k% of heads by prefix matching are "
+        "removed (zero or mean ablation) or only their induction edges are knocked out (95% interval, paired over "
+        "items), beside as many random heads (mean, min-max over draws). Crosbie & Shutova report -31.6% / -36% "
+        "(relative) at 1% / 3% on Llama-3-8B.")]
 
 
 def _causal(folder: Path) -> list[FigureEntry]:
     return causal_entries(_table(folder, "causal_vs_random"), _table(folder, "causal_repeated"))
+
+
+def _abstract(folder: Path) -> list[FigureEntry]:
+    """Pattern-task figures of causal tests run into subfolders (the folder's own come with :func:`_causal`)."""
+    from interp.store import find_tables, read_table_if_present
+
+    entries = []
+    for stem in find_tables(folder, "causal_vs_random"):
+        if stem.parent != folder:
+            where = "_".join(stem.parent.relative_to(folder).parts)
+            entries += _pattern_entries(read_table_if_present(stem), f"{where}_pattern_tasks_accuracy")
+    return entries
 
 
 def collect_figures(folder: Path) -> list[FigureEntry]:
@@ -359,7 +402,8 @@ def collect_figures(folder: Path) -> list[FigureEntry]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    return _induction(folder) + _importance(folder) + _pruning(folder) + _dynamics(folder) + _causal(folder)
+    return (_induction(folder) + _importance(folder) + _pruning(folder) + _dynamics(folder) + _causal(folder)
+            + _abstract(folder))
 
 
 def regenerate_figures(folder: Path, formats: tuple[str, ...] = ("html", "png", "pdf")) -> list[Path]:

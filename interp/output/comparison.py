@@ -23,7 +23,15 @@ import pandas as pd
 from interp.errors import InterpError
 from interp.output.catalogue import nearest_percent
 from interp.output.claims import CLAIMS, measured_claims
-from interp.store import atomic_write, read_json, read_table_if_present, run_metadata, write_json, write_table
+from interp.store import (
+    atomic_write,
+    find_tables,
+    read_json,
+    read_table_if_present,
+    run_metadata,
+    write_json,
+    write_table,
+)
 
 __all__ = ["CAUSAL_PERCENT", "PAPER_CAUSAL", "comparison_table", "write_comparison"]
 
@@ -36,14 +44,8 @@ TOP_HEADS = 3  # enough to see whether a model's induction heads cluster in dept
 _COLUMNS = ["model", "section", "quantity", "value", "ci_low", "ci_high", "text", "estimator", "paper", "source"]
 
 
-def _find(folder: Path, name: str) -> list[Path]:
-    """Stems of every ``name`` table below ``folder``, shallowest first (a run's own table before a copy's)."""
-    stems = {path.with_suffix("") for suffix in ("parquet", "csv") for path in folder.rglob(f"{name}.{suffix}")}
-    return sorted(stems, key=lambda stem: (len(stem.parts), str(stem)))
-
-
 def _first(folder: Path, name: str) -> tuple[pd.DataFrame | None, str]:
-    stems = _find(folder, name)
+    stems = find_tables(folder, name)
     if not stems:
         return None, ""
     return read_table_if_present(stems[0]), str(stems[0].relative_to(folder))
@@ -112,12 +114,12 @@ def _causal_rows(model: str, folder: Path) -> list[dict]:
 
 def _abstract_rows(model: str, folder: Path) -> list[dict]:
     """Per abstract or SUL task: accuracy change with the top prefix-matching heads removed or knocked out."""
-    from interp.tasks.prompts import ABSTRACT_TASKS
+    from interp.tasks.prompts import is_pattern_task
 
     rows = []
-    for stem in _find(folder, "causal_vs_random"):
+    for stem in find_tables(folder, "causal_vs_random"):
         table = read_table_if_present(stem)
-        chosen = table[(table["task"].isin(list(ABSTRACT_TASKS)) | table["task"].str.startswith("sul"))
+        chosen = table[table["task"].map(is_pattern_task)
                        & (table["metric"] == "accuracy") & (table["ranking"] == "prefix_matching")]
         for entry in chosen.sort_values(["task", "percent", "ablation"]).itertuples():
             rows.append(_row(model, "abstract patterns", f"{entry.task} {entry.shots}-shot, top {entry.percent:g}% "
@@ -136,7 +138,7 @@ def _claim_rows(model: str, folder: Path) -> list[dict]:
     # every folder holding a pruning, layer-dropping or LASER table, each read once
     runs = dict.fromkeys(stem.parent for name in ("pruning_heads_thresholds", "pruning_ffns_thresholds",
                                                   "layer_pruning_thresholds", "laser_selected")
-                         for stem in _find(folder, name))
+                         for stem in find_tables(folder, name))
     claims = pd.concat([measured_claims(run).assign(source=str(run.relative_to(folder))) for run in runs]
                        or [pd.DataFrame()], ignore_index=True)
     if not claims.empty:  # the same claim measured alike by two runs is said once, from the shallower run

@@ -50,6 +50,7 @@ __all__ = [
     "save_figures",
     "curve_figure",
     "causal_effect_figure",
+    "pattern_task_figure",
 ]
 
 SEQUENTIAL = "Viridis"  # perceptually uniform and colour-blind safe, for scores
@@ -662,3 +663,45 @@ def causal_effect_figure(table: pd.DataFrame, y_label: str, title: str, facet_ro
     figure.update_yaxes(title=y_label, zeroline=True)
     return _style(figure, title, width=420 * len(column_values) + 200, height=320 * len(row_values) + 120)
 
+
+
+def pattern_task_figure(table: pd.DataFrame, title: str) -> go.Figure:
+    """Accuracy change per task and removal, the top-k heads beside as many random heads; one panel per k.
+
+    ``table`` holds rows of ``causal_vs_random`` for one ranking and metric (columns task, ablation,
+    percent, k, change with its interval, random_mean, random_min, random_max).  Bars of the ranking
+    carry their 95% paired interval; bars of the random heads their min-max over draws.  A task-by-task
+    view, since on abstract pattern tasks a model may learn one task and sit at chance on the next.
+
+    >>> rows = pd.DataFrame({"task": ["recursion", "topic_sul"], "ablation": "knockout", "percent": 3.0, "k": 8,
+    ...                      "change": [-0.2, 0.0], "change_ci_low": [-0.3, -0.1], "change_ci_high": [-0.1, 0.1],
+    ...                      "random_mean": [0.0, 0.01], "random_min": [-0.02, 0.0], "random_max": [0.02, 0.03]})
+    >>> [trace.name for trace in pattern_task_figure(rows, "knockout").data]
+    ['top k% by prefix matching', 'k random heads (bars: min-max over draws)']
+    """
+    from plotly.subplots import make_subplots
+
+    percents = sorted(table["percent"].unique())
+    counts = table.groupby("percent")["k"].first()
+    figure = make_subplots(rows=1, cols=len(percents), shared_yaxes=True,
+                           subplot_titles=[f"top {percent:g}% ({counts[percent]} heads)" for percent in percents])
+    for column, percent in enumerate(percents, start=1):
+        panel = table[table["percent"] == percent].sort_values(["task", "ablation"])
+        positions = [list(panel["task"]), list(panel["ablation"])]  # a two-level category axis: task, then removal
+        first = column == 1
+        figure.add_trace(go.Bar(
+            x=positions, y=panel["change"], name="top k% by prefix matching",
+            marker_color=_RANKING_COLOURS["prefix_matching"], showlegend=first, legendgroup="top",
+            error_y=dict(type="data", symmetric=False, array=panel["change_ci_high"] - panel["change"],
+                         arrayminus=panel["change"] - panel["change_ci_low"]),
+            hovertemplate="%{x}<br>change %{y:.3f}<extra>top heads</extra>"), row=1, col=column)
+        figure.add_trace(go.Bar(
+            x=positions, y=panel["random_mean"], name="k random heads (bars: min-max over draws)",
+            marker_color="rgba(120,120,120,0.6)", showlegend=first, legendgroup="random",
+            error_y=dict(type="data", symmetric=False, array=panel["random_max"] - panel["random_mean"],
+                         arrayminus=panel["random_mean"] - panel["random_min"], color="grey"),
+            hovertemplate="%{x}<br>mean change %{y:.3f}<extra>random heads</extra>"), row=1, col=column)
+    figure.update_layout(barmode="group")
+    figure.update_yaxes(title="accuracy change", zeroline=True, row=1, col=1)
+    width = 160 + sum(90 * len(table[table["percent"] == percent]) for percent in percents)
+    return _style(figure, title, width=max(width, 600), height=460)

@@ -68,6 +68,7 @@ __all__ = [
     "TaskItem",
     "UNRELATED_LABELS",
     "build_prompts",
+    "is_pattern_task",
     "build_prompts_over_seeds",
     "class_labels",
     "label_mapping",
@@ -290,6 +291,18 @@ def label_mapping(task: Task, config: PromptConfig) -> dict[str, str]:
         raise InterpError(f"task {task.name!r} has {len(ordered)} labels; only {len(pool)} unrelated words exist")
     drawn = np.random.default_rng([config.seed, 1]).permutation(len(pool))[: len(ordered)]
     return {label: pool[position] for label, position in zip(ordered, drawn, strict=True)}
+
+
+def is_pattern_task(name: str) -> bool:
+    """Whether a results table's task name is an abstract pattern task or a task with unrelated labels.
+
+    These are the tasks where only the demonstrations can teach the label (Crosbie & Shutova 2025).
+    SUL tasks are named ``NAME_sul`` in tables (:func:`with_unrelated_labels`), not ``sul:NAME``.
+
+    >>> [is_pattern_task(name) for name in ("recursion", "topic_sul", "topic", "all")]
+    [True, True, False, False]
+    """
+    return name in ABSTRACT_TASKS or name.endswith("_sul")
 
 
 def with_unrelated_labels(task: Task, seed: int = 0) -> Task:
