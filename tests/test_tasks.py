@@ -117,3 +117,11 @@ def test_wilson_interval_contains_the_estimate():
     low, high = wilson_interval(30, 40)
     assert low < 0.75 < high and 0 <= low and high <= 1
     assert wilson_interval(0, 10)[0] == 0.0
+
+
+def test_a_builtin_task_is_recorded_by_name_not_by_where_the_package_sits():
+    """Metadata written from a task's source must not carry this machine's install folder."""
+    from interp.tasks.prompts import load_task
+
+    assert load_task("antonyms").source == "builtin:antonyms"
+    assert load_task("sul:topic").source.startswith("builtin:topic with unrelated labels (sports=")

@@ -209,7 +209,8 @@ def load_task(spec: str) -> Task:
     if spec.startswith("sul:"):
         return with_unrelated_labels(load_task(spec.removeprefix("sul:")))
     if spec in BUILTIN_TASKS or spec in ABSTRACT_TASKS:
-        return read_task_file(TASK_DIR / f"{spec}.jsonl", name=spec)
+        # named, not located: metadata must not carry where the package sits on this machine
+        return dataclasses.replace(read_task_file(TASK_DIR / f"{spec}.jsonl", name=spec), source=f"builtin:{spec}")
     if spec.startswith("paper:"):
         return load_paper_task(spec.removeprefix("paper:"))
     if spec.startswith("lm-eval:"):  # an lm-eval-harness task (optional extra), e.g. lm-eval:hellaswag

@@ -37,7 +37,7 @@ class Task:
 
     name: str
     items: tuple[TaskItem, ...]
-    source: str  # file path or dataset id, for the metadata
+    source: str  # builtin:NAME, the file path as given, or a dataset id, for the metadata
 
     def chance(self, n_choices: int) -> float:
         """Accuracy of guessing uniformly among each item's choices, averaged over items."""
