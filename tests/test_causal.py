@@ -223,3 +223,31 @@ def test_report_and_figures_from_the_tables(toy, tmp_path):
     sentences = findings(tmp_path)["causal"]
     assert any("top 10% (1) heads by prefix matching" in sentence for sentence in sentences)
     assert any("repeats 2-4" in sentence for sentence in sentences)
+    assert not any("normalises each attention" in sentence for sentence in sentences)  # a Llama-class toy
+
+    # The same tables from a model with a norm on each attention output (Gemma 2/3): zero rows get the caveat.
+    from interp.output.comparison import comparison_table
+    from interp.store import read_json, write_json
+
+    metadata = read_json(tmp_path / "causal.json")
+    assert metadata["model"]["attention_output_norm"] is False
+    write_json({**metadata, "model": {**metadata["model"], "attention_output_norm": True,
+                                      "architecture": "Gemma3ForCausalLM"}}, tmp_path / "causal.json")
+    sentences = findings(tmp_path)["causal"]
+    assert any(sentence.startswith("Gemma3ForCausalLM normalises each attention block's output")
+               for sentence in sentences)
+    causal_rows = comparison_table([tmp_path]).query("section == 'causal test' and quantity.str.contains('zero')")
+    assert causal_rows["text"].str.contains("read the mean-ablation row").any()
+
+
+def test_norms_on_the_attention_output_are_told_apart_from_llamas_misnamed_one():
+    """Gemma 3 normalises each attention output (zeroing heads rescales the rest); Llama's
+    post_attention_layernorm is the MLP's input norm, not one of those."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
+
+    from interp.models.structure import normalises_attention_output
+
+    sizes = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 num_key_value_heads=1)
+    assert normalises_attention_output(Gemma3ForCausalLM(Gemma3TextConfig(head_dim=8, **sizes)))
+    assert not normalises_attention_output(LlamaForCausalLM(LlamaConfig(**sizes)))

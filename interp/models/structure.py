@@ -14,7 +14,11 @@ import torch
 
 from interp.errors import InterpError
 
-__all__ = ["decoder_layer", "decoder_layer_list", "hf_model_of"]
+__all__ = ["decoder_layer", "decoder_layer_list", "hf_model_of", "normalises_attention_output"]
+
+# Norms on a block's output side (Gemma 2 and 3's "sandwich" norms, OLMo 2's post-norms).  Llama's
+# ``post_attention_layernorm`` is not one of them: despite its name it is the MLP's input norm.
+_OUTPUT_NORM_NAMES = ("pre_feedforward_layernorm", "post_feedforward_layernorm")
 
 
 def hf_model_of(model: Any) -> Any:
@@ -37,3 +41,15 @@ def decoder_layer(hf_model: Any, layer: int) -> torch.nn.Module:
     if not isinstance(layer, int) or not 0 <= layer < n_layers:
         raise InterpError(f"layer {layer!r} is outside 0..{n_layers - 1}")
     return decoder_layer_list(hf_model)[1][layer]
+
+
+def normalises_attention_output(hf_model: Any) -> bool:
+    """Whether each decoder layer renormalises the attention block's output before the residual add.
+
+    Where it does, zero ablation of some of a layer's heads does not remove them: the norm divides
+    what is left by its smaller RMS, so the layer's other heads are scaled up by a factor the model
+    never saw.  Mean ablation keeps the scale.  Results record this so a zero-ablation effect on such
+    a model is read as that, not as evidence about the heads removed (docs/methods.md, "Causal test").
+    """
+    layer = decoder_layer_list(hf_model_of(hf_model))[1][0]
+    return any(hasattr(layer, name) for name in _OUTPUT_NORM_NAMES)

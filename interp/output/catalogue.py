@@ -33,7 +33,7 @@ from interp.errors import InterpError
 
 __all__ = ["FigureEntry", "PATTERN_RANKING", "PRUNING_PREFIXES", "causal_entries", "collect_figures",
            "comparison_figure", "curve_columns", "dynamics_entries", "induction_entries", "known_pruning_figures",
-           "nearest_percent", "pattern_task_rows", "pruning_tables", "regenerate_figures"]
+           "nearest_percent", "pattern_task_rows", "pruning_tables", "regenerate_figures", "zero_ablation_caveat"]
 
 # names of pruning sweeps
 PRUNING_PREFIXES = ("pruning", "layer_pruning", "layer_distances", "layer_drop", "angular", "laser")
@@ -363,6 +363,21 @@ def pattern_task_rows(versus_random: pd.DataFrame | None) -> pd.DataFrame:
         return pd.DataFrame()
     return versus_random[versus_random["task"].map(is_pattern_task) & (versus_random["metric"] == "accuracy")
                          & (versus_random["ranking"] == PATTERN_RANKING)]
+
+
+def zero_ablation_caveat(folder: Path) -> str | None:
+    """A sentence for the zero-ablation rows of the causal test in ``folder`` when its model renormalises each
+    attention block's output (``causal.json``'s model record), else None."""
+    from interp.store import read_json_if_intact
+
+    metadata = read_json_if_intact(Path(folder) / "causal.json") or {}
+    model = metadata.get("model") if isinstance(metadata.get("model"), dict) else {}
+    if not model.get("attention_output_norm"):
+        return None
+    return (f"{model.get('architecture', 'This model')} normalises each attention block's output, so zeroing some of "
+            "a layer's heads scales up the layer's other heads instead of removing the zeroed ones: read its "
+            "zero-ablation rows as that disruption, and the mean-ablation rows (which keep the scale) for the heads' "
+            "absence.")
 
 
 def _pattern_entries(versus_random: pd.DataFrame | None, name: str = "pattern_tasks_accuracy") -> list[FigureEntry]:

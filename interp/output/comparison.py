@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from interp.errors import InterpError
-from interp.output.catalogue import nearest_percent
+from interp.output.catalogue import nearest_percent, zero_ablation_caveat
 from interp.output.claims import CLAIMS, measured_claims
 from interp.store import (
     atomic_write,
@@ -40,6 +40,8 @@ PAPER_CAUSAL = ("Bansal et al. 2023 (OPT-66B): removing the heads with the top i
                 "accuracy more than removing as many random heads")
 PAPER_ABSTRACT = ("Crosbie & Shutova 2025 (Llama-3-8B): removing the top 1% / 3% prefix-matching heads cuts few-shot "
                   "accuracy on abstract pattern tasks by 31.6% / 36%; random heads barely matter")
+POST_NORM_NOTE = ("; this model normalises each attention output, so zeroing heads rescales the layer's others: "
+                  "read the mean-ablation row")
 TOP_HEADS = 3  # enough to see whether a model's induction heads cluster in depth
 _COLUMNS = ["model", "section", "quantity", "value", "ci_low", "ci_high", "text", "estimator", "paper", "source"]
 
@@ -99,6 +101,7 @@ def _causal_rows(model: str, folder: Path) -> list[dict]:
     chosen = nearest_percent(table, CAUSAL_PERCENT)
     pooled = table[(table["task"] == "all") & (table["percent"] == chosen) & (table["metric"] == "accuracy")]
     n_tasks = table.loc[table["task"] != "all", "task"].nunique()
+    post_norm = zero_ablation_caveat((folder / source).parent) is not None
     rows = []
     for entry in pooled.sort_values(["shots", "ablation", "ranking"]).itertuples():
         rows.append(_row(
@@ -107,7 +110,8 @@ def _causal_rows(model: str, folder: Path) -> list[dict]:
                                   "minus random, accuracy",
             value=entry.difference, ci_low=entry.difference_ci_low, ci_high=entry.difference_ci_high,
             text=f"{entry.k} heads: change {entry.change:+.3f} vs random {entry.random_mean:+.3f} "
-                 f"({entry.n_draws} draws), {n_tasks} tasks",
+                 f"({entry.n_draws} draws), {n_tasks} tasks"
+                 + (POST_NORM_NOTE if post_norm and entry.ablation == "zero" else ""),
             estimator=f"paired over items, {entry.difference_method}", paper=PAPER_CAUSAL, source=source))
     return rows + _repeated_rows(model, folder)
 
@@ -121,13 +125,15 @@ def _abstract_rows(model: str, folder: Path) -> list[dict]:
         table = read_table_if_present(stem)
         chosen = table[table["task"].map(is_pattern_task)
                        & (table["metric"] == "accuracy") & (table["ranking"] == "prefix_matching")]
+        post_norm = zero_ablation_caveat(stem.parent) is not None
         for entry in chosen.sort_values(["task", "percent", "ablation"]).itertuples():
             rows.append(_row(model, "abstract patterns", f"{entry.task} {entry.shots}-shot, top {entry.percent:g}% "
                                                          f"prefix matching, {entry.ablation}: accuracy change",
                              value=entry.change, ci_low=entry.change_ci_low, ci_high=entry.change_ci_high,
                              text=f"{entry.k} heads; random {entry.random_mean:+.3f} ({entry.n_draws} draws); minus "
                                   f"random {entry.difference:+.3f} [{entry.difference_ci_low:+.3f}, "
-                                  f"{entry.difference_ci_high:+.3f}], {entry.n} items",
+                                  f"{entry.difference_ci_high:+.3f}], {entry.n} items"
+                                  + (POST_NORM_NOTE if post_norm and entry.ablation == "zero" else ""),
                              estimator=f"paired over items, {entry.difference_method}", paper=PAPER_ABSTRACT,
                              source=str(stem.relative_to(folder))))
     return rows or [_row(model, "abstract patterns", "abstract or SUL tasks with induction heads removed",

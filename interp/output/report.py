@@ -30,6 +30,7 @@ from interp.output.catalogue import (
     nearest_percent,
     pattern_task_rows,
     pruning_tables,
+    zero_ablation_caveat,
 )
 from interp.output.claims import CLAIMS
 
@@ -510,6 +511,9 @@ def _causal_findings(folder: Path, percent: float = 10) -> list[str]:
                          "accuracy "
                          f"more than random heads on {worse} of {len(part)} tasks and less on {better} "
                          "(95% intervals).")
+    caveat = zero_ablation_caveat(folder)
+    if caveat and (pooled["ablation"] == "zero").any():
+        sentences.append(caveat)
     repeated = _table(folder, "causal_repeated")
     if repeated is not None and "difference" in repeated.columns:
         rows = repeated[(repeated["scope"] == "repeated") & (repeated["metric"] == "loss_repeats_later")
@@ -549,6 +553,9 @@ def _abstract_findings(folder: Path) -> list[str]:
                  effects[effects["metric"] == "accuracy"].groupby(["task", "shots"])["clean"].first().to_dict())
         sentences += [_pattern_sentence(row, clean.get((row.task, row.shots)))
                       for row in rows.sort_values(["task", "percent", "ablation"]).itertuples()]
+        caveat = zero_ablation_caveat(stem.parent)
+        if caveat and (rows["ablation"] == "zero").any():
+            sentences.append(caveat)
     if not sentences:
         return ["Abstract pattern and SUL tasks with induction heads removed: not measured here "
                 "(`interp ablate --tasks abstract,sul:sentiment --percents 1,3 --ablations zero,mean,knockout`)."]
