@@ -683,8 +683,9 @@ def pattern_task_figure(table: pd.DataFrame, title: str) -> go.Figure:
 
     percents = sorted(table["percent"].unique())
     counts = table.groupby("percent")["k"].first()
+    heads = {percent: f"{count} head" if count == 1 else f"{count} heads" for percent, count in counts.items()}
     figure = make_subplots(rows=1, cols=len(percents), shared_yaxes=True,
-                           subplot_titles=[f"top {percent:g}% ({counts[percent]} heads)" for percent in percents])
+                           subplot_titles=[f"top {percent:g}% ({heads[percent]})" for percent in percents])
     for column, percent in enumerate(percents, start=1):
         panel = table[table["percent"] == percent].sort_values(["task", "ablation"])
         positions = [list(panel["task"]), list(panel["ablation"])]  # a two-level category axis: task, then removal
