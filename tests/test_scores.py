@@ -330,3 +330,21 @@ def test_repeated_loss_is_the_next_token_cross_entropy_of_each_position(tiny_mod
         assert rows["position"].tolist() == list(range(1, length))
         expected = loop_next_token_loss(logits[row], batch.tokens[row].tolist(), length)
         torch.testing.assert_close(torch.tensor(rows["loss"].to_numpy(), dtype=torch.float64), expected, **TOLERANCE)
+
+
+def test_scoring_records_no_autograd_graph(tiny_model):
+    """Scores only read activations: a forward that records a graph keeps every layer's activations alive
+    (22 GB on SmolLM2 at 100 seeds before this was caught), so every pass of score_heads runs without one."""
+    from interp.induction.scores import score_heads
+
+    bridge, _ = tiny_model
+    seen = []
+
+    def note_grad_mode(activation, hook):
+        seen.append(torch.is_grad_enabled() or activation.requires_grad)
+
+    table, loss = score_heads(bridge, SequenceConfig(num_seeds=2), loss=True,
+                              extra_hooks=[("blocks.0.hook_resid_pre", note_grad_mode)])
+    assert seen and not any(seen)
+    assert torch.is_grad_enabled()  # and the caller's mode is left as it was
+    assert not table.empty and not loss.empty

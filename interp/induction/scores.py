@@ -548,7 +548,6 @@ def _validate_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
     return metrics
 
 
-@torch.no_grad()
 def _kind_batches(bridge: "TransformerBridge", config: SequenceConfig, kinds: Sequence[str], max_batch_tokens: int,
                   seeds: Sequence[int]) -> list[tuple[str, SequenceBatch]]:
     """(kind, batch) for each kind of sequence in ``kinds``, every batch of one kind before the next."""
@@ -565,6 +564,7 @@ def _ov_copying_rows(bridge: "TransformerBridge", seed: int) -> pd.DataFrame:
     return _rows(scores[:, None, :], "ov_copying", [seed])
 
 
+@torch.no_grad()  # scores only read activations: a recorded graph would hold every layer's (GBs at 100 seeds)
 def score_heads(
     bridge: "TransformerBridge",
     config: SequenceConfig = SequenceConfig(),
