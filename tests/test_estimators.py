@@ -196,3 +196,31 @@ def test_crossref_and_report_keep_estimators_apart(toy, tmp_path):
     )
     assert any("Benjamini-Hochberg" in line for line in sentences)
     assert any(line.startswith("The all and answer estimators rank heads alike") for line in sentences)
+
+
+def test_method_agreement_orients_measures_and_matches_scipy_per_task():
+    """Every pair of importance measures is compared on the (task, shots) both measured, with accuracy changes
+    negated (removing a needed head lowers accuracy), equal to scipy's Spearman on the oriented values."""
+    import numpy as np
+    import pandas as pd
+    from scipy import stats
+
+    from interp.importance.crossref import method_agreement
+
+    generator = np.random.default_rng(0)
+    gradient, harm = generator.random(12), generator.random(12)
+    base = dict(component="head", layer=np.repeat([0, 1, 2], 4), head=np.tile([0, 1, 2, 3], 3), prepend_bos=True)
+    table = pd.concat([
+        pd.DataFrame(base | dict(method="gradient", estimator="all", metric="gradient", value=gradient, task="a",
+                                 shots=1)),
+        pd.DataFrame(base | dict(method="gradient", estimator="all", metric="gradient", value=gradient, task="b",
+                                 shots=5)),
+        pd.DataFrame(base | dict(method="ablation", estimator="exact", metric="zero_accuracy_delta", value=-harm,
+                                 task="a", shots=1)),
+    ])
+    rows = method_agreement(table, k=3)
+    assert rows[["task", "shots"]].values.tolist() == [["a", 1]]  # b/5 has one measure only
+    assert rows["spearman"].iloc[0] == pytest.approx(stats.spearmanr(gradient, harm).statistic)
+    top = lambda values: set(np.argsort(-values)[:3])  # noqa: E731
+    assert rows["top_k_overlap"].iloc[0] == len(top(gradient) & top(harm))
+    assert rows["expected_overlap"].iloc[0] == pytest.approx(9 / 12)

@@ -18,7 +18,9 @@ the ``answer`` positions, ``exact`` for ablation; and the BOS policy ``prepend_b
 
 Across (task, shots): the Spearman matrix of importance scores (scores are correlated, not
 argsort permutations: see docs/methods.md) and an aggregate ranking, the mean of the raw scores.  When
-two gradient estimators were run, ``crossref_estimators`` says how far their rankings agree.
+two gradient estimators were run, ``crossref_estimators`` says how far their rankings agree; when the
+table holds several importance measures (gradient, attribution patching, exact ablation: :data:`MEASURES`),
+``crossref_methods`` does the same for every pair, on the (task, shots) both measured.
 
 >>> import numpy as np
 >>> round(overlap_p_value(np.array([1, 1, 0, 0]), np.array([1, 1, 0, 0])), 3)
@@ -41,7 +43,9 @@ __all__ = [
     "CrossrefConfig",
     "ESTIMATOR_COLUMNS",
     "INDUCTION_METRICS",
+    "MEASURES",
     "correlation_keys",
+    "method_agreement",
     "overlap_p_value",
     "primary_rows",
     "retained_share",
@@ -53,6 +57,17 @@ INDUCTION_METRICS = ("prefix_matching", "copying")
 ESTIMATOR_COLUMNS = ("estimator", "prepend_bos")  # the choices that make two importance tables different measurements
 CORRELATION_TEST = "spearman (t approximation)"  # scipy.stats.spearmanr's p-value
 OVERLAP_TEST = "hypergeometric (exact)"
+# (method, estimator or None for any, metric) -> (label, sign): sign turns each into "larger = the task needs
+# the head more" (an accuracy change is negative when removing the head hurts; the others grow with harm)
+MEASURES: dict[tuple[str, str | None, str], tuple[str, int]] = {
+    ("gradient", "all", "gradient"): ("gradient, all tokens", 1),
+    ("gradient", "answer", "gradient"): ("gradient, answer positions", 1),
+    ("attribution", None, "attribution_mean_loss"): ("attribution patching, mean ablation, loss", 1),
+    ("ablation", "exact", "zero_loss_delta"): ("exact zero ablation, loss", 1),
+    ("ablation", "exact", "zero_accuracy_delta"): ("exact zero ablation, accuracy", -1),
+    ("ablation", "exact", "mean_loss_delta"): ("exact mean ablation, loss", 1),
+    ("ablation", "exact", "mean_accuracy_delta"): ("exact mean ablation, accuracy", -1),
+}
 
 
 @dataclass(frozen=True)
@@ -248,6 +263,44 @@ def _estimator_agreement(grids: dict[tuple, pd.DataFrame], k: int) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+def method_agreement(importance: pd.DataFrame, k: int = 10) -> pd.DataFrame:
+    """Spearman and top-k overlap of every pair of :data:`MEASURES` per (task, shots) both measured.
+
+    Head rows with BOS first only; each measure is oriented by its sign, so a top-k set is the k heads
+    the measure says the task needs most.
+
+    >>> rows = [{"method": "gradient", "estimator": "all", "metric": "gradient", "value": float(v)}
+    ...         for v in range(4)] + [{"method": "ablation", "estimator": "exact", "metric": "zero_accuracy_delta",
+    ...                                "value": -float(v) ** 2} for v in range(4)]
+    >>> table = pd.DataFrame(rows).assign(task="t", shots=1, component="head", layer=0, head=[0, 1, 2, 3] * 2,
+    ...                                   prepend_bos=True)
+    >>> row = method_agreement(table, k=2).iloc[0]
+    >>> row["measure_a"], row["measure_b"], float(row["spearman"]), int(row["top_k_overlap"])
+    ('gradient, all tokens', 'exact zero ablation, accuracy', 1.0, 2)
+    """
+    heads = importance[(importance["component"] == "head") & importance["prepend_bos"].astype(bool)]
+    grids = {}
+    for (method, estimator, metric), (label, sign) in MEASURES.items():
+        part = heads[(heads["method"] == method) & (heads["metric"] == metric)
+                     & ((heads["estimator"] == estimator) if estimator is not None else True)]
+        if not part.empty:
+            grids[label] = sign * part.pivot_table(index=["layer", "head"], columns=["task", "shots"], values="value",
+                                                   aggfunc="mean")
+    rows = []
+    labels = list(grids)
+    for first, second in [(a, b) for index, a in enumerate(labels) for b in labels[index + 1:]]:
+        for column in [column for column in grids[first].columns if column in grids[second].columns]:
+            both = pd.concat([grids[first][column], grids[second][column]], axis=1).dropna()
+            left, right = both.iloc[:, 0].to_numpy(), both.iloc[:, 1].to_numpy()
+            top = min(k, len(both))
+            rows.append({"task": column[0], "shots": column[1], "measure_a": first, "measure_b": second,
+                         "n_heads": len(both), "spearman": stats.spearmanr(left, right).statistic, "top_k": top,
+                         "top_k_overlap": int((top_k_mask(left, top) & top_k_mask(right, top)).sum()),
+                         "expected_overlap": top * top / len(both), "estimator": "Spearman over heads; top-k overlap "
+                         "with its hypergeometric expectation k^2/n"})
+    return pd.DataFrame(rows)
+
+
 def _grids(chosen: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
     """(estimator, prepend_bos) -> (layer, head) x (task, shots) grid of head importance."""
     grids = {}
@@ -374,6 +427,11 @@ def run_crossref(
     tables = _crossref_tables(parts, rank_columns)
     if several:
         tables["crossref_estimators"] = _estimator_agreement(grids, min(config.top_k, n_heads))  # the last grid's heads
+    from interp.store import read_table
+
+    methods = method_agreement(_with_estimators(read_table(folder / "importance")), config.top_k)
+    if not methods.empty:
+        tables["crossref_methods"] = methods
     _write_crossref(folder, tables, config, grids, chosen)
     if figures:
         _write_figures(folder, tables)
