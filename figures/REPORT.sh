@@ -28,5 +28,8 @@ for name in causal_effects causal_vs_random causal_repeated causal_items; do  # 
 done
 take $run/causal $committed/causal $here causal_effects causal_vs_random causal_repeated causal_items
 take $run/crosbie $committed/crosbie $here/crosbie causal_effects causal_vs_random causal_repeated causal_items
+mkdir -p $here/exact  # exact ablation beside the cheap estimators, where a model has it
+rm -f $here/exact/crossref_methods.parquet $here/exact/crossref_methods.csv
+take results/${1%%-*}-exact $committed/exact $here/exact crossref_methods
 .venv/bin/interp figures --results $here --formats html,png
 .venv/bin/interp report --results $here --out $committed/report.html

@@ -305,3 +305,19 @@ def test_abstract_section_reads_pattern_tasks_of_a_subfolder_task_by_task(tmp_pa
     assert "induction edges knocked out" in said[1] and said[1].endswith("hurts more than random heads.")
     assert "31.6%" in said[2]
     assert [entry.name for entry in collect_figures(tmp_path)] == ["crosbie_pattern_tasks_accuracy"]
+
+
+def test_reconciliation_says_how_far_cheap_estimators_agree_with_exact_ablation(tmp_path):
+    from interp.output.report import _method_reading
+
+    assert _method_reading(tmp_path) == []
+    rows = [{"task": task, "shots": 1, "measure_a": "attribution patching, mean ablation, loss",
+             "measure_b": "exact zero ablation, loss", "n_heads": 270, "spearman": rho, "top_k": 10,
+             "top_k_overlap": overlap, "expected_overlap": 100 / 270}
+            for task, rho, overlap in (("antonyms", 0.5, 4), ("present_past", 0.6, 6))]
+    rows.append({**rows[0], "measure_a": "gradient, all tokens", "measure_b": "gradient, answer positions"})
+    write_table(pd.DataFrame(rows), tmp_path / "exact" / "crossref_methods")
+    said = _method_reading(tmp_path)
+    assert said == ["Against exact zero ablation, loss (antonyms 1-shot, present_past 1-shot): attribution patching, "
+                    "mean ablation, loss has Spearman +0.55 (range +0.50 to +0.60) and top-10 overlap 5.0 heads "
+                    "(chance 0.37), mean over 2 (task, shots)."]

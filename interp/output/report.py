@@ -447,9 +447,28 @@ def _pruning_reading(folder: Path) -> list[str]:
             "heads, a different question from which heads score highest."]
 
 
+def _method_reading(folder: Path) -> list[str]:
+    """How far the cheap importance estimators agree with exact ablation (``crossref_methods``, any subfolder)."""
+    from interp.store import find_tables, read_table_if_present
+
+    stems = find_tables(folder, "crossref_methods")
+    table = read_table_if_present(stems[0]) if stems else None
+    if table is None or table.empty:
+        return []
+    exact = table[table["measure_b"].str.startswith("exact") & ~table["measure_a"].str.startswith("exact")]
+    sentences = []
+    for (cheap, reference), part in exact.groupby(["measure_a", "measure_b"], sort=False):
+        cells = ", ".join(f"{row.task} {row.shots}-shot" for row in part.itertuples())
+        sentences.append(f"Against {reference} ({cells}): {cheap} has Spearman {part['spearman'].mean():+.2f} "
+                         f"(range {part['spearman'].min():+.2f} to {part['spearman'].max():+.2f}) and top-"
+                         f"{int(part['top_k'].iloc[0])} overlap {part['top_k_overlap'].mean():.1f} heads (chance "
+                         f"{part['expected_overlap'].mean():.2f}), mean over {len(part)} (task, shots).")
+    return sentences
+
+
 def _reconciliation_findings(folder: Path, percent: float = 10) -> list[str]:
     """The three readings of "do induction heads matter" side by side, each from its own table."""
-    sentences = _overlap_reading(folder) + _pruning_reading(folder)
+    sentences = _overlap_reading(folder) + _method_reading(folder) + _pruning_reading(folder)
     table = _table(folder, "causal_vs_random")
     if table is None or table.empty:
         sentences.append("Causal test: not run here, so which reading holds causally is not measured "
