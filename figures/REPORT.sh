@@ -22,12 +22,17 @@ take $run $committed $here induction_scores induction_per_seed repeated_loss
 take $here $committed/icl $here crossref_aggregate crossref_both_heads crossref_correlations crossref_estimators \
   crossref_layers crossref_overlap crossref_rank_matrix crossref_retention task_accuracy pruning_heads pruning_ffns \
   pruning_heads_thresholds pruning_ffns_thresholds pruning_heads_effects pruning_rankings pruning_claims \
-  layer_pruning layer_pruning_thresholds
+  layer_pruning layer_pruning_thresholds layer_distances_tasks
 for name in causal_effects causal_vs_random causal_repeated causal_items; do  # the causal tests: always the newest
   rm -f $here/$name.parquet $here/$name.csv $here/crosbie/$name.parquet $here/crosbie/$name.csv
 done
 take $run/causal $committed/causal $here causal_effects causal_vs_random causal_repeated causal_items
 take $run/crosbie $committed/crosbie $here/crosbie causal_effects causal_vs_random causal_repeated causal_items
+for sub in causal crosbie; do  # the causal tests' metadata (model record: e.g. a norm on the attention output)
+  to=$here; [ $sub = crosbie ] && to=$here/crosbie
+  if [ -e $run/$sub/causal.json ]; then cp $run/$sub/causal.json $to/
+  elif [ -e $committed/$sub/causal.json ]; then cp $committed/$sub/causal.json $to/; fi
+done
 mkdir -p $here/exact  # exact ablation beside the cheap estimators, where a model has it
 rm -f $here/exact/crossref_methods.parquet $here/exact/crossref_methods.csv
 take results/${1%%-*}-exact $committed/exact $here/exact crossref_methods

@@ -545,6 +545,10 @@ def _causal_findings(folder: Path, percent: float = 10) -> list[str]:
     return sentences
 
 
+def _heads_count(k: int, kind: str) -> str:
+    return f"{k} {kind} head" if k == 1 else f"{k} {kind} heads"
+
+
 def _pattern_sentence(row: Any, clean: float | None) -> str:
     relative = f", {row.change / clean:+.0%} relative" if clean else ""
     before = f"{clean:.3f} -> {clean + row.change:.3f}, " if clean is not None else ""
@@ -553,7 +557,7 @@ def _pattern_sentence(row: Any, clean: float | None) -> str:
                        "hurts less than random heads")
     return (f"{row.task} ({row.shots}-shot, {row.n} items), top {row.percent:g}% ({row.k}) prefix-matching heads, "
             f"{removal}: accuracy {before}change {row.change:+.3f} (95% CI {row.change_ci_low:+.3f} to "
-            f"{row.change_ci_high:+.3f}{relative}); {row.k} random heads {row.random_mean:+.3f} (range "
+            f"{row.change_ci_high:+.3f}{relative}); {_heads_count(row.k, 'random')} {row.random_mean:+.3f} (range "
             f"{row.random_min:+.3f} to {row.random_max:+.3f} over {row.n_draws} draws); minus random "
             f"{row.difference:+.3f} (95% CI {row.difference_ci_low:+.3f} to {row.difference_ci_high:+.3f}): {verdict}.")
 
