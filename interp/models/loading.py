@@ -460,7 +460,6 @@ def load_model(
         ) from None
     bridge.eval()
     from interp.models.context import model_context
-    from interp.models.structure import normalises_attention_output
 
     bridge.cfg.n_ctx = model_context(bridge).tokens  # a model that states no context: its tokenizer's limit
     outputs_to_input_device(bridge)  # several GPUs: final residual and logits come back to the tokens' device
@@ -470,6 +469,12 @@ def load_model(
         n_kv_heads=int(getattr(cfg, "n_key_value_heads", None) or cfg.n_heads), d_model=cfg.d_model, d_head=cfg.d_head,
         d_vocab=cfg.d_vocab, dtype=str(torch_dtype).removeprefix("torch."), device=device_label(hf_model),
         source=description, identity=model_identity(spec) or f"hub:{spec}",
-        attention_output_norm=normalises_attention_output(hf_model),
+        attention_output_norm=_normalises_attention_output(hf_model),
     )
     return bridge, record
+
+
+def _normalises_attention_output(hf_model: Any) -> bool:
+    from interp.models.structure import normalises_attention_output  # torch at import: kept out of `--help`
+
+    return normalises_attention_output(hf_model)
