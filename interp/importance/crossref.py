@@ -330,11 +330,8 @@ def _with_q_values(table: pd.DataFrame) -> pd.DataFrame:
 _PART_NAMES = ("correlations", "overlaps", "both", "retention", "layers", "aggregate")
 
 
-def _chosen_importance(folder: Path, metric: str) -> pd.DataFrame:
-    """The importance rows of ``metric`` (estimators attached); an error naming the metrics there if none."""
-    from interp.store import read_table
-
-    importance = _with_estimators(read_table(folder / "importance"))
+def _chosen_importance(importance: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The importance rows of ``metric``; an error naming the metrics there if none."""
     chosen = importance[importance["metric"] == metric]
     if chosen.empty:
         metrics = ", ".join(sorted(importance["metric"].unique()))
@@ -411,8 +408,11 @@ def run_crossref(
     folder: Path, config: CrossrefConfig = CrossrefConfig(), figures: bool = True
 ) -> dict[str, pd.DataFrame]:
     """Write the crossref_* tables (and figures) into ``folder``; return them."""
+    from interp.store import read_table
+
     folder = Path(folder)
-    chosen = _chosen_importance(folder, config.importance_metric)
+    importance = _with_estimators(read_table(folder / "importance"))  # read once: the chosen metric and every measure
+    chosen = _chosen_importance(importance, config.importance_metric)
     grids = _grids(chosen)
     several = len(grids) > 1
     parts: dict[str, list] = {name: [] for name in _PART_NAMES}
@@ -427,9 +427,7 @@ def run_crossref(
     tables = _crossref_tables(parts, rank_columns)
     if several:
         tables["crossref_estimators"] = _estimator_agreement(grids, min(config.top_k, n_heads))  # the last grid's heads
-    from interp.store import read_table
-
-    methods = method_agreement(_with_estimators(read_table(folder / "importance")), config.top_k)
+    methods = method_agreement(importance, config.top_k)
     if not methods.empty:
         tables["crossref_methods"] = methods
     _write_crossref(folder, tables, config, grids, chosen)

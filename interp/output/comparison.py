@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from interp.errors import InterpError
-from interp.output.catalogue import nearest_percent, zero_ablation_caveat
+from interp.output.catalogue import nearest_percent, pattern_task_rows, zero_ablation_caveat
 from interp.output.claims import CLAIMS, measured_claims
 from interp.store import (
     atomic_write,
@@ -118,13 +118,11 @@ def _causal_rows(model: str, folder: Path) -> list[dict]:
 
 def _abstract_rows(model: str, folder: Path) -> list[dict]:
     """Per abstract or SUL task: accuracy change with the top prefix-matching heads removed or knocked out."""
-    from interp.tasks.prompts import is_pattern_task
-
     rows = []
     for stem in find_tables(folder, "causal_vs_random"):
-        table = read_table_if_present(stem)
-        chosen = table[table["task"].map(is_pattern_task)
-                       & (table["metric"] == "accuracy") & (table["ranking"] == "prefix_matching")]
+        chosen = pattern_task_rows(read_table_if_present(stem))
+        if chosen.empty:
+            continue
         post_norm = zero_ablation_caveat(stem.parent) is not None
         for entry in chosen.sort_values(["task", "percent", "ablation"]).itertuples():
             rows.append(_row(model, "abstract patterns", f"{entry.task} {entry.shots}-shot, top {entry.percent:g}% "
