@@ -251,3 +251,42 @@ def test_norms_on_the_attention_output_are_told_apart_from_llamas_misnamed_one()
                  num_key_value_heads=1)
     assert normalises_attention_output(Gemma3ForCausalLM(Gemma3TextConfig(head_dim=8, **sizes)))
     assert not normalises_attention_output(LlamaForCausalLM(LlamaConfig(**sizes)))
+
+
+def test_runs_split_by_shots_and_percent_merge_into_the_joint_run(toy, tmp_path):
+    from interp.importance.causal_sweep import merge_causal
+
+    prefix = np.array([[0.0, 0.02, 0.0, 0.01], [0.80, 0.77, 0.81, 0.76]])
+    parts = {"joint": ([0, 1], (10, 50)), "first": ([0], (10, 50)), "second": ([1], (50,)), "third": ([1], (10,))}
+    for name, (shots, percents) in parts.items():
+        _induction_table(tmp_path / name, prefix, prefix[::-1].copy())
+        run_causal("toy-attn-2l", "antonyms", shots, tmp_path / name, _small_config(percents=percents),
+                   bridge_record=toy, show_progress=False, figures=False)
+    merged = merge_causal([tmp_path / "first", tmp_path / "second", tmp_path / "third"], tmp_path / "merged",
+                          figures=False)
+    joint = run_causal("toy-attn-2l", "antonyms", [0, 1], tmp_path / "joint", _small_config(), show_progress=False,
+                       figures=False, compute=False)
+    order = ["task", "shots", "ablation", "ranking", "percent", "draw", "metric"]
+    for name in ("causal_effects", "causal_vs_random"):
+        keys = [key for key in order if key in joint[name]]
+        expected = joint[name].sort_values(keys).reset_index(drop=True)
+        got = merged[name].sort_values(keys).reset_index(drop=True)[expected.columns]
+        pd.testing.assert_frame_equal(got, expected, check_dtype=False, atol=1e-4)
+    assert {"causal_repeated", "causal_items"} <= set(merged)
+    meta = json.loads((tmp_path / "merged" / "causal.json").read_text())
+    assert meta["config"]["percents"] == [10, 50] and meta["shots"] == [0, 1] and len(meta["merged_from"]) == 3
+
+    # Runs of other settings, or whose shared cells disagree, are refused with the reason.
+    other = tmp_path / "other"
+    _induction_table(other, prefix, prefix[::-1].copy())
+    run_causal("toy-attn-2l", "antonyms", [0], other, _small_config(seed=1), bridge_record=toy, show_progress=False,
+               figures=False)
+    with pytest.raises(InterpError, match="ran with seed=1"):
+        merge_causal([tmp_path / "first", other], tmp_path / "bad")
+    items = pd.read_parquet(tmp_path / "third" / "causal_items.parquet")
+    items.loc[0, "gold_logprob"] -= 1.0
+    items.to_parquet(tmp_path / "third" / "causal_items.parquet")
+    with pytest.raises(InterpError, match="disagree on"):
+        merge_causal([tmp_path / "joint", tmp_path / "third"], tmp_path / "bad")
+    with pytest.raises(InterpError, match="at least two"):
+        merge_causal([tmp_path / "joint"], tmp_path / "bad")

@@ -91,6 +91,35 @@ def test_importance_of_another_model_in_the_same_folder_is_computed_not_returned
     assert any("computing antonyms__1shot__gradient again: model" in line for line in said), said
 
 
+def test_importance_runs_merge_into_the_joint_run_and_refuse_another_model(toys, tmp_path):
+    from interp.importance.job import merge_importance
+
+    config = ImportanceConfig(max_items=4, ablations=("zero",))
+    joint = run_importance(toys["toy-attn-2l"], "antonyms", [0, 1], "gradient", tmp_path / "joint", config, **QUIET)
+    run_importance(toys["toy-attn-2l"], "antonyms", [0, 1], "ablation", tmp_path / "joint", config, **QUIET)
+    run_importance(toys["toy-attn-2l"], "antonyms", [0], "gradient", tmp_path / "a", config, **QUIET)
+    run_importance(toys["toy-attn-2l"], "antonyms", [1], "gradient", tmp_path / "b", config, **QUIET)
+    run_importance(toys["toy-attn-2l"], "antonyms", [0, 1], "ablation", tmp_path / "b", config, **QUIET)
+    whole = run_importance(toys["toy-attn-2l"], "antonyms", [0, 1], "ablation", tmp_path / "joint", config, **QUIET)
+    merged = merge_importance([tmp_path / "a", tmp_path / "b"], tmp_path / "merged", echo=lambda _: None)
+    keys = ["task", "shots", "method", "estimator", "component", "layer", "head", "metric"]
+    for name in ("importance", "task_accuracy"):
+        order = [key for key in keys if key in whole.tables[name]]
+        expected = whole.tables[name].sort_values(order).reset_index(drop=True)
+        pd.testing.assert_frame_equal(merged.tables[name].sort_values(order).reset_index(drop=True)[expected.columns],
+                                      expected)
+    assert len(joint.tables["importance"]) < len(merged.tables["importance"])  # gradient and ablation rows
+    assert [part["shots"] for part in merged.metadata["merged_from"]] == [[0], [0, 1]]
+
+    run_importance(toys["toy-attn-1l"], "antonyms", [1], "gradient", tmp_path / "other", config, **QUIET)
+    with pytest.raises(InterpError, match="merge runs of one model"):
+        merge_importance([tmp_path / "a", tmp_path / "other"], tmp_path / "bad")
+    run_importance(toys["toy-attn-2l"], "antonyms", [1], "gradient", tmp_path / "more",
+                   ImportanceConfig(max_items=6), **QUIET)
+    with pytest.raises(InterpError, match="max_items=6.*not the same items"):
+        merge_importance([tmp_path / "a", tmp_path / "more"], tmp_path / "bad")
+
+
 def test_a_task_file_named_like_a_built_in_task_is_its_own_task(toys, tmp_path):
     out = tmp_path / "shared"
     run_importance(toys["toy-attn-2l"], "antonyms", [0], "gradient", out, ImportanceConfig(max_items=4), **QUIET)

@@ -35,13 +35,21 @@ def ablate(
     figures: Figures = True,
     tables_only: bool = typer.Option(False,
                                      help="only tabulate the cells already finished (say, while a long run goes on)"),
+    merge: list[Path] | None = typer.Option(None, help="instead of running: pool the tables of two or more finished "
+                                                        "runs (split by task, shots, percent or ranking) into --out; "
+                                                        "repeat the option once per run folder"),
 ) -> None:
     """Remove the top-k heads by prefix matching, copying and own importance vs k random heads; resumes where it
     stopped."""
     out = out or default_out(model)
 
     def job() -> None:
-        from interp.importance.causal_sweep import CausalConfig, run_causal
+        from interp.importance.causal_sweep import CausalConfig, merge_causal, run_causal
+
+        if merge:
+            tables = merge_causal(merge, out, figures=figures)
+            typer.echo(f"merged {len(merge)} runs into {out}: {', '.join(tables)} and causal.json")
+            return
 
         config = CausalConfig(percents=parse_list("--percents", percents, float),
                               ablations=parse_list("--ablations", ablations, str),

@@ -53,11 +53,19 @@ def importance(
     executor: ExecutorKind = "serial",
     address: Address = None,
     ray_tasks: RayTasks = None,
+    merge: list[Path] | None = typer.Option(None, help="instead of running: pool the tables of two or more finished "
+                                                        "runs of one model (split by task, shots or method) into "
+                                                        "--out; repeat the option once per run folder"),
 ) -> None:
     """Task importance of every head and FFN per (task, shots); resumes where it stopped."""
     out = out or default_out(model)
 
     def job() -> None:
+        if merge:
+            from interp.importance.job import merge_importance
+
+            merge_importance(merge, out, echo=typer.echo)
+            return
         from interp.cli.reach import batch_size as chosen_batch_size
         from interp.cli.reach import resolve_loading
         from interp.importance.job import run_importance

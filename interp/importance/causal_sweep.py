@@ -55,7 +55,7 @@ from interp.tasks.prompts import PromptConfig, build_prompts, load_task, resolve
 if TYPE_CHECKING:
     from interp.induction.sequences import SequenceConfig
 
-__all__ = ["CAUSAL_RANKINGS", "CausalConfig", "causal_tables", "run_causal"]
+__all__ = ["CAUSAL_RANKINGS", "CausalConfig", "causal_tables", "merge_causal", "run_causal"]
 
 CAUSAL_RANKINGS = ("prefix_matching", "copying", "own")
 INDUCTION_RANKINGS = ("prefix_matching", "copying")
@@ -512,7 +512,7 @@ ESTIMATORS = {
 
 
 def _write_outputs(out: Path, tables: dict[str, pd.DataFrame], model: str, record: Any, names: Sequence[str],
-                   shots: Sequence[int], config: CausalConfig, figures: bool) -> None:
+                   shots: Sequence[int], config: CausalConfig, figures: bool, **extra: Any) -> None:
     from interp.store import read_json, run_metadata, write_json, write_table
 
     for name, table in tables.items():
@@ -521,10 +521,92 @@ def _write_outputs(out: Path, tables: dict[str, pd.DataFrame], model: str, recor
     previous = read_json(meta_path) if meta_path.exists() else {}
     write_json(run_metadata(record if record is not None else previous.get("model", model), model_spec=model,
                             tasks=list(names), shots=list(shots), config=asdict(config), estimators=ESTIMATORS,
-                            sequences=asdict(config.sequences()), confidence=0.95), meta_path)
+                            sequences=asdict(config.sequences()), confidence=0.95, **extra), meta_path)
     if figures and tables:
         from interp.output.catalogue import causal_entries
         from interp.output.figures import save_figures
 
         entries = causal_entries(tables.get("causal_vs_random"), tables.get("causal_repeated"))
         save_figures({out / "figures" / entry.name: entry.figure for entry in entries}, ("html", "png"))  # one browser
+
+
+# ------------------------------------------------------------------------------ merging runs
+
+# Settings two runs must share for their items to be the same prompts and their statistics comparable;
+# percents, rankings and random draws may differ (that is what a split run splits).
+_SHARED_SETTINGS = ("max_items", "seed", "n_choices", "repeat_seeds", "n_resamples")
+_ITEM_KEYS = ["task", "shots", "ablation", "ranking", "percent", "draw", "item"]
+_REPEATED_KEYS = ["scope", "ablation", "ranking", "percent", "draw", "metric"]
+_LOGPROB_TOLERANCE = 1e-3  # the same cell from two runs: batching changes only the rounding
+
+
+def _merged_config(sources: Sequence[Path], metadata: Sequence[dict]) -> CausalConfig:
+    first = metadata[0]["config"]
+    for folder, meta in zip(sources[1:], metadata[1:], strict=True):
+        if meta.get("model_spec") != metadata[0].get("model_spec"):
+            raise InterpError(f"--merge: {folder} is a run of {meta.get('model_spec')!r}, {sources[0]} of "
+                              f"{metadata[0].get('model_spec')!r}; merge runs of one model")
+        for name in _SHARED_SETTINGS:
+            if meta["config"][name] != first[name]:
+                raise InterpError(f"--merge: {folder} ran with {name}={meta['config'][name]!r}, {sources[0]} with "
+                                  f"{first[name]!r}; only percents, rankings and random draws may differ")
+    union = lambda name: tuple(dict.fromkeys(v for meta in metadata for v in meta["config"][name]))  # noqa: E731
+    settings = {name: first[name] for name in _SHARED_SETTINGS}
+    return CausalConfig(percents=union("percents"), ablations=union("ablations"), rankings=union("rankings"),
+                        n_random=max(meta["config"]["n_random"] for meta in metadata), **settings)
+
+
+def _deduplicated(frames: Sequence[pd.DataFrame], sources: Sequence[Path]) -> pd.DataFrame:
+    """The item rows of every run, each cell once; a cell two runs both hold must agree."""
+    items = pd.concat([frame.assign(_source=str(folder)) for frame, folder in zip(frames, sources, strict=True)],
+                      ignore_index=True)
+    for columns in (_ITEM_KEYS, ["task", "shots", "item"]):  # the same cell, and the same unablated model
+        values = ["correct", "gold_logprob"] if columns is _ITEM_KEYS else ["clean_correct", "clean_gold_logprob"]
+        grouped = items.astype({name: float for name in values}).groupby(columns)[values]
+        spread = grouped.max() - grouped.min()
+        bad = spread[(spread[values[0]] != 0) | (spread[values[1]] > _LOGPROB_TOLERANCE)]
+        if not bad.empty:
+            where = dict(zip(columns, bad.index[0], strict=True))
+            raise InterpError(f"--merge: the runs disagree on {where} ({', '.join(values)}): they were not made "
+                              f"from the same model and items; merge runs of one model, task set and seed")
+    return items.drop_duplicates(_ITEM_KEYS).drop(columns="_source").reset_index(drop=True)
+
+
+def merge_causal(sources: Sequence[Path], out: Path, *, figures: bool = True) -> dict[str, pd.DataFrame]:
+    """One set of causal-test tables from runs split by task, shots, percent or ranking (other sessions, machines).
+
+    Each source is a folder ``interp ablate`` wrote (``causal_items``, ``causal_repeated``,
+    ``causal.json``). The item rows are pooled (a cell two runs share must agree), and every
+    statistic is recomputed from them, so the result equals one run over the union.
+    """
+    from interp.store import read_json, read_table, read_table_if_present
+
+    sources = [Path(folder) for folder in sources]
+    if len(sources) < 2:
+        raise InterpError(f"--merge: give at least two run folders, got {len(sources)}")
+    missing = [str(folder) for folder in sources if not (folder / "causal.json").exists()]
+    if missing:
+        raise InterpError(f"--merge: {', '.join(missing)} holds no causal.json (not an `interp ablate` run)")
+    metadata = [read_json(folder / "causal.json") for folder in sources]
+    config = _merged_config(sources, metadata)
+    items = _deduplicated([read_table(folder / "causal_items") for folder in sources], sources)
+    effects = _effects(items, config)
+    tables = {"causal_items": items, "causal_effects": effects, "causal_vs_random": _versus_random(items, effects,
+                                                                                                   config)}
+    repeated = [table for folder in sources if (table := read_table_if_present(folder / "causal_repeated")) is not None]
+    if repeated:
+        rows = pd.concat(repeated, ignore_index=True).drop_duplicates(_REPEATED_KEYS)
+        rows = rows.drop(columns=[column for column in rows if column.startswith("random_") or column == "n_draws"])
+        band = (rows[rows["ranking"] == "random"].groupby(["ablation", "percent", "metric"])["change"]
+                .agg(random_mean="mean", random_sd="std", random_min="min", random_max="max", n_draws="count")
+                .reset_index())
+        tables["causal_repeated"] = rows.merge(band, on=["ablation", "percent", "metric"], how="left")
+    record = next((meta["model"] for meta in metadata if isinstance(meta.get("model"), dict)), metadata[0]["model"])
+    tasks = list(dict.fromkeys(task for meta in metadata for task in meta["tasks"]))
+    shots = sorted({k for meta in metadata for k in meta["shots"]})
+    parts = [{name: meta[name] for name in ("tasks", "shots")} | {name: meta["config"][name] for name in
+                                                                   ("percents", "rankings", "ablations", "n_random")}
+             for meta in metadata]
+    _write_outputs(Path(out), tables, metadata[0]["model_spec"], record, tasks, shots, config, figures,
+                   merged_from=parts)
+    return tables

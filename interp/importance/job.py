@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from interp.models.loading import ModelRecord
     from interp.reach.executors import Executor
 
-__all__ = ["BATCHING_FIELDS", "result_stem", "run_importance"]
+__all__ = ["BATCHING_FIELDS", "merge_importance", "result_stem", "run_importance"]
 
 BATCHING_FIELDS = ("batch_size", "ablations_per_forward")  # batching: changes the numbers' rounding only
 _ABLATION_FIELDS = ("ablations", "layers")  # settings only the exact ablation reads
@@ -201,3 +201,51 @@ def run_importance(model: "str | tuple[TransformerBridge, ModelRecord]", tasks: 
     echo(f"wrote {out / 'importance.parquet'} ({len(tables['importance'])} rows) and {out / 'task_accuracy.parquet'}")
     echo(timer.summary())
     return JobResult(tables, paths=paths, metadata=metadata)
+
+
+_PROMPT_FIELDS = ("max_items", "seed", "n_choices", "prepend_bos")  # what makes two runs' items the same prompts
+_ROW_KEYS = ["task", "shots", "method", "estimator", "component", "layer", "head", "metric"]
+
+
+def merge_importance(sources: Sequence[Path], out: Path, echo: Callable[[str], None] = print) -> JobResult:
+    """One folder's combined tables from runs split by task, shots or method (other sessions, machines).
+
+    Each source is a folder ``interp importance`` wrote. The runs must be of one model (same weights'
+    identity) and the same items; a row two runs both hold is taken from the first source.
+    """
+    sources, out = [Path(folder) for folder in sources], Path(out)
+    if len(sources) < 2:
+        raise InterpError(f"--merge: give at least two run folders, got {len(sources)}")
+    metadata = []
+    for folder in sources:
+        meta = read_json_if_intact(folder / "importance.json")
+        if meta is None:
+            raise InterpError(f"--merge: {folder} holds no intact importance.json (not an `interp importance` run)")
+        metadata.append(meta)
+    identity = lambda meta: {name: meta["model"].get(name) for name in ("name", "identity")}  # noqa: E731
+    for folder, meta in zip(sources[1:], metadata[1:], strict=True):
+        if identity(meta) != identity(metadata[0]):
+            raise InterpError(f"--merge: {folder} holds {identity(meta)}, {sources[0]} {identity(metadata[0])}; "
+                              f"merge runs of one model")
+        for name in _PROMPT_FIELDS:
+            if meta["config"].get(name) != metadata[0]["config"].get(name):
+                raise InterpError(f"--merge: {folder} ran with {name}={meta['config'].get(name)!r}, {sources[0]} "
+                                  f"with {metadata[0]['config'].get(name)!r}: not the same items")
+    importance = pd.concat([read_table(folder / "importance") for folder in sources], ignore_index=True)
+    accuracy = pd.concat([read_table(folder / "task_accuracy") for folder in sources], ignore_index=True)
+    tables = {"importance": importance.drop_duplicates([key for key in _ROW_KEYS if key in importance],
+                                                       ignore_index=True),
+              "task_accuracy": accuracy.drop_duplicates(["task", "shots", "method", "estimator"], ignore_index=True)}
+    agreement = attribution_agreement(tables["importance"])
+    if not agreement.empty:
+        tables["attribution_vs_ablation"] = agreement
+    out.mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        write_table(table, out / name)
+    parts = [{name: meta.get(name) for name in ("method", "tasks", "shots")} for meta in metadata]
+    meta = run_metadata(metadata[0]["model"], job="importance", method="merged", config=metadata[0]["config"],
+                        tasks=list(dict.fromkeys(tables["task_accuracy"]["task"])),
+                        shots=sorted(set(tables["task_accuracy"]["shots"].astype(int))), merged_from=parts)
+    write_json(meta, out / "importance.json")
+    echo(f"merged {len(sources)} runs into {out}: {len(tables['importance'])} importance rows")
+    return JobResult(tables, paths=[out / "importance.json"], metadata=meta)
