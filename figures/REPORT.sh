@@ -22,7 +22,7 @@ take $run $committed $here induction_scores induction_per_seed repeated_loss
 take $here $committed/icl $here crossref_aggregate crossref_both_heads crossref_correlations crossref_estimators \
   crossref_layers crossref_overlap crossref_rank_matrix crossref_retention task_accuracy pruning_heads pruning_ffns \
   pruning_heads_thresholds pruning_ffns_thresholds pruning_heads_effects pruning_rankings pruning_claims \
-  layer_pruning layer_pruning_thresholds layer_distances_tasks
+  layer_pruning layer_pruning_thresholds layer_distances_tasks laser laser_selected
 for name in causal_effects causal_vs_random causal_repeated causal_items; do  # the causal tests: always the newest
   rm -f $here/$name.parquet $here/$name.csv $here/crosbie/$name.parquet $here/crosbie/$name.csv
 done
@@ -35,6 +35,6 @@ for sub in causal crosbie; do  # the causal tests' metadata (model record: e.g. 
 done
 mkdir -p $here/exact  # exact ablation beside the cheap estimators, where a model has it
 rm -f $here/exact/crossref_methods.parquet $here/exact/crossref_methods.csv
-take results/${1%%-*}-exact $committed/exact $here/exact crossref_methods
+take results/$1-exact $committed/exact $here/exact crossref_methods
 .venv/bin/interp figures --results $here --formats html,png
 .venv/bin/interp report --results $here --out $committed/report.html

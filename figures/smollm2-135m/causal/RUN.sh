@@ -1,11 +1,5 @@
 #!/bin/sh
-# Issue 17 causal test on SmolLM2-135M, resumable (rerun to continue; finished cells are reused).
-# Stage 1: k = 10% at 5 shots (the closing note's question) on the six tasks with the largest few-shot gain
-# (0-shot -> 5-shot accuracy); TASKS=all, PERCENTS=1,5,10,20 and SHOTS=0,5 extend it (finished cells are reused).
-cd "$(git -C "$(dirname "$0")" rev-parse --show-toplevel)" || exit 1
-PERCENTS=${PERCENTS:-10} SHOTS=${SHOTS:-5}
-TASKS=${TASKS:-antonyms,present_past,lowercase_uppercase,country_capital,word_first_letter,english_french}
-OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 exec nice -n 10 .venv/bin/interp ablate --model smollm2-135m \
-  --tasks "$TASKS" --shots "$SHOTS" --percents "$PERCENTS" --ablations zero,mean \
-  --rankings prefix_matching,copying,own --n-random 5 --max-items 40 \
-  --results results/smollm2-135m --out results/smollm2-135m/causal --device cpu
+# Issue 17's causal test on SmolLM2-135M: the issue's grid (14 tasks, 0 and 5 shots, k = 1, 5, 10, 20%, zero and
+# mean ablation, rankings prefix matching, copying, own importance, 5 random draws, 40 items a task).
+# Resumable across sessions (finished cells are kept in cells/ and repeated/ here); see ../../CAUSAL.sh.
+TASKS=${TASKS:-all} SHOTS=${SHOTS:-5,0} PERCENTS=${PERCENTS:-1,5,10,20} exec "$(dirname "$0")/../../CAUSAL.sh" smollm2-135m
