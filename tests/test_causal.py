@@ -223,6 +223,8 @@ def test_report_and_figures_from_the_tables(toy, tmp_path):
     sentences = findings(tmp_path)["causal"]
     assert any("top 10% (1) heads by prefix matching" in sentence for sentence in sentences)
     assert any("repeats 2-4" in sentence for sentence in sentences)
+    across = [sentence for sentence in sentences if sentence.startswith("Across k (0-shot, zero)")]
+    assert len(across) == 1 and "10% (1): " in across[0] and "50% (4): " in across[0], sentences
     assert not any("normalises each attention" in sentence for sentence in sentences)  # a Llama-class toy
 
     # The same tables from a model with a norm on each attention output (Gemma 2/3): zero rows get the caveat.

@@ -530,6 +530,7 @@ def _causal_findings(folder: Path, percent: float = 10) -> list[str]:
                          "accuracy "
                          f"more than random heads on {worse} of {len(part)} tasks and less on {better} "
                          "(95% intervals).")
+    sentences += _across_k(table)
     caveat = zero_ablation_caveat(folder)
     if caveat and (pooled["ablation"] == "zero").any():
         sentences.append(caveat)
@@ -542,6 +543,21 @@ def _causal_findings(folder: Path, percent: float = 10) -> list[str]:
                              f"repeats 2-4 from {row.clean:.2f} to {row.ablated:.2f} nats; random heads move it by "
                              f"{row.random_mean:+.2f} on average (difference {row.difference:+.2f}, 95% CI "
                              f"{row.difference_ci_low:+.2f} to {row.difference_ci_high:+.2f}).")
+    return sentences
+
+
+def _across_k(table: pd.DataFrame) -> list[str]:
+    """The pooled accuracy difference from random at every k, per (shots, ablation, ranking), where several k ran."""
+    pooled = table[(table["task"] == "all") & (table["metric"] == "accuracy")]
+    if pooled["percent"].nunique() < 2:
+        return []
+    sentences = []
+    for (shots, ablation, ranking), part in pooled.groupby(["shots", "ablation", "ranking"], sort=True):
+        points = "; ".join(f"{row.percent:g}% ({row.k}): {row.difference:+.3f} [{row.difference_ci_low:+.3f}, "
+                           f"{row.difference_ci_high:+.3f}]" for row in part.sort_values("percent").itertuples())
+        below = int((part["difference_ci_high"] < 0).sum())
+        sentences.append(f"Across k ({shots}-shot, {ablation}), top heads by {ranking.replace('_', ' ')} minus as many "
+                         f"random heads, accuracy (95% CI): {points}; below random at {below} of {len(part)} k.")
     return sentences
 
 
