@@ -224,3 +224,22 @@ def test_method_agreement_orients_measures_and_matches_scipy_per_task():
     top = lambda values: set(np.argsort(-values)[:3])  # noqa: E731
     assert rows["top_k_overlap"].iloc[0] == len(top(gradient) & top(harm))
     assert rows["expected_overlap"].iloc[0] == pytest.approx(9 / 12)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_top_k_overlap_with_ties_equals_the_average_over_every_tie_breaking(k):
+    """Discrete measures (accuracy changes) tie; the overlap is the mean over all ways of breaking them."""
+    import itertools
+
+    import numpy as np
+
+    from interp.importance.crossref import expected_top_k_overlap
+
+    left, right = np.array([0.5, 0.2, 0.2, 0.2, 0.0]), np.array([0.1, 0.1, 0.3, 0.1, 0.1])
+
+    def top(values, priority):  # ties broken by a random priority
+        return set(sorted(range(len(values)), key=lambda index: (-values[index], priority[index]))[:k])
+
+    orders = list(itertools.permutations(range(5)))
+    brute = np.mean([len(top(left, a) & top(right, b)) for a in orders for b in orders])
+    assert expected_top_k_overlap(left, right, k) == pytest.approx(brute)
