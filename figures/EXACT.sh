@@ -15,7 +15,7 @@ tasks=${TASKS:-antonyms,country_capital,present_past} shots=${SHOTS:-1,5}
 mkdir -p $here/importance $kept/importance
 cp -n $kept/importance/* $here/importance/ 2>/dev/null || true
 [ -e $here/induction_scores.csv ] || cp figures/$model/induction_scores.csv figures/$model/induction_metadata.json $here/
-keep() { cp -n $here/importance/* $kept/importance/; }
+keep() { cp $here/importance/*.parquet $here/importance/*.json $kept/importance/; }  # the run is newest; no CSV copies
 common="--model $model --tasks $tasks --max-items 40 --out $here --device cpu --yes"
 for positions in all answer; do
   nice -n 10 .venv/bin/interp importance $common --shots $shots --method gradient --gradient-positions $positions

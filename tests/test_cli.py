@@ -247,3 +247,16 @@ def test_quiet_prints_nothing_but_errors(tmp_path):
     failed = _python(code.replace("toy-attn-2l", "no-such-model"))
     assert failed.returncode == 2 and failed.stdout == ""
     assert failed.stderr.startswith("error: ") and failed.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("command, message", [
+    ("ablate", "holds no causal.json"),
+    ("importance", "holds no intact importance.json"),
+])
+def test_merging_folders_that_are_not_runs_is_one_line(command, message, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    result = CliRunner().invoke(app, [command, "--merge", str(tmp_path / "a"), "--merge", str(tmp_path / "b"),
+                                      "--out", str(tmp_path / "merged")])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
