@@ -292,3 +292,17 @@ def test_runs_split_by_shots_and_percent_merge_into_the_joint_run(toy, tmp_path)
         merge_causal([tmp_path / "joint", tmp_path / "third"], tmp_path / "bad")
     with pytest.raises(InterpError, match="at least two"):
         merge_causal([tmp_path / "joint"], tmp_path / "bad")
+
+
+def test_per_task_differences_carry_benjamini_hochberg_q_values_within_each_family():
+    from interp.importance.causal_sweep import _with_task_q_values
+    from interp.stats import bh_qvalues
+
+    p_values = [0.01, 0.04, 0.03, 0.5, 0.2, 0.02]
+    table = pd.DataFrame({"task": ["a", "b", "c"] * 2 + ["all"], "shots": 5, "ablation": "zero", "percent": 10.0,
+                          "ranking": ["prefix_matching"] * 3 + ["copying"] * 3 + ["prefix_matching"],
+                          "metric": "accuracy", "difference_p_value": p_values + [0.001]})
+    q_values = _with_task_q_values(table)["difference_q_value"].to_numpy()
+    np.testing.assert_allclose(q_values[:3], bh_qvalues(p_values[:3]))
+    np.testing.assert_allclose(q_values[3:6], bh_qvalues(p_values[3:]))
+    assert np.isnan(q_values[6])  # the pooled row is one test, not one of many

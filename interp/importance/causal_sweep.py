@@ -439,7 +439,21 @@ def _versus_random(items: pd.DataFrame, effects: pd.DataFrame, config: CausalCon
                              "difference": difference["change"], "difference_ci_low": difference["ci_low"],
                              "difference_ci_high": difference["ci_high"], "difference_p_value": difference["p_value"],
                              "difference_method": difference["interval_method"], "n": difference["n"]})
-    return pd.DataFrame(rows)
+    return _with_task_q_values(pd.DataFrame(rows))
+
+
+def _with_task_q_values(table: pd.DataFrame) -> pd.DataFrame:
+    """``difference_q_value``: Benjamini-Hochberg over the tasks of each (shots, ablation, percent, ranking,
+    metric), since a per-task verdict is one of as many tests as tasks (NaN on the pooled row ``all``)."""
+    from interp.stats import bh_qvalues
+
+    if table.empty:
+        return table
+    table = table.assign(difference_q_value=np.nan)
+    per_task = table["task"] != "all"
+    for _, part in table[per_task].groupby(["shots", "ablation", "percent", "ranking", "metric"]):
+        table.loc[part.index, "difference_q_value"] = bh_qvalues(part["difference_p_value"].to_numpy())
+    return table
 
 
 _REPEATED_METRICS = ("loss_repeats_later", "loss_repeat_1")
@@ -506,6 +520,8 @@ ESTIMATORS = {
     "random_band": "mean, sd (ddof=1), min and max over random draws of the mean change",
     "ranking_minus_random": "paired over items: ranking's value minus the mean over draws of the random sets' value; "
                             "bootstrap interval (McNemar when both are 0/1)",
+    "per_task_q_value": "difference_q_value: Benjamini-Hochberg over the tasks of one (shots, ablation, percent, "
+                        "ranking, metric)",
     "repeated_tokens": "mean loss per sequence on repeats 2..4 (and on repeat 1), paired over sequences, bootstrap",
     "head_count": "k = max(1, round-half-up(percent x n_heads / 100)); top-k by score, ties by earlier head",
 }

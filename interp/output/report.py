@@ -524,12 +524,17 @@ def _causal_findings(folder: Path, percent: float = 10) -> list[str]:
     per_task = table[(table["task"] != "all") & (table["percent"] == chosen) & (table["metric"] == "accuracy")
                      & (table["ranking"] == "prefix_matching")]
     for (shots, ablation), part in per_task.groupby(["shots", "ablation"]):
-        worse = int((part["difference_ci_high"] < 0).sum())
-        better = int((part["difference_ci_low"] > 0).sum())
+        worse, better = part["difference_ci_high"] < 0, part["difference_ci_low"] > 0
+        corrected = ""
+        if "difference_q_value" in part:
+            significant = part["difference_q_value"] < 0.05
+            corrected = (f"; with Benjamini-Hochberg over the {len(part)} tasks (q < 0.05): more on "
+                         f"{int((worse & significant).sum())}, less on {int((better & significant).sum())}")
+        named = ", ".join(part.loc[worse, "task"])
         sentences.append(f"Per task ({shots}-shot, {ablation}): the top {chosen:g}% prefix-matching heads hurt "
-                         "accuracy "
-                         f"more than random heads on {worse} of {len(part)} tasks and less on {better} "
-                         "(95% intervals).")
+                         f"accuracy more than random heads on {int(worse.sum())} of {len(part)} tasks"
+                         f"{f' ({named})' if named else ''} and less on {int(better.sum())} (95% intervals, "
+                         f"uncorrected){corrected}.")
     sentences += _across_k(table)
     caveat = zero_ablation_caveat(folder)
     if caveat and (pooled["ablation"] == "zero").any():
