@@ -4,7 +4,8 @@
 #   TASKS=antonyms,country_capital,present_past SHOTS=1,5 ABLATION_SHOTS=1,5 ABLATIONS=zero figures/EXACT.sh MODEL
 # Every finished (task, shots, method) is a keyed table + JSON under results/MODEL-exact/importance; the ones
 # committed under figures/MODEL/exact/importance are copied in first and the new ones copied back after.
-# `crossref/` is the cross-reference of the gradient ranking (as the report), `zero_loss/` of exact zero ablation.
+# The folder's crossref_* tables cross-reference the gradient ranking (as the report); `zero_loss/` (and
+# `mean_loss/`) those of exact zero (mean) ablation.
 cd "$(git -C "$(dirname "$0")" rev-parse --show-toplevel)" || exit 1
 [ $# -eq 1 ] || { echo "usage: [TASKS=..] [SHOTS=..] [ABLATION_SHOTS=..] [ABLATIONS=..] figures/EXACT.sh MODEL" >&2
                   exit 2; }
@@ -26,6 +27,8 @@ nice -n 10 .venv/bin/interp importance $common --shots ${ABLATION_SHOTS:-1,5} --
   --ablations ${ABLATIONS:-zero}
 keep
 .venv/bin/interp crossref --results $here --figures
-mkdir -p $here/zero_loss && cp $here/induction_scores.csv $here/induction_metadata.json $here/zero_loss/
-cp $here/importance.* $here/zero_loss/
-.venv/bin/interp crossref --results $here/zero_loss --metric zero_loss_delta --no-figures
+for kind in $(echo ${ABLATIONS:-zero} | tr , ' '); do  # each exact ablation's own cross-reference
+  mkdir -p $here/${kind}_loss && cp $here/induction_scores.csv $here/induction_metadata.json $here/${kind}_loss/
+  cp $here/importance.* $here/${kind}_loss/
+  .venv/bin/interp crossref --results $here/${kind}_loss --metric ${kind}_loss_delta --no-figures
+done
