@@ -155,4 +155,7 @@ def test_smollm2_importance_on_ray_equals_serial(cluster, tmp_path):
     keys = ["task", "shots", "component", "layer", "head", "metric"]
     expected, got = _sorted(serial.tables["importance"], keys), _sorted(on_ray.tables["importance"], keys)
     assert expected["value"].notna().sum() > 0
-    pd.testing.assert_frame_equal(got, expected, check_exact=False, atol=1e-6, rtol=0)
+    # Ray runs a 1-CPU task with OMP_NUM_THREADS=1 while this process uses every core: float32 sums then
+    # reduce in another order (seen here: 3.6e-6 on a loss of 0.58 while the machine was busy), far below any
+    # difference a ranking could show.
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, atol=1e-5, rtol=0)
