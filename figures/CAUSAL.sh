@@ -17,5 +17,7 @@ OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 10 .venv/bin/interp ablate --model "
   --rankings "${RANKINGS:-prefix_matching,copying,own}" --n-random 5 --max-items 40 --results "figures/$model" \
   --out "$out" --device cpu
 status=$?
-for part in cells repeated; do mkdir -p "$kept/$part" && cp -n "$out/causal/$part"/*.json "$kept/$part/" 2>/dev/null; done
+for part in cells repeated; do  # the run's cells are the newest (a recomputed cell keeps its name)
+  mkdir -p "$kept/$part" && cp "$out/causal/$part"/*.json "$kept/$part/" 2>/dev/null
+done
 exit $status
