@@ -489,7 +489,11 @@ def _repeated_table(folder: Path, plans: Sequence[_Plan], random_cells: Sequence
                 entry.update(difference=difference["change"], difference_ci_low=difference["ci_low"],
                              difference_ci_high=difference["ci_high"], difference_p_value=difference["p_value"])
             rows.append(entry)
-    table = pd.DataFrame(rows)
+    return _with_random_band(pd.DataFrame(rows))
+
+
+def _with_random_band(table: pd.DataFrame) -> pd.DataFrame:
+    """The repeated-token rows with the band of their random draws (mean, sd, min, max, count) beside each."""
     band = (table[table["ranking"] == "random"].groupby(["ablation", "percent", "metric"])["change"]
             .agg(random_mean="mean", random_sd="std", random_min="min", random_max="max",
                  n_draws="count").reset_index())
@@ -572,10 +576,9 @@ def _merged_config(sources: Sequence[Path], metadata: Sequence[dict]) -> CausalC
                         n_random=max(meta["config"]["n_random"] for meta in metadata), **settings)
 
 
-def _deduplicated(frames: Sequence[pd.DataFrame], sources: Sequence[Path]) -> pd.DataFrame:
+def _deduplicated(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """The item rows of every run, each cell once; a cell two runs both hold must agree."""
-    items = pd.concat([frame.assign(_source=str(folder)) for frame, folder in zip(frames, sources, strict=True)],
-                      ignore_index=True)
+    items = pd.concat(frames, ignore_index=True)
     for columns in (_ITEM_KEYS, ["task", "shots", "item"]):  # the same cell, and the same unablated model
         values = ["correct", "gold_logprob"] if columns is _ITEM_KEYS else ["clean_correct", "clean_gold_logprob"]
         grouped = items.astype({name: float for name in values}).groupby(columns)[values]
@@ -585,7 +588,7 @@ def _deduplicated(frames: Sequence[pd.DataFrame], sources: Sequence[Path]) -> pd
             where = dict(zip(columns, bad.index[0], strict=True))
             raise InterpError(f"--merge: the runs disagree on {where} ({', '.join(values)}): they were not made "
                               f"from the same model and items; merge runs of one model, task set and seed")
-    return items.drop_duplicates(_ITEM_KEYS).drop(columns="_source").reset_index(drop=True)
+    return items.drop_duplicates(_ITEM_KEYS).reset_index(drop=True)
 
 
 def merge_causal(sources: Sequence[Path], out: Path, *, figures: bool = True) -> dict[str, pd.DataFrame]:
@@ -605,7 +608,7 @@ def merge_causal(sources: Sequence[Path], out: Path, *, figures: bool = True) ->
         raise InterpError(f"--merge: {', '.join(missing)} holds no causal.json (not an `interp ablate` run)")
     metadata = [read_json(folder / "causal.json") for folder in sources]
     config = _merged_config(sources, metadata)
-    items = _deduplicated([read_table(folder / "causal_items") for folder in sources], sources)
+    items = _deduplicated([read_table(folder / "causal_items") for folder in sources])
     effects = _effects(items, config)
     tables = {"causal_items": items, "causal_effects": effects, "causal_vs_random": _versus_random(items, effects,
                                                                                                    config)}
@@ -613,10 +616,7 @@ def merge_causal(sources: Sequence[Path], out: Path, *, figures: bool = True) ->
     if repeated:
         rows = pd.concat(repeated, ignore_index=True).drop_duplicates(_REPEATED_KEYS)
         rows = rows.drop(columns=[column for column in rows if column.startswith("random_") or column == "n_draws"])
-        band = (rows[rows["ranking"] == "random"].groupby(["ablation", "percent", "metric"])["change"]
-                .agg(random_mean="mean", random_sd="std", random_min="min", random_max="max", n_draws="count")
-                .reset_index())
-        tables["causal_repeated"] = rows.merge(band, on=["ablation", "percent", "metric"], how="left")
+        tables["causal_repeated"] = _with_random_band(rows)
     record = next((meta["model"] for meta in metadata if isinstance(meta.get("model"), dict)), metadata[0]["model"])
     tasks = list(dict.fromkeys(task for meta in metadata for task in meta["tasks"]))
     shots = sorted({k for meta in metadata for k in meta["shots"]})
