@@ -17,6 +17,7 @@ from interp.importance.methods import (
     ABLATIONS,
     ImportanceConfig,
     ablation_importance,
+    ablation_steps,
     activation_means,
     gradient_importance,
     single_ablation_scores,
@@ -242,3 +243,13 @@ def test_ablation_deltas_carry_the_paired_interval_of_their_items(tiny_models, t
         assert (row["ci_low"], row["ci_high"],
                 row["p_value"]) == pytest.approx((plain.ci_low, plain.ci_high, plain.p_value))
         assert row["interval_method"] == method and row["ci_low"] <= row["value"] <= row["ci_high"]
+
+
+def test_ablation_reports_progress_once_per_layer_kind_and_batch_of_prompts(tiny_model, task_file):
+    bridge, _ = tiny_model
+    encoded = encode_tiny_task(bridge, task_file)
+    assert encoded.n_sequences > encoded.n_items  # several choices a prompt: batches count prompts, not sequences
+    config = ImportanceConfig(batch_size=3, ablations=("zero", "mean"))
+    calls = []
+    ablation_importance(bridge, encoded, config, progress=calls.append)
+    assert len(calls) == ablation_steps(encoded, config, bridge.cfg.n_layers)

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import functools
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -29,7 +28,13 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from interp.errors import InterpError, check_choice
-from interp.importance.methods import METHODS, ImportanceConfig, attribution_agreement, importance_table
+from interp.importance.methods import (
+    METHODS,
+    ImportanceConfig,
+    ablation_steps,
+    attribution_agreement,
+    importance_table,
+)
 from interp.jobs import JobResult, ModelHandle, WorkEstimate, check_shots, check_task_labels, method_version, task_key
 from interp.store import (
     DamagedResult,
@@ -101,9 +106,7 @@ def _compute(bridge: "TransformerBridge", record: "ModelRecord", todo: list[tupl
     n_layers = int(bridge.cfg.n_layers) if config.layers is None else len(config.layers)
 
     def steps(encoded) -> int:  # progress steps of one result (ablation: one per layer, kind and batch)
-        if method != "ablation":
-            return 1
-        return n_layers * len(config.ablations) * math.ceil(encoded.n_sequences / config.batch_size)
+        return ablation_steps(encoded, config, n_layers) if method == "ablation" else 1
 
     def work(encoded) -> int:  # proportional to its time: forwards over its sequences
         return steps(encoded) * (1 if method == "ablation" else encoded.n_sequences)

@@ -366,6 +366,15 @@ def _one_head_per_copy(heads: Tensor, n_heads: int) -> Tensor:
     return heads.unsqueeze(1) == torch.arange(n_heads, device=heads.device)
 
 
+def ablation_steps(encoded: EncodedPrompts, config: ImportanceConfig, n_layers: int) -> int:
+    """How many times :func:`ablation_importance` reports progress: once per layer, kind and batch of prompts.
+
+    The batches hold ``batch_size`` prompts (each prompt's choices share one row), not sequences;
+    ``n_layers`` is the number of layers ablated.
+    """
+    return n_layers * len(config.ablations) * math.ceil(encoded.n_items / config.batch_size)
+
+
 def ablation_importance(bridge: "TransformerBridge", encoded: EncodedPrompts,
                         config: ImportanceConfig = ImportanceConfig(),
                         means: tuple[Tensor, Tensor] | None = None, progress: Callable[[int], None] | None = None,
