@@ -36,5 +36,11 @@ done
 mkdir -p $here/exact  # exact ablation beside the cheap estimators, where a model has it
 rm -f $here/exact/crossref_methods.parquet $here/exact/crossref_methods.csv
 take results/$1-exact $committed/exact $here/exact crossref_methods
+for kind in zero mean; do  # exact ablation's own cross-reference with the induction scores
+  mkdir -p $here/exact/${kind}_loss
+  rm -f $here/exact/${kind}_loss/crossref_correlations.* $here/exact/${kind}_loss/crossref_overlap.*
+  take results/$1-exact/${kind}_loss $committed/exact/${kind}_loss $here/exact/${kind}_loss crossref_correlations \
+    crossref_overlap
+done
 .venv/bin/interp figures --results $here --formats html,png
 .venv/bin/interp report --results $here --out $committed/report.html

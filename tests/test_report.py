@@ -321,3 +321,28 @@ def test_reconciliation_says_how_far_cheap_estimators_agree_with_exact_ablation(
     assert said == ["Against exact zero ablation, loss (antonyms 1-shot, present_past 1-shot): attribution patching, "
                     "mean ablation, loss has Spearman +0.55 (range +0.50 to +0.60) and top-10 overlap 5.0 heads "
                     "(chance 0.37), mean over 2 (task, shots)."]
+
+
+def test_reconciliation_counts_many_cells_and_reads_exact_ablation_against_induction(tmp_path):
+    from interp.output.report import _cells_text, _exact_induction_reading
+
+    grid = pd.DataFrame([{"task": task, "shots": shots} for task in "abcde" for shots in (1, 5)])
+    assert _cells_text(grid) == "5 tasks at 1 and 5 shots"
+    assert _cells_text(grid.iloc[:3]) == "a 1-shot, a 5-shot, b 1-shot"
+    assert _cells_text(grid.iloc[:7]) == "7 (task, shots) over 4 tasks at 1 and 5 shots"
+    assert _exact_induction_reading(tmp_path) == []
+    rows = [{"task": task, "shots": 1, "induction_metric": "prefix_matching", "spearman": rho, "p_value": q / 2,
+             "q_value": q} for task, rho, q in (("a", 0.2, 0.01), ("b", -0.3, 0.02), ("c", 0.1, 0.5))]
+    rows.append({"task": "aggregate", "shots": -1, "induction_metric": "prefix_matching", "spearman": 0.15,
+                 "p_value": 0.01, "q_value": 0.03})
+    write_table(pd.DataFrame(rows), tmp_path / "exact" / "zero_loss" / "crossref_correlations")
+    overlap = [{"task": task, "shots": shots, "induction_metric": "prefix_matching", "top_k": 10, "overlap": count,
+                "expected": 0.37, "p_value": 1.0, "test": "hypergeometric (exact)", "q_value": 1.0}
+               for task, shots, count in (("a", 1, 1), ("b", 1, 0), ("c", 1, 2), ("aggregate", -1, 0))]
+    write_table(pd.DataFrame(overlap), tmp_path / "exact" / "zero_loss" / "crossref_overlap")
+    said = _exact_induction_reading(tmp_path)
+    assert said == ["Exact zero ablation against the induction scores (a 1-shot, b 1-shot, c 1-shot): the loss change "
+                    "when a head is removed, averaged over the cells, has Spearman prefix matching +0.150 (BH q = "
+                    "0.03); per cell, 1 of 3 correlations are positive and 1 negative with q < 0.05; top-10 overlap "
+                    "per cell 1.00 heads on average (chance 0.37), aggregate 0 of the top 10 prefix matching heads "
+                    "(chance 0.4, q = 1)."]

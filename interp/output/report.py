@@ -458,17 +458,57 @@ def _method_reading(folder: Path) -> list[str]:
     exact = table[table["measure_b"].str.startswith("exact") & ~table["measure_a"].str.startswith("exact")]
     sentences = []
     for (cheap, reference), part in exact.groupby(["measure_a", "measure_b"], sort=False):
-        cells = ", ".join(f"{row.task} {row.shots}-shot" for row in part.itertuples())
-        sentences.append(f"Against {reference} ({cells}): {cheap} has Spearman {part['spearman'].mean():+.2f} "
+        sentences.append(f"Against {reference} ({_cells_text(part)}): {cheap} has Spearman "
+                         f"{part['spearman'].mean():+.2f} "
                          f"(range {part['spearman'].min():+.2f} to {part['spearman'].max():+.2f}) and top-"
                          f"{int(part['top_k'].iloc[0])} overlap {part['top_k_overlap'].mean():.1f} heads (chance "
                          f"{part['expected_overlap'].mean():.2f}), mean over {len(part)} (task, shots).")
     return sentences
 
 
+def _cells_text(part: pd.DataFrame, listed: int = 4) -> str:
+    """The (task, shots) cells of a table: named when few, else counted ("14 tasks at 1 and 5 shots")."""
+    cells = part[["task", "shots"]].drop_duplicates()
+    if len(cells) <= listed:
+        return ", ".join(f"{row.task} {row.shots}-shot" for row in cells.itertuples())
+    shots = sorted(cells["shots"].astype(int).unique())
+    shot_words = " and ".join(str(count) for count in shots)
+    n_tasks = cells["task"].nunique()
+    if len(cells) == n_tasks * len(shots):
+        return f"{n_tasks} tasks at {shot_words} shots"
+    return f"{len(cells)} (task, shots) over {n_tasks} tasks at {shot_words} shots"
+
+
+def _exact_induction_reading(folder: Path) -> list[str]:
+    """Exact ablation's own cross-reference with the induction scores (``exact/{zero,mean}_loss``)."""
+    sentences = []
+    for kind in ("zero", "mean"):
+        correlations = _table(folder / "exact" / f"{kind}_loss", "crossref_correlations")
+        if correlations is None or correlations.empty:
+            continue
+        tasks = correlations[correlations["task"] != "aggregate"]
+        aggregate = correlations[correlations["task"] == "aggregate"]
+        rho = "; ".join(f"{row.induction_metric.replace('_', ' ')} {row.spearman:+.3f} (BH q = {row.q_value:.2g})"
+                        for row in aggregate.itertuples())
+        positive = int(((tasks["spearman"] > 0) & (tasks["q_value"] < 0.05)).sum())
+        negative = int(((tasks["spearman"] < 0) & (tasks["q_value"] < 0.05)).sum())
+        text = (f"Exact {kind} ablation against the induction scores ({_cells_text(tasks)}): the loss change when "
+                f"a head is removed, averaged over the cells, has Spearman {rho}; per cell, {positive} of "
+                f"{len(tasks)} correlations are positive and {negative} negative with q < 0.05")
+        overlap = _table(folder / "exact" / f"{kind}_loss", "crossref_overlap")
+        if overlap is not None and not overlap.empty:
+            cells = overlap[overlap["task"] != "aggregate"]
+            text += (f"; top-{int(cells['top_k'].iloc[0])} overlap per cell {cells['overlap'].mean():.2f} heads on "
+                     f"average (chance {cells['expected'].mean():.2f}), aggregate "
+                     + _overlap_text(overlap[overlap["task"] == "aggregate"], with_test=False))
+        sentences.append(text + ".")
+    return sentences
+
+
 def _reconciliation_findings(folder: Path, percent: float = 10) -> list[str]:
     """The three readings of "do induction heads matter" side by side, each from its own table."""
-    sentences = _overlap_reading(folder) + _method_reading(folder) + _pruning_reading(folder)
+    sentences = (_overlap_reading(folder) + _method_reading(folder) + _exact_induction_reading(folder)
+                 + _pruning_reading(folder))
     table = _table(folder, "causal_vs_random")
     if table is None or table.empty:
         sentences.append("Causal test: not run here, so which reading holds causally is not measured "
