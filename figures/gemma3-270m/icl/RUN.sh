@@ -18,6 +18,6 @@ done
 nice -n 10 .venv/bin/interp prune heads --model gemma3-270m --tasks $three --shots 1 --max-items 40 \
   --rankings own,prefix_matching,random --n-random 2 --results $here --out $here --device cpu --yes
 nice -n 10 .venv/bin/interp prune ffns --model gemma3-270m --tasks $three --shots 1 --max-items 40 \
-  --results $here --out $here --device cpu --yes
+  --rankings own,random --n-random 2 --results $here --out $here --device cpu --yes
 nice -n 10 .venv/bin/interp prune layers --model gemma3-270m --tasks $three --shots 1 --max-items 40 \
   --block-sizes 1,2,3,4,6 --out $here --device cpu
