@@ -11,7 +11,7 @@ import torch
 
 from interp.importance.methods import ImportanceConfig, ablation_importance, activation_means
 from interp.pruning.components import masked_scores, masked_scores_reference
-from interp.tasks.evaluation import encode_prompts, iterate_batches, score_sequences
+from interp.tasks.evaluation import count_batches, encode_prompts, iterate_batches, score_sequences
 from interp.tasks.prompts import Prompt
 
 TOLERANCE = 1e-5
@@ -109,3 +109,12 @@ def test_exact_ablation_shared_equals_per_choice(tiny_models, kind):
     separate = ablation_importance(bridge, encoded, config, share_context=False)[kind]
     for key in ("clean_logprob", "head_logprob", "ffn_logprob"):
         assert torch.allclose(shared[key], separate[key], atol=TOLERANCE, rtol=0), key
+
+
+def test_count_batches_is_what_iterate_batches_yields(tiny_models):
+    bridge, _ = tiny_models["gpt2"]
+    encoded = encode_prompts(bridge.tokenizer, _mixed_prompts(TINY_WORDS, "w1 w2 w3"))
+    for share_context in (True, False):
+        for batch_size in (1, 2, 3, 4, 100):
+            yielded = list(iterate_batches(encoded, range(encoded.n_sequences), batch_size, "cpu", 0, share_context))
+            assert count_batches(encoded, batch_size, share_context) == len(yielded), (share_context, batch_size)

@@ -42,6 +42,7 @@ from interp.hooks import ResumedRun, mask_ffn_hook, mask_heads_hook, mlp_out_hoo
 from interp.tasks.evaluation import (
     Batch,
     EncodedPrompts,
+    count_batches,
     iterate_batches,
     logits_to_target_logprobs,
     make_batch,
@@ -372,7 +373,7 @@ def ablation_steps(encoded: EncodedPrompts, config: ImportanceConfig, n_layers: 
     The batches hold ``batch_size`` prompts (each prompt's choices share one row), not sequences;
     ``n_layers`` is the number of layers ablated.
     """
-    return n_layers * len(config.ablations) * math.ceil(encoded.n_items / config.batch_size)
+    return n_layers * len(config.ablations) * count_batches(encoded, config.batch_size, share_context=True)
 
 
 def ablation_importance(bridge: "TransformerBridge", encoded: EncodedPrompts,

@@ -23,7 +23,6 @@ two task files of one name never hands one's cells to the other.
 from __future__ import annotations
 
 import functools
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -250,7 +249,7 @@ def _compute(plan: _Plan, todo: list[tuple], bridge: "TransformerBridge", record
     from tqdm.auto import tqdm
 
     from interp.importance.methods import activation_means
-    from interp.tasks.evaluation import encode_prompts
+    from interp.tasks.evaluation import count_batches, encode_prompts
 
     n_layers, n_heads = int(bridge.cfg.n_layers), int(bridge.cfg.n_heads)
     encoded = {(task.name, k): encode_prompts(bridge.tokenizer, build_prompts(task, k, config.prompt_config()),
@@ -263,7 +262,7 @@ def _compute(plan: _Plan, todo: list[tuple], bridge: "TransformerBridge", record
     for label, k, ranking, head, ffn in plan.cells:
         if (label, k, ranking) in missing:
             groups.setdefault((label, k, ranking), []).append((head, ffn))
-    batches = {key: math.ceil(value.n_sequences / config.batch_size) for key, value in encoded.items()}
+    batches = {key: count_batches(value, config.batch_size, share_context=True) for key, value in encoded.items()}
     estimate = WorkEstimate(f"pruning {plan.study}: {len(todo)} cells", sum(batches[key[:2]] * len(cells) for key, cells
                                                                             in groups.items()), confirm, echo)
     with tqdm(total=sum(batches[key[:2]] for key in groups), disable=not progress, desc=f"pruning {plan.study}",

@@ -275,6 +275,15 @@ def _block_mask(segments: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch 1 po
     return torch.where(allowed, 0.0, SHARED_CONTEXT_MASK_FILL).unsqueeze(1)
 
 
+def count_batches(encoded: EncodedPrompts, batch_size: int, share_context: bool = False) -> int:
+    """How many batches :func:`iterate_batches` yields over every sequence: of prompts when they share the context.
+
+    For progress bars and time estimates, so that they count what the loop does.
+    """
+    rows = encoded.n_items if share_context else encoded.n_sequences
+    return math.ceil(rows / batch_size)
+
+
 def iterate_batches(encoded: EncodedPrompts, sequence_ids: Sequence[int], batch_size: int,
                     device: str | torch.device, pad_id: int = 0, share_context: bool = False) -> Iterator[Batch]:
     """Batches of ``batch_size`` rows in the given order: sequences, or (shared context) prompts."""
